@@ -1,0 +1,175 @@
+//! Publishing with publisher confirms over a connection that heals itself.
+//!
+//! A [`Broker`] holds one connection and one confirm-mode channel, opened on
+//! first use and re-opened after any failure, so a broker restart costs the
+//! callers one failed publish each, never a stuck process. A publish returns
+//! only once RabbitMQ has confirmed it (written to the quorum queue's
+//! majority), which is what lets the outbox mark a row published.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use prost::Message;
+use tokio::sync::Mutex;
+
+use crate::messages::{DeliveryOutcome, DeliveryTask, CONTENT_TYPE, TYPE_DELIVERY_OUTCOME, TYPE_DELIVERY_TASK};
+use crate::topology;
+
+/// Header carrying the attempt number, so consumers never parse `x-death`.
+pub const HEADER_ATTEMPT: &str = "x-hookline-attempt";
+/// Redeclare a retry queue at least this often while publishing to it, which
+/// keeps its `x-expires` timer from firing while it holds messages.
+const RETRY_REDECLARE_EVERY: Duration = Duration::from_secs(30);
+
+struct Open {
+    connection: Connection,
+    channel: Channel,
+}
+
+pub struct Broker {
+    url: String,
+    name: String,
+    open: Mutex<Option<Open>>,
+    retry_declared: Mutex<HashMap<u64, Instant>>,
+}
+
+/// Opens a connection with Hookline's connection name (visible in the console).
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<Connection> {
+    let props = ConnectionProperties::default().with_connection_name(name.to_owned().into());
+    tokio::time::timeout(Duration::from_secs(10), Connection::connect(url, props))
+        .await
+        .map_err(|_| anyhow!("timed out connecting to RabbitMQ"))?
+        .map_err(|e| anyhow!("connecting to RabbitMQ: {e}"))
+}
+
+impl Broker {
+    pub fn new(url: &str, name: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            name: name.to_owned(),
+            open: Mutex::new(None),
+            retry_declared: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A confirm-mode channel, (re)connecting and declaring the topology when needed.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        let mut open = self.open.lock().await;
+        if let Some(o) = open.as_ref() {
+            if o.channel.status().connected() && o.connection.status().connected() {
+                return Ok(o.channel.clone());
+            }
+        }
+        *open = None;
+        self.retry_declared.lock().await.clear();
+        let connection = connect(&self.url, &self.name).await?;
+        let channel = connection.create_channel().await.context("opening a RabbitMQ channel")?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.context("enabling publisher confirms")?;
+        topology::declare(&channel).await.context("declaring the RabbitMQ topology")?;
+        *open = Some(Open { connection, channel: channel.clone() });
+        Ok(channel)
+    }
+
+    /// Checks that the broker is reachable.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.channel().await.map(|_| ())
+    }
+
+    async fn forget(&self) {
+        if let Some(o) = self.open.lock().await.take() {
+            let _ = o.connection.close(320, ShortString::from("reconnecting")).await;
+        }
+    }
+
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        kind: &str,
+        attempt: Option<u32>,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        let result = async {
+            let channel = self.channel().await?;
+            let mut props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type(ShortString::from(CONTENT_TYPE))
+                .with_type(ShortString::from(kind));
+            if let Some(a) = attempt {
+                let mut headers = FieldTable::default();
+                headers.insert(ShortString::from(HEADER_ATTEMPT), AMQPValue::LongUInt(a));
+                props = props.with_headers(headers);
+            }
+            let confirm = channel
+                .basic_publish(
+                    ShortString::from(exchange),
+                    ShortString::from(routing_key),
+                    BasicPublishOptions { mandatory: true, ..Default::default() },
+                    payload,
+                    props,
+                )
+                .await?
+                .await?;
+            if !confirm.is_ack() {
+                return Err(anyhow!("RabbitMQ refused the message (nack)"));
+            }
+            if confirm.take_message().is_some() {
+                return Err(anyhow!("RabbitMQ could not route the message to any queue"));
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            self.forget().await;
+        }
+        result
+    }
+
+    /// Publishes a task to the work queue.
+    pub async fn publish_task(&self, task: &DeliveryTask) -> anyhow::Result<()> {
+        self.publish(
+            topology::EXCHANGE_DELIVERIES,
+            topology::ROUTING_WORK,
+            TYPE_DELIVERY_TASK,
+            Some(task.attempt),
+            &task.encode_to_vec(),
+        )
+        .await
+    }
+
+    /// Publishes a task to the delay queue for `delay`, from which it returns
+    /// to the work queue when the delay has passed.
+    pub async fn publish_delayed(&self, task: &DeliveryTask, delay: Duration) -> anyhow::Result<()> {
+        let delay_ms = (delay.as_millis() as u64).max(1);
+        let queue = topology::retry_queue_name(delay_ms);
+        let needs_declare = {
+            let declared = self.retry_declared.lock().await;
+            declared.get(&delay_ms).is_none_or(|t| t.elapsed() > RETRY_REDECLARE_EVERY)
+        };
+        if needs_declare {
+            let channel = self.channel().await?;
+            if let Err(e) = topology::declare_retry_queue(&channel, delay_ms).await {
+                self.forget().await;
+                return Err(anyhow!("declaring delay queue {queue}: {e}"));
+            }
+            self.retry_declared.lock().await.insert(delay_ms, Instant::now());
+        }
+        self.publish("", &queue, TYPE_DELIVERY_TASK, Some(task.attempt), &task.encode_to_vec()).await
+    }
+
+    /// Publishes an outcome for the alerting service.
+    pub async fn publish_outcome(&self, outcome: &DeliveryOutcome) -> anyhow::Result<()> {
+        self.publish(
+            topology::EXCHANGE_OUTCOMES,
+            outcome.kind().routing_key(),
+            TYPE_DELIVERY_OUTCOME,
+            None,
+            &outcome.encode_to_vec(),
+        )
+        .await
+    }
+}

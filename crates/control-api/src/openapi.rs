@@ -1,0 +1,44 @@
+//! The control API's OpenAPI document.
+
+use utoipa::OpenApi;
+
+use crate::routes;
+use crate::views;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hookline control API",
+        description = "Organisations, API keys, webhook endpoints, event types, deliveries, alerts and the audit log.\n\nEvery authenticated response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds) and the IETF draft's `RateLimit-Policy` and `RateLimit`; past the limit the answer is 429 with `Retry-After`. Errors are `application/problem+json` (RFC 9457).",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        routes::orgs::create_org,
+        routes::keys::create_key,
+        routes::keys::list_keys,
+        routes::keys::get_key,
+        routes::keys::update_key,
+        routes::keys::revoke_key,
+        routes::keys::rotate_key,
+        routes::keys::key_usage,
+        routes::audit::list_audit,
+    ),
+    components(schemas(
+        hookline_service_kit::error::Problem,
+        hookline_service_kit::error::FieldError,
+        views::KeyView,
+        views::OrgCreated,
+        views::AuditView,
+    )),
+    security(("api_key" = []), ("api_key_header" = [])),
+    tags(
+        (name = "Organisations", description = "Operator-only tenant management"),
+        (name = "API keys", description = "Organisation-scoped keys with roles, scopes, limits, rotation and revocation"),
+        (name = "Audit log", description = "Every change, who made it and from where"),
+    )
+)]
+pub struct ControlApiDoc;
+
+pub fn spec() -> utoipa::openapi::OpenApi {
+    hookline_service_kit::docs::add_security(ControlApiDoc::openapi())
+}

@@ -1,0 +1,6 @@
+//! The control API against real Postgres, RabbitMQ and Redis.
+
+mod helpers;
+mod keys;
+mod ops;
+mod orgs;

@@ -1,0 +1,70 @@
+use hookline_test_support::http;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn health_ready_metrics_and_docs_are_served() {
+    let app = TestApp::spawn().await;
+    let c = http();
+    let h = c.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    let r = c.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    for dep in ["postgres", "rabbitmq", "redis"] {
+        assert_eq!(v["checks"][dep]["status"], "up", "{dep}: {v}");
+    }
+    let m = c.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("http_requests_total"), "{m}");
+    for path in ["/docs/", "/redoc", "/redoc/redoc.standalone.js", "/openapi.json", "/"] {
+        assert_eq!(c.get(app.url(path)).send().await.unwrap().status(), 200, "{path}");
+    }
+    let spec: serde_json::Value = c.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(spec["paths"]["/api/v1/keys"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn unknown_routes_are_problems() {
+    let app = TestApp::spawn().await;
+    let res = http().get(app.url("/api/v1/nope")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn ready_names_redis_when_it_is_unreachable() {
+    // A private Redis that this test stops, so the machine's stays up.
+    let port = free_port();
+    let mut redis = start_redis(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(&[("HOOKLINE_REDIS_URL", &url)]).await;
+    let c = http();
+    assert_eq!(c.get(app.url("/ready")).send().await.unwrap().status(), 200);
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let res = c.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["checks"]["redis"]["status"], "down", "{v}");
+    assert_eq!(v["checks"]["postgres"]["status"], "up");
+    assert!(v["detail"].as_str().unwrap().contains("redis"));
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn start_redis(port: u16) -> std::process::Child {
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}

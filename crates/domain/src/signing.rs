@@ -1,0 +1,172 @@
+//! Webhook secrets and the two signature schemes every delivery carries.
+//!
+//! * `X-Webhook-Signature`: lowercase hex `HMAC-SHA256(secret, body)` where the
+//!   key is the whole secret string (`whsec_…`) as UTF-8. This is what the
+//!   integration guide's Flask and Express receivers compute.
+//! * Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`):
+//!   `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>` where the key is
+//!   the base64-decoded part after `whsec_`. The signed timestamp lets
+//!   receivers refuse replays.
+//!
+//! During a secret rotation both secrets sign; the Standard Webhooks header then
+//! holds two space-separated `v1,` entries.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+
+pub const SECRET_PREFIX: &str = "whsec_";
+const SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("a webhook secret starts with `whsec_`")]
+    Prefix,
+    #[error("a webhook secret's body is base64 of at least 24 bytes")]
+    Body,
+}
+
+/// A webhook signing secret. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret {
+    text: String,
+    key_bytes: Vec<u8>,
+}
+
+impl WebhookSecret {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; SECRET_BYTES];
+        SystemRandom::new().fill(&mut bytes).expect("system random source failed");
+        Self { text: format!("{SECRET_PREFIX}{}", B64.encode(bytes)), key_bytes: bytes.to_vec() }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, SecretError> {
+        let body = text.strip_prefix(SECRET_PREFIX).ok_or(SecretError::Prefix)?;
+        let key_bytes = B64.decode(body).map_err(|_| SecretError::Body)?;
+        if key_bytes.len() < 24 {
+            return Err(SecretError::Body);
+        }
+        Ok(Self { text: text.to_owned(), key_bytes })
+    }
+
+    /// The secret as the receiver configures it. Shown only at creation and rotation.
+    pub fn expose(&self) -> &str {
+        &self.text
+    }
+
+    /// `X-Webhook-Signature`: lowercase hex HMAC-SHA256 of the raw body, keyed
+    /// with the secret string's UTF-8 bytes.
+    pub fn sign_hex(&self, body: &[u8]) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, self.text.as_bytes());
+        hex::encode(hmac::sign(&key, body).as_ref())
+    }
+
+    /// One Standard Webhooks `v1,<base64>` entry.
+    pub fn sign_standard(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.key_bytes);
+        let mut ctx = hmac::Context::with_key(&key);
+        ctx.update(msg_id.as_bytes());
+        ctx.update(b".");
+        ctx.update(timestamp.to_string().as_bytes());
+        ctx.update(b".");
+        ctx.update(body);
+        format!("v1,{}", B64.encode(ctx.sign().as_ref()))
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
+
+/// The signature headers of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signatures {
+    /// `X-Webhook-Signature`: hex signature with the current secret.
+    pub legacy: String,
+    /// `webhook-signature`: space-separated `v1,` entries.
+    pub standard: String,
+}
+
+/// Signs a body with the current secret and, during a rotation, the previous one.
+///
+/// `X-Webhook-Signature` carries only the current secret's signature, so the
+/// guide's receivers (which compare the header to one expected value) keep
+/// working unmodified; receivers still on the old secret verify through the
+/// Standard Webhooks header, which lists both.
+pub fn sign_delivery(
+    current: &WebhookSecret,
+    previous: Option<&WebhookSecret>,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Signatures {
+    let mut standard = current.sign_standard(msg_id, timestamp, body);
+    if let Some(prev) = previous {
+        standard.push(' ');
+        standard.push_str(&prev.sign_standard(msg_id, timestamp, body));
+    }
+    Signatures { legacy: current.sign_hex(body), standard }
+}
+
+/// Verifies a Standard Webhooks header against a secret (used by tests, the
+/// CLI and the docs' examples).
+pub fn verify_standard(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+    let expected = secret.sign_standard(msg_id, timestamp, body);
+    header.split(' ').any(|candidate| crate::crypto::constant_time_eq(candidate.as_bytes(), expected.as_bytes()))
+}
+
+/// Verifies an `X-Webhook-Signature` header.
+pub fn verify_hex(secret: &WebhookSecret, body: &[u8], header: &str) -> bool {
+    let expected = secret.sign_hex(body);
+    crate::crypto::constant_time_eq(header.as_bytes(), expected.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_signature_matches_the_guides_scheme() {
+        // HMAC-SHA256 keyed with the secret string, hex encoded: what Python's
+        // hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest() gives.
+        let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sig = secret.sign_hex(b"{\"event\":\"new_lead\"}");
+        assert_eq!(sig.len(), 64);
+        assert!(sig.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(verify_hex(&secret, b"{\"event\":\"new_lead\"}", &sig));
+        assert!(!verify_hex(&secret, b"{\"event\":\"lead_update\"}", &sig));
+    }
+
+    #[test]
+    fn standard_signature_matches_the_published_test_vector() {
+        // The Standard Webhooks specification's example.
+        let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sig = secret.sign_standard("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn rotation_signs_with_both_secrets() {
+        let new = WebhookSecret::generate();
+        let old = WebhookSecret::generate();
+        let sigs = sign_delivery(&new, Some(&old), "dlv_1", 1700000000, b"{}");
+        assert_eq!(sigs.standard.split(' ').count(), 2);
+        assert!(verify_standard(&old, "dlv_1", 1700000000, b"{}", &sigs.standard));
+        assert!(verify_standard(&new, "dlv_1", 1700000000, b"{}", &sigs.standard));
+        assert!(verify_hex(&new, b"{}", &sigs.legacy));
+    }
+
+    #[test]
+    fn parse_refuses_short_or_foreign_secrets() {
+        assert_eq!(WebhookSecret::parse("sk_abc"), Err(SecretError::Prefix));
+        assert_eq!(WebhookSecret::parse("whsec_AAAA"), Err(SecretError::Body));
+        let s = WebhookSecret::generate();
+        assert_eq!(WebhookSecret::parse(s.expose()).unwrap(), s);
+        assert!(!format!("{s:?}").contains(s.expose()));
+    }
+}

@@ -1,0 +1,266 @@
+//! `hookline`: migrate the database, administer organisations and keys, and
+//! run any of Hookline's services (or all of them in one process).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hookline_domain::api_key::KeyPepper;
+use hookline_domain::crypto::MasterKey;
+use hookline_domain::id::OrgId;
+use hookline_domain::scope::Role;
+use hookline_service_kit::config::{Secret, Settings};
+use hookline_service_kit::kit::Kit;
+
+#[derive(Parser)]
+#[command(name = "hookline", version, about = "Signed, reliable webhooks and organisation-scoped API keys")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database if it does not exist, then apply pending migrations.
+    Migrate,
+    /// Organisations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Run a service until SIGTERM or SIGINT.
+    Run {
+        #[arg(value_enum)]
+        service: Service,
+    },
+    /// Print the OpenAPI document of both APIs.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organisation and print its first admin API key (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key for an organisation and print it (shown once).
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "admin")]
+        role: String,
+        #[arg(long)]
+        rate_limit_per_hour: Option<i32>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Service {
+    ControlApi,
+    IngestApi,
+    Worker,
+    Alerting,
+    All,
+}
+
+const LOCAL_MASTER_KEY: &str = ".hookline/master.key";
+
+fn main() -> std::process::ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// For single-process use (`run all` and the admin commands): when
+/// HOOKLINE_MASTER_KEY is unset, use (or create) `.hookline/master.key`.
+fn with_local_master_key(mut settings: Settings, create: bool) -> anyhow::Result<Settings> {
+    if settings.master_key.is_some() {
+        return Ok(settings);
+    }
+    let path = PathBuf::from(LOCAL_MASTER_KEY);
+    let text = if path.exists() {
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+    } else if create {
+        let key = MasterKey::generate_base64();
+        write_private(&path, &key)?;
+        eprintln!(
+            "warning: HOOKLINE_MASTER_KEY is not set; created {} for this development install. Production must set HOOKLINE_MASTER_KEY (base64 of 32 random bytes) and keep it safe.",
+            path.display()
+        );
+        key
+    } else {
+        anyhow::bail!(
+            "HOOKLINE_MASTER_KEY is not set and {} does not exist (run `hookline run all` once, or set the variable)",
+            path.display()
+        );
+    };
+    MasterKey::from_base64(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    settings.master_key = Some(Secret::new(text.trim().to_owned()));
+    Ok(settings)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let url = settings.database_url.expose();
+    let created = hookline_store::db::create_database_if_missing(url).await.map_err(|e| {
+        anyhow::anyhow!(hookline_service_kit::kit::unreachable_message(
+            "Postgres",
+            url,
+            "e.g. `pg_ctlcluster 15 main start` or `docker compose up -d postgres`",
+            "HOOKLINE_DATABASE_URL",
+            &format!("{e:#}")
+        ))
+    })?;
+    if created {
+        tracing::info!("created the database");
+    }
+    let applied = hookline_store::db::run_migrations(url).await?;
+    for m in &applied {
+        tracing::info!(migration = %m, "applied");
+    }
+    Ok(())
+}
+
+fn pepper_for(settings: &Settings) -> anyhow::Result<KeyPepper> {
+    let master = settings.require_master_key()?;
+    Ok(KeyPepper::new(&master.derive("hookline api key pepper v1")))
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    match cli.command {
+        Command::Migrate => {
+            let _t = hookline_service_kit::telemetry::init("hookline", &settings)?;
+            migrate(&settings).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&hookline_platform_spec())?);
+            Ok(())
+        }
+        Command::Org { command: OrgCommand::Create { name, json } } => {
+            let settings = with_local_master_key(settings, true)?;
+            let pool = hookline_store::db::pool(settings.database_url.expose(), 2)?;
+            let created = hookline_control_api::routes::orgs::create(
+                &pool,
+                &pepper_for(&settings)?,
+                settings.default_rate_limit_per_hour as i32,
+                &name,
+                None,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&created)?);
+            } else {
+                println!("organisation  {}  {}", created.id, created.name);
+                println!("admin key     {}", created.api_key.key.as_deref().unwrap_or_default());
+                println!("              (shown once: store it now)");
+            }
+            Ok(())
+        }
+        Command::Key { command: KeyCommand::Create { org, name, role, rate_limit_per_hour, json } } => {
+            let settings = with_local_master_key(settings, false)?;
+            let org_id = OrgId::parse(&org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
+            let role: Role = role.parse().map_err(|e: String| anyhow::anyhow!("--role: {e}"))?;
+            let pool = hookline_store::db::pool(settings.database_url.expose(), 2)?;
+            let view = hookline_control_api::routes::keys::create_for_operator(
+                &pool,
+                &pepper_for(&settings)?,
+                org_id,
+                &name,
+                role,
+                rate_limit_per_hour.unwrap_or(settings.default_rate_limit_per_hour as i32),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!("key  {}  {}", view.id, view.key.as_deref().unwrap_or_default());
+                println!("     (shown once: store it now)");
+            }
+            Ok(())
+        }
+        Command::Run { service } => run(service, settings).await,
+    }
+}
+
+/// The whole platform's OpenAPI document (both APIs, as the gateway serves them).
+fn hookline_platform_spec() -> utoipa::openapi::OpenApi {
+    hookline::platform_spec()
+}
+
+async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
+    let settings = match service {
+        Service::All => with_local_master_key(settings, true)?,
+        _ => settings,
+    };
+    let _telemetry = hookline_service_kit::telemetry::init("hookline", &settings)?;
+    if matches!(service, Service::All) {
+        migrate(&settings).await?;
+    }
+    let cancel = hookline_service_kit::shutdown::on_signal();
+    let name = match service {
+        Service::ControlApi => "control-api",
+        Service::IngestApi => "ingest-api",
+        Service::Worker => "worker",
+        Service::Alerting => "alerting",
+        Service::All => "all",
+    };
+    let kit: Arc<Kit> = Kit::build(settings, name, cancel.clone()).await?;
+    let result = match service {
+        Service::ControlApi => hookline_control_api::run(kit.clone()).await,
+        Service::IngestApi => hookline_ingest_api::run(kit.clone()).await,
+        Service::Worker => hookline_delivery_worker::run(kit.clone()).await,
+        Service::Alerting => hookline_alerting::run(kit.clone()).await,
+        Service::All => hookline::run_all(kit.clone()).await,
+    };
+    cancel.cancel();
+    if let Err(e) = kit.usage.flush(&kit.pool).await {
+        tracing::warn!(error = format!("{e:#}"), "final usage flush failed");
+    }
+    tracing::info!("stopped");
+    result
+}

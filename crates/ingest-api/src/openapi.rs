@@ -1,0 +1,20 @@
+//! The ingest API's OpenAPI document.
+
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hookline ingest API",
+        description = "Accepts lead events and hands them to the delivery workers. An event is acknowledged (202) only once it and its deliveries are committed.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(hookline_service_kit::error::Problem, hookline_service_kit::error::FieldError)),
+    security(("api_key" = []), ("api_key_header" = [])),
+    tags((name = "Events", description = "Lead events and custom events"))
+)]
+pub struct IngestApiDoc;
+
+pub fn spec() -> utoipa::openapi::OpenApi {
+    hookline_service_kit::docs::add_security(IngestApiDoc::openapi())
+}

@@ -1,0 +1,336 @@
+//! API key authentication for both APIs.
+//!
+//! A key is checked for syntax and checksum first (no I/O), then looked up
+//! by its keyed hash in an in-process cache in front of Postgres. Any change
+//! to a key (revoke, rotate, update) is broadcast on a Redis channel and
+//! every instance of every service drops its cache at once; while an
+//! instance is not subscribed (Redis down) it bypasses its cache, so a
+//! revoked key never outlives the revocation by more than a round trip.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use hookline_domain::api_key::{ApiKey, KeyHash, KeyPepper};
+use hookline_domain::id::{KeyId, OrgId};
+use hookline_domain::scope::{Role, Scope};
+use hookline_store::db::PgPool;
+use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::kit::Kit;
+use crate::metrics::AUTH_CACHE;
+use crate::ratelimit::{Decision, Policy};
+use crate::redis_conn::RedisConn;
+
+/// Who is calling: a verified, unexpired, unrevoked key.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: KeyId,
+    pub org_id: OrgId,
+    pub role: Role,
+    pub scopes: BTreeSet<Scope>,
+    pub rate_limit_per_hour: u32,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl Principal {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::insufficient_scope(scope.as_str()))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CachedKey {
+    key_id: KeyId,
+    org_id: OrgId,
+    role: Role,
+    scopes: BTreeSet<Scope>,
+    rate_limit_per_hour: u32,
+    allowed_ips: Vec<IpNet>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked: bool,
+    /// Set when the presented secret is the one a rotation replaced.
+    previous_valid_until: Option<DateTime<Utc>>,
+}
+
+pub struct Authenticator {
+    pool: PgPool,
+    pepper: KeyPepper,
+    cache: moka::sync::Cache<KeyHash, Arc<CachedKey>>,
+    subscribed: Arc<AtomicBool>,
+    redis: Option<RedisConn>,
+}
+
+const INVALIDATION_CHANNEL: &str = "auth:invalidate";
+
+impl Authenticator {
+    pub fn new(pool: PgPool, pepper: KeyPepper, redis: Option<RedisConn>, ttl: Duration) -> Self {
+        let cache =
+            moka::sync::Cache::builder().max_capacity(100_000).time_to_live(ttl.max(Duration::from_millis(1))).build();
+        Self { pool, pepper, cache, subscribed: Arc::new(AtomicBool::new(false)), redis }
+    }
+
+    pub fn pepper(&self) -> &KeyPepper {
+        &self.pepper
+    }
+
+    /// Listens for invalidations until cancelled, reconnecting as needed.
+    pub fn spawn_invalidation_listener(self: &Arc<Self>, cancel: CancellationToken) {
+        let Some(redis) = self.redis.clone() else { return };
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let channel = redis.key(INVALIDATION_CHANNEL);
+            loop {
+                let connected = async {
+                    let mut pubsub = redis.client.get_async_pubsub().await?;
+                    pubsub.subscribe(&channel).await?;
+                    Ok::<_, redis::RedisError>(pubsub)
+                };
+                match tokio::time::timeout(Duration::from_secs(3), connected).await {
+                    Ok(Ok(pubsub)) => {
+                        // Anything may have changed while we were not listening.
+                        this.cache.invalidate_all();
+                        this.subscribed.store(true, Ordering::SeqCst);
+                        let mut messages = pubsub.into_on_message();
+                        loop {
+                            tokio::select! {
+                                _ = cancel.cancelled() => return,
+                                msg = messages.next() => match msg {
+                                    Some(_) => this.cache.invalidate_all(),
+                                    None => break,
+                                }
+                            }
+                        }
+                        this.subscribed.store(false, Ordering::SeqCst);
+                        tracing::warn!(
+                            "lost the key invalidation subscription; bypassing the key cache until it is back"
+                        );
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "cannot subscribe to key invalidations yet"),
+                    Err(_) => tracing::debug!("subscribing to key invalidations timed out"),
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        });
+    }
+
+    /// Drops cached keys here and tells every other instance to do the same.
+    pub async fn invalidate(&self) {
+        self.cache.invalidate_all();
+        if let Some(redis) = &self.redis {
+            let mut conn = redis.manager.clone();
+            let published: redis::RedisResult<i64> =
+                redis::cmd("PUBLISH").arg(redis.key(INVALIDATION_CHANNEL)).arg("*").query_async(&mut conn).await;
+            if let Err(e) = published {
+                tracing::warn!(error = %e, "could not broadcast a key invalidation; other instances bypass their caches while Redis is down");
+            }
+        }
+    }
+
+    /// Whether the cache may be trusted (we would hear about changes).
+    pub fn cache_active(&self) -> bool {
+        self.subscribed.load(Ordering::SeqCst)
+    }
+
+    pub async fn authenticate(&self, raw: &str, client_ip: Option<IpAddr>) -> Result<Principal, ApiError> {
+        let key = ApiKey::parse(raw).map_err(|e| ApiError::unauthorized(format!("malformed API key: {e}")))?;
+        let hash = key.hash(&self.pepper);
+        let cached = if self.cache_active() { self.cache.get(&hash) } else { None };
+        let entry = match cached {
+            Some(e) => {
+                AUTH_CACHE.with_label_values(&["hit"]).inc();
+                e
+            }
+            None => {
+                AUTH_CACHE.with_label_values(&["miss"]).inc();
+                let Some(e) = self.load(&hash).await? else {
+                    return Err(ApiError::unauthorized("unknown API key"));
+                };
+                let e = Arc::new(e);
+                if self.cache_active() {
+                    self.cache.insert(hash, Arc::clone(&e));
+                }
+                e
+            }
+        };
+        let now = Utc::now();
+        if entry.revoked {
+            return Err(ApiError::unauthorized("this API key has been revoked"));
+        }
+        if entry.expires_at.is_some_and(|t| t <= now) {
+            return Err(ApiError::unauthorized("this API key has expired"));
+        }
+        if entry.previous_valid_until.is_some_and(|t| t <= now) {
+            return Err(ApiError::unauthorized("this API key's secret was rotated and its grace period is over"));
+        }
+        if !entry.allowed_ips.is_empty() {
+            let allowed = client_ip.is_some_and(|ip| {
+                let ip = canonical(ip);
+                entry.allowed_ips.iter().any(|net| net.contains(&ip))
+            });
+            if !allowed {
+                return Err(ApiError::forbidden("this API key may not be used from this IP address"));
+            }
+        }
+        Ok(Principal {
+            key_id: entry.key_id,
+            org_id: entry.org_id,
+            role: entry.role,
+            scopes: entry.scopes.clone(),
+            rate_limit_per_hour: entry.rate_limit_per_hour,
+            client_ip,
+        })
+    }
+
+    async fn load(&self, hash: &KeyHash) -> Result<Option<CachedKey>, ApiError> {
+        let mut conn = self.pool.get().await.map_err(ApiError::from_pool)?;
+        let Some((row, previous)) = hookline_store::keys::find_by_hash(&mut conn, hash.as_bytes()).await? else {
+            return Ok(None);
+        };
+        let role: Role = row.role.parse().map_err(ApiError::internal)?;
+        let scopes = row.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+        let allowed_ips = row.allowed_ips.iter().filter_map(|s| s.parse().ok()).collect();
+        Ok(Some(CachedKey {
+            key_id: KeyId::from_uuid(row.id),
+            org_id: OrgId::from_uuid(row.org_id),
+            role,
+            scopes,
+            rate_limit_per_hour: row.rate_limit_per_hour.max(1) as u32,
+            allowed_ips,
+            expires_at: row.expires_at,
+            revoked: row.revoked_at.is_some(),
+            previous_valid_until: if previous { row.previous_expires_at } else { None },
+        }))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The key presented by the request: `Authorization: Bearer …` or `X-API-Key: …`.
+pub fn presented_key(req: &HttpRequest) -> Option<String> {
+    if let Some(v) = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if let Some(rest) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(rest.trim().to_owned());
+        }
+    }
+    req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned())
+}
+
+/// The client address: the socket peer, or the first `X-Forwarded-For` hop
+/// when `HOOKLINE_TRUST_FORWARDED_FOR` says a trusted proxy sits in front.
+pub fn client_ip(req: &HttpRequest, trust_forwarded: bool) -> Option<IpAddr> {
+    if trust_forwarded {
+        if let Some(ip) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return Some(ip);
+        }
+    }
+    req.peer_addr().map(|a| a.ip())
+}
+
+/// The rate-limit decision for this request, kept for the response headers.
+#[derive(Debug, Clone)]
+pub struct RateLimitOutcome(pub Decision);
+
+/// Extractor: an authenticated and rate-limited caller.
+pub struct Auth(pub Principal);
+
+impl std::ops::Deref for Auth {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let kit = req
+                .app_data::<web::Data<Kit>>()
+                .ok_or_else(|| ApiError::internal("Kit missing from app data"))?
+                .clone();
+            let raw = presented_key(&req).ok_or_else(|| {
+                ApiError::unauthorized("send an API key as `Authorization: Bearer sk_live_…` or `X-API-Key`")
+            })?;
+            let ip = client_ip(&req, kit.settings.trust_forwarded_for);
+            let principal = kit.auth.authenticate(&raw, ip).await?;
+            let decision = kit
+                .limiter
+                .check(&kit.policies_for(&principal))
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string(), 5))?;
+            kit.usage.record(principal.key_id, principal.org_id, !decision.allowed);
+            let headers = decision.headers();
+            req.extensions_mut().insert(RateLimitOutcome(decision.clone()));
+            if !decision.allowed {
+                return Err(ApiError::new(
+                    actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many requests",
+                )
+                .detail(format!("rate limit exceeded; retry in {} s", decision.retry_after_secs.max(1)))
+                .with_headers(headers));
+            }
+            Ok(Auth(principal))
+        })
+    }
+}
+
+/// Middleware: copies the rate-limit headers onto every authenticated response.
+pub async fn rate_limit_headers(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let outcome = res.request().extensions().get::<RateLimitOutcome>().cloned();
+    if let Some(RateLimitOutcome(decision)) = outcome {
+        let headers = res.headers_mut();
+        for (k, v) in decision.headers() {
+            if !headers.contains_key(&k) {
+                headers.insert(k, v);
+            }
+        }
+    }
+    Ok(res)
+}
+
+/// The policies checked for a caller.
+pub fn key_policy(principal: &Principal) -> Policy {
+    Policy {
+        name: "key",
+        bucket: format!("rl:key:{}", principal.key_id.as_uuid().simple()),
+        limit: u64::from(principal.rate_limit_per_hour),
+        period: Duration::from_secs(3600),
+    }
+}

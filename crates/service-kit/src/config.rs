@@ -1,0 +1,236 @@
+//! Typed settings, layered: defaults, then an optional TOML file (the path in
+//! `HOOKLINE_CONFIG`), then `HOOKLINE_*` environment variables. Nothing is
+//! looked up relative to the working directory.
+//!
+//! In the TOML file each setting is the variable's name without the
+//! `HOOKLINE_` prefix, in lower case: `database_url = "postgres://…"`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use anyhow::{anyhow, Context};
+use hookline_domain::crypto::MasterKey;
+
+/// A value that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(v: T) -> Self {
+        Self(v)
+    }
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Secret<String>,
+    pub database_pool_size: usize,
+    pub amqp_url: Secret<String>,
+    pub redis_url: Secret<String>,
+    pub redis_prefix: String,
+    /// The HTTP address; each service has its own default.
+    pub listen: Option<SocketAddr>,
+    pub operator_token: Option<Secret<String>>,
+    pub master_key: Option<Secret<String>>,
+    pub allow_private_targets: bool,
+    pub log_format: Option<LogFormat>,
+    pub otlp_endpoint: Option<String>,
+    /// When Redis is unreachable: refuse requests (true) or limit per process (false).
+    pub rate_limit_fail_closed: bool,
+    pub default_rate_limit_per_hour: u32,
+    pub key_cache_ttl_secs: u64,
+    pub max_payload_bytes: usize,
+    /// Take the client address from `X-Forwarded-For` (behind the gateway).
+    pub trust_forwarded_for: bool,
+    pub worker_prefetch: u16,
+    pub worker_concurrency: usize,
+    pub endpoint_concurrency: usize,
+    pub outbox_batch_size: i64,
+    pub usage_flush_secs: u64,
+}
+
+pub const ENV_PREFIX: &str = "HOOKLINE_";
+
+impl Settings {
+    /// Loads from the process environment and the file named by `HOOKLINE_CONFIG`.
+    pub fn load() -> anyhow::Result<Self> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let file = match env.get("HOOKLINE_CONFIG") {
+            Some(path) => {
+                Some(std::fs::read_to_string(path).with_context(|| format!("reading HOOKLINE_CONFIG file {path}"))?)
+            }
+            None => None,
+        };
+        Self::from_sources(file.as_deref(), &env)
+    }
+
+    /// Builds settings from a TOML text and an environment map (tests use this).
+    pub fn from_sources(file: Option<&str>, env: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let mut values: HashMap<String, String> = HashMap::new();
+        if let Some(text) = file {
+            let table: toml::Table = text.parse().context("HOOKLINE_CONFIG is not valid TOML")?;
+            for (k, v) in table {
+                let v = match v {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    _ => anyhow::bail!("HOOKLINE_CONFIG: `{k}` must be a string, number or boolean"),
+                };
+                values.insert(format!("{ENV_PREFIX}{}", k.to_ascii_uppercase()), v);
+            }
+        }
+        for (k, v) in env {
+            if k.starts_with(ENV_PREFIX) {
+                values.insert(k.clone(), v.clone());
+            }
+        }
+        let get = |name: &str| values.get(name).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let parse_num = |name: &str, default: u64, min: u64, max: u64| -> anyhow::Result<u64> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => {
+                    let n: u64 = v.parse().map_err(|_| anyhow!("{name} must be a whole number, got `{v}`"))?;
+                    anyhow::ensure!((min..=max).contains(&n), "{name} must be between {min} and {max}, got {n}");
+                    Ok(n)
+                }
+            }
+        };
+        let parse_bool = |name: &str| -> anyhow::Result<bool> {
+            match get(name).as_deref() {
+                None => Ok(false),
+                Some("1" | "true" | "yes" | "on") => Ok(true),
+                Some("0" | "false" | "no" | "off") => Ok(false),
+                Some(v) => Err(anyhow!("{name} must be true or false, got `{v}`")),
+            }
+        };
+
+        let listen = match get("HOOKLINE_LISTEN") {
+            None => None,
+            Some(v) => Some(
+                v.parse().map_err(|_| anyhow!("HOOKLINE_LISTEN must be host:port, e.g. 127.0.0.1:8000, got `{v}`"))?,
+            ),
+        };
+        let log_format = match get("HOOKLINE_LOG_FORMAT").as_deref() {
+            None => None,
+            Some("json") => Some(LogFormat::Json),
+            Some("pretty") => Some(LogFormat::Pretty),
+            Some(v) => return Err(anyhow!("HOOKLINE_LOG_FORMAT must be json or pretty, got `{v}`")),
+        };
+        let master_key = get("HOOKLINE_MASTER_KEY");
+        if let Some(k) = &master_key {
+            MasterKey::from_base64(k).map_err(|e| anyhow!("{e}"))?;
+        }
+        let database_url =
+            get("HOOKLINE_DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/hookline".into());
+        anyhow::ensure!(
+            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://"),
+            "HOOKLINE_DATABASE_URL must be a postgres:// URL"
+        );
+        let amqp_url = get("HOOKLINE_AMQP_URL").unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        anyhow::ensure!(
+            amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://"),
+            "HOOKLINE_AMQP_URL must be an amqp:// URL"
+        );
+        let redis_url = get("HOOKLINE_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        anyhow::ensure!(
+            redis_url.starts_with("redis://") || redis_url.starts_with("rediss://"),
+            "HOOKLINE_REDIS_URL must be a redis:// URL"
+        );
+        let settings = Self {
+            database_url: Secret(database_url),
+            database_pool_size: parse_num("HOOKLINE_DATABASE_POOL_SIZE", 16, 1, 1000)? as usize,
+            amqp_url: Secret(amqp_url),
+            redis_url: Secret(redis_url),
+            redis_prefix: get("HOOKLINE_REDIS_PREFIX").unwrap_or_else(|| "hookline:".into()),
+            listen,
+            operator_token: get("HOOKLINE_OPERATOR_TOKEN").map(Secret),
+            master_key: master_key.map(Secret),
+            allow_private_targets: parse_bool("HOOKLINE_ALLOW_PRIVATE_TARGETS")?,
+            log_format,
+            otlp_endpoint: get("HOOKLINE_OTLP_ENDPOINT"),
+            rate_limit_fail_closed: parse_bool("HOOKLINE_RATE_LIMIT_FAIL_CLOSED")?,
+            default_rate_limit_per_hour: parse_num("HOOKLINE_DEFAULT_RATE_LIMIT_PER_HOUR", 1000, 1, 100_000_000)?
+                as u32,
+            key_cache_ttl_secs: parse_num("HOOKLINE_KEY_CACHE_TTL_SECS", 30, 0, 3600)?,
+            max_payload_bytes: parse_num("HOOKLINE_MAX_PAYLOAD_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024)? as usize,
+            trust_forwarded_for: parse_bool("HOOKLINE_TRUST_FORWARDED_FOR")?,
+            worker_prefetch: parse_num("HOOKLINE_WORKER_PREFETCH", 64, 1, 10_000)? as u16,
+            worker_concurrency: parse_num("HOOKLINE_WORKER_CONCURRENCY", 64, 1, 10_000)? as usize,
+            endpoint_concurrency: parse_num("HOOKLINE_ENDPOINT_CONCURRENCY", 16, 1, 10_000)? as usize,
+            outbox_batch_size: parse_num("HOOKLINE_OUTBOX_BATCH_SIZE", 200, 1, 10_000)? as i64,
+            usage_flush_secs: parse_num("HOOKLINE_USAGE_FLUSH_SECS", 10, 1, 3600)?,
+        };
+        if let Some(token) = &settings.operator_token {
+            anyhow::ensure!(token.expose().len() >= 16, "HOOKLINE_OPERATOR_TOKEN must be at least 16 characters");
+        }
+        Ok(settings)
+    }
+
+    /// The master key, or an error naming the variable.
+    pub fn require_master_key(&self) -> anyhow::Result<MasterKey> {
+        let text = self.master_key.as_ref().ok_or_else(|| {
+            anyhow!("HOOKLINE_MASTER_KEY is not set: it must be base64 of 32 random bytes (`openssl rand -base64 32`)")
+        })?;
+        MasterKey::from_base64(text.expose()).map_err(|e| anyhow!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_point_at_localhost() {
+        let s = Settings::from_sources(None, &HashMap::new()).unwrap();
+        assert_eq!(s.database_url.expose(), "postgres://postgres@127.0.0.1:5432/hookline");
+        assert_eq!(s.amqp_url.expose(), "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(s.redis_url.expose(), "redis://127.0.0.1:6379");
+        assert_eq!(s.default_rate_limit_per_hour, 1000);
+        assert!(!s.allow_private_targets);
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let file = "redis_prefix = \"from-file:\"\nlisten = \"127.0.0.1:9000\"\n";
+        let s = Settings::from_sources(Some(file), &env(&[("HOOKLINE_REDIS_PREFIX", "from-env:")])).unwrap();
+        assert_eq!(s.redis_prefix, "from-env:");
+        assert_eq!(s.listen.unwrap().port(), 9000);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = Settings::from_sources(None, &env(&[("HOOKLINE_LISTEN", "nope")])).unwrap_err();
+        assert!(err.to_string().contains("HOOKLINE_LISTEN"));
+        let err = Settings::from_sources(None, &env(&[("HOOKLINE_MASTER_KEY", "short")])).unwrap_err();
+        assert!(err.to_string().contains("HOOKLINE_MASTER_KEY"));
+        let err = Settings::from_sources(None, &env(&[("HOOKLINE_ALLOW_PRIVATE_TARGETS", "maybe")])).unwrap_err();
+        assert!(err.to_string().contains("HOOKLINE_ALLOW_PRIVATE_TARGETS"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings::from_sources(None, &env(&[("HOOKLINE_OPERATOR_TOKEN", "op-token-0123456789")])).unwrap();
+        assert!(!format!("{s:?}").contains("op-token-0123456789"));
+    }
+}

@@ -1,0 +1,18 @@
+//! What Hookline's services share: typed configuration, telemetry, the
+//! problem+json error type, authentication and rate limiting, pagination,
+//! and the `/health`, `/ready` and `/metrics` routes.
+
+pub mod auth;
+pub mod config;
+pub mod docs;
+pub mod error;
+pub mod kit;
+pub mod metrics;
+pub mod ops;
+pub mod pagination;
+pub mod ratelimit;
+pub mod redis_conn;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod usage;

@@ -1,0 +1,45 @@
+//! The Redis connection: one multiplexed, self-reconnecting connection per
+//! process, with short timeouts so a dead Redis fails a call quickly instead
+//! of stalling requests.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+#[derive(Clone)]
+pub struct RedisConn {
+    pub client: redis::Client,
+    pub manager: ConnectionManager,
+    /// Every key Hookline writes starts with this (`HOOKLINE_REDIS_PREFIX`).
+    pub prefix: String,
+}
+
+impl RedisConn {
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("HOOKLINE_REDIS_URL is not a valid Redis URL")?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let manager = tokio::time::timeout(Duration::from_secs(3), client.get_connection_manager_with_config(config))
+            .await
+            .map_err(|_| anyhow!("timed out"))?
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(Self { client, manager, prefix: prefix.to_owned() })
+    }
+
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}{}", self.prefix, suffix)
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        let mut m = self.manager.clone();
+        let pong: String = tokio::time::timeout(Duration::from_secs(1), redis::cmd("PING").query_async(&mut m))
+            .await
+            .map_err(|_| anyhow!("timed out"))??;
+        anyhow::ensure!(pong == "PONG", "unexpected PING answer");
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! Building and running the HTTP server of an API (or of both APIs at once,
+//! for `hookline run all`).
+
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+
+use crate::error::{json_error_handler, path_error_handler, query_error_handler, ApiError};
+use crate::kit::Kit;
+use crate::ops::Probes;
+
+/// Mounts routes on a `ServiceConfig`.
+pub type Mount = fn(&mut web::ServiceConfig);
+
+/// Everything one server serves.
+#[derive(Clone)]
+pub struct ServerSpec {
+    pub mounts: Vec<Mount>,
+    pub openapi: utoipa::openapi::OpenApi,
+    pub probes: Probes,
+    /// What `GET /` answers: the service's name and links.
+    pub index: serde_json::Value,
+}
+
+/// Builds the server on an already bound listener (tests bind port 0).
+pub fn build(
+    kit: Arc<Kit>,
+    spec: ServerSpec,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let data = web::Data::from(kit.clone());
+    let probes = web::Data::new(spec.probes.clone());
+    let max = kit.settings.max_payload_bytes;
+    let index = web::Data::new(spec.index.clone());
+    let server = HttpServer::new(move || {
+        let mut app = App::new()
+            .wrap(actix_web::middleware::from_fn(crate::auth::rate_limit_headers))
+            .wrap(actix_web::middleware::from_fn(crate::metrics::http_metrics))
+            .app_data(data.clone())
+            .app_data(probes.clone())
+            .app_data(index.clone())
+            .app_data(web::JsonConfig::default().limit(max).error_handler(json_error_handler))
+            .app_data(web::PayloadConfig::default().limit(max))
+            .app_data(web::QueryConfig::default().error_handler(query_error_handler))
+            .app_data(web::PathConfig::default().error_handler(path_error_handler))
+            .configure(crate::ops::configure)
+            .configure(crate::docs::configure(spec.openapi.clone()))
+            .route("/", web::get().to(root));
+        for m in &spec.mounts {
+            app = app.configure(*m);
+        }
+        app.default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// Serves until `kit.cancel` fires, then drains in-flight requests.
+pub async fn serve(kit: Arc<Kit>, spec: ServerSpec, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set HOOKLINE_LISTEN)"))?;
+    let server = build(kit.clone(), spec, listener)?;
+    tracing::info!(%addr, service = kit.service, "listening");
+    let handle = server.handle();
+    let cancel = kit.cancel.clone();
+    tokio::spawn(async move {
+        cancel.cancelled().await;
+        handle.stop(true).await;
+    });
+    server.await?;
+    Ok(())
+}
+
+async fn root(index: web::Data<serde_json::Value>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(index.get_ref())
+}
+
+/// Unknown routes answer a problem too.
+pub async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "not_found", "Not found")
+        .detail(format!("no route for {} {}", req.method(), req.path()))
+        .error_response()
+}

@@ -1,0 +1,66 @@
+//! Logging and tracing: JSON lines by default (pretty in a terminal), level
+//! from `RUST_LOG`, optional OTLP trace export when `HOOKLINE_OTLP_ENDPOINT`
+//! is set. Each layer has its own filter, so the log level never silences
+//! the spans an exporter needs.
+
+use std::io::IsTerminal;
+
+use opentelemetry::trace::TracerProvider as _;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{LogFormat, Settings};
+
+/// Keeps the exporter alive; dropping it flushes pending spans.
+pub struct TelemetryGuard {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+pub fn init(service: &'static str, settings: &Settings) -> anyhow::Result<TelemetryGuard> {
+    let format = settings.log_format.unwrap_or(if std::io::stderr().is_terminal() {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
+    });
+    let filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,h2=warn,hyper=warn"));
+    let fmt_layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed(),
+        LogFormat::Pretty => {
+            tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter()).boxed()
+        }
+    };
+    let (otel_layer, provider) = match &settings.otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build())
+                .build();
+            let tracer = provider.tracer(service);
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(EnvFilter::new("info")).boxed();
+            (Some(layer), Some(provider))
+        }
+        None => (None, None),
+    };
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    tracing_subscriber::registry().with(fmt_layer).with(otel_layer).try_init()?;
+    Ok(TelemetryGuard { provider })
+}

@@ -1,0 +1,139 @@
+//! Connection pool, database creation and migrations.
+
+use anyhow::Context;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+pub type PgPool = Pool<AsyncPgConnection>;
+pub type PooledConn = Object<AsyncPgConnection>;
+
+/// Builds a pool. Connections are opened lazily; call [`ping`] to check reachability.
+pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(std::time::Duration::from_secs(5)))
+        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        .runtime(deadpool_runtime())
+        .build()
+        .context("building the Postgres connection pool")
+}
+
+fn deadpool_runtime() -> deadpool::Runtime {
+    deadpool::Runtime::Tokio1
+}
+
+/// `SELECT 1` on a pooled connection.
+pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
+    let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+/// Splits `postgres://…/name?…` into (server URL on database `postgres`, name).
+pub fn split_database_url(url: &str) -> anyhow::Result<(String, String)> {
+    let mut parsed = url::Url::parse(url).context("HOOKLINE_DATABASE_URL is not a URL")?;
+    let name = parsed.path().trim_start_matches('/').to_owned();
+    anyhow::ensure!(!name.is_empty(), "HOOKLINE_DATABASE_URL names no database");
+    parsed.set_path("/postgres");
+    Ok((parsed.to_string(), name))
+}
+
+/// Creates the database named in `url` when it does not exist yet.
+pub async fn create_database_if_missing(url: &str) -> anyhow::Result<bool> {
+    let (admin_url, name) = split_database_url(url)?;
+    let mut conn = AsyncPgConnection::establish(&admin_url)
+        .await
+        .with_context(|| format!("connecting to Postgres at {}", redact(&admin_url)))?;
+    let found: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<diesel::sql_types::Text, _>(&name)
+        .get_result(&mut conn)
+        .await?;
+    if found.exists {
+        return Ok(false);
+    }
+    let sql = format!("CREATE DATABASE {}", quote_ident(&name));
+    match diesel::sql_query(sql).execute(&mut conn).await {
+        Ok(_) => Ok(true),
+        // Another process created it in the meantime.
+        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("already exists") => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Drops a database (tests), terminating its connections first.
+pub async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let mut conn = AsyncPgConnection::establish(admin_url).await?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))).execute(&mut conn).await?;
+    Ok(())
+}
+
+/// Creates `name` as a copy of `template` (tests clone a migrated template).
+pub async fn create_database_from_template(admin_url: &str, name: &str, template: &str) -> anyhow::Result<()> {
+    let mut conn = AsyncPgConnection::establish(admin_url).await?;
+    diesel::sql_query(format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(name), quote_ident(template)))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The URL with any password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<invalid url>".into(),
+    }
+}
+
+/// Applies pending migrations. Runs on a blocking thread: diesel's migration
+/// harness is synchronous.
+pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+            .with_context(|| format!("connecting to Postgres at {}", redact(&url)))?;
+        // Serialise concurrent migrators (several services starting at once).
+        conn.batch_execute("SELECT pg_advisory_lock(7243001)")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("applying migrations: {e}"))?
+            .into_iter()
+            .map(|v| v.to_string())
+            .collect();
+        conn.batch_execute("SELECT pg_advisory_unlock(7243001)")?;
+        Ok(applied)
+    })
+    .await
+    .context("migration task panicked")?
+}
+
+/// Classifies a diesel error for the API layer.
+pub fn is_unique_violation(err: &diesel::result::Error, constraint: Option<&str>) -> bool {
+    match err {
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info) => {
+            constraint.is_none() || info.constraint_name() == constraint
+        }
+        _ => false,
+    }
+}

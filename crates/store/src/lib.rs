@@ -1,0 +1,34 @@
+//! Hookline's Postgres schema and every query.
+//!
+//! Functions here take a `&mut AsyncPgConnection` and return diesel's
+//! results; the services own transactions and pass the connection down, so a
+//! unit of work is always one transaction on one connection.
+
+pub mod audit;
+pub mod db;
+pub mod deliveries;
+pub mod endpoints;
+pub mod event_types;
+pub mod events;
+pub mod keys;
+pub mod orgs;
+pub mod outbox;
+pub mod schema;
+
+pub use diesel_async::AsyncPgConnection;
+
+/// A page of rows plus whether more follow.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from `limit + 1` fetched rows.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64) -> Self {
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        Self { items: rows, has_more }
+    }
+}

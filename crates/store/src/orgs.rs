@@ -1,0 +1,30 @@
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::schema::organisations;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = organisations)]
+pub struct Org {
+    pub id: Uuid,
+    pub name: String,
+    pub events_per_minute: Option<i32>,
+    pub max_endpoints: i32,
+    pub max_keys: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, id: Uuid, name: &str) -> QueryResult<Org> {
+    diesel::insert_into(organisations::table)
+        .values((organisations::id.eq(id), organisations::name.eq(name)))
+        .returning(Org::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Org>> {
+    organisations::table.find(id).select(Org::as_select()).first(conn).await.optional()
+}

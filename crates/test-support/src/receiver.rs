@@ -1,0 +1,229 @@
+//! A recording webhook receiver over real sockets.
+//!
+//! It speaks just enough HTTP/1.1 (keep-alive, Content-Length bodies) to be
+//! told exactly how to misbehave: answer any status, fail the first N
+//! requests, hang, answer slowly, add `Retry-After`, or reset the
+//! connection. Every request is recorded with whether each signature
+//! scheme verified against the secrets it was given.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hookline_domain::signing::{verify_hex, verify_standard, WebhookSecret};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// 200 with a small JSON body.
+    Ok,
+    /// Always this status.
+    Status(u16),
+    /// `status` for the first `n` requests, then 200.
+    FailFirst { n: usize, status: u16 },
+    /// This status with `Retry-After: secs`.
+    RetryAfter { status: u16, secs: u64 },
+    /// Accept the request and never answer.
+    Hang,
+    /// Answer 200 after this long.
+    Slow(Duration),
+    /// Close the connection with a TCP reset instead of answering.
+    Reset,
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    /// Lower-case header names.
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+    /// `X-Webhook-Signature` verified against one of the secrets.
+    pub hex_valid: bool,
+    /// `webhook-signature` verified against one of the secrets.
+    pub standard_valid: bool,
+    /// The status this receiver answered (0 for hang/reset).
+    pub answered: u16,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+struct State {
+    behaviour: Behaviour,
+    secrets: Vec<WebhookSecret>,
+    received: Vec<Received>,
+    served: usize,
+}
+
+#[derive(Clone)]
+pub struct TestReceiver {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+impl TestReceiver {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let port = listener.local_addr().expect("addr").port();
+        let state = Arc::new(Mutex::new(State {
+            behaviour: Behaviour::Ok,
+            secrets: Vec::new(),
+            received: Vec::new(),
+            served: 0,
+        }));
+        let st = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(handle(stream, st.clone()));
+            }
+        });
+        Self { port, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn set(&self, behaviour: Behaviour) {
+        self.state.lock().unwrap().behaviour = behaviour;
+    }
+
+    /// Secrets that signatures are verified against.
+    pub fn set_secrets(&self, secrets: &[&str]) {
+        self.state.lock().unwrap().secrets =
+            secrets.iter().map(|s| WebhookSecret::parse(s).expect("whsec_ secret")).collect();
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.lock().unwrap().received.len()
+    }
+}
+
+async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+    let mut buf = Vec::with_capacity(8192);
+    loop {
+        // Read one request: headers, then Content-Length bytes.
+        let header_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i;
+            }
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+        let mut lines = head.split("\r\n");
+        let path = lines.next().and_then(|l| l.split(' ').nth(1)).unwrap_or("/").to_owned();
+        let mut headers = HashMap::new();
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+        }
+        let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        while buf.len() < header_end + 4 + len {
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = buf[header_end + 4..header_end + 4 + len].to_vec();
+        buf.drain(..header_end + 4 + len);
+
+        let (behaviour, hex_valid, standard_valid) = {
+            let st = state.lock().unwrap();
+            let hex_valid = headers
+                .get("x-webhook-signature")
+                .is_some_and(|sig| st.secrets.iter().any(|s| verify_hex(s, &body, sig)));
+            let standard_valid = match (
+                headers.get("webhook-id"),
+                headers.get("webhook-timestamp").and_then(|t| t.parse::<i64>().ok()),
+                headers.get("webhook-signature"),
+            ) {
+                (Some(id), Some(ts), Some(sig)) => st.secrets.iter().any(|s| verify_standard(s, id, ts, &body, sig)),
+                _ => false,
+            };
+            (st.behaviour.clone(), hex_valid, standard_valid)
+        };
+        let (status, extra): (u16, String) = match &behaviour {
+            Behaviour::Ok => (200, String::new()),
+            Behaviour::Status(s) => (*s, String::new()),
+            Behaviour::FailFirst { n, status } => {
+                let served = state.lock().unwrap().served;
+                if served < *n {
+                    (*status, String::new())
+                } else {
+                    (200, String::new())
+                }
+            }
+            Behaviour::RetryAfter { status, secs } => (*status, format!("Retry-After: {secs}\r\n")),
+            Behaviour::Hang | Behaviour::Reset => (0, String::new()),
+            Behaviour::Slow(_) => (200, String::new()),
+        };
+        {
+            let mut st = state.lock().unwrap();
+            st.served += 1;
+            st.received.push(Received {
+                path,
+                headers,
+                body,
+                at: Instant::now(),
+                hex_valid,
+                standard_valid,
+                answered: status,
+            });
+        }
+        match behaviour {
+            Behaviour::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Behaviour::Reset => {
+                let _ = stream.set_zero_linger();
+                return;
+            }
+            Behaviour::Slow(d) => tokio::time::sleep(d).await,
+            _ => {}
+        }
+        let reply = br#"{"status":"received"}"#;
+        let response = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
+            reason(status),
+            reply.len()
+        );
+        if stream.write_all(response.as_bytes()).await.is_err() || stream.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        410 => "Gone",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}

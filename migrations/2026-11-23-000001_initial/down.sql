@@ -1,0 +1,13 @@
+DROP TABLE IF EXISTS audit_log;
+DROP TABLE IF EXISTS endpoint_health;
+DROP TABLE IF EXISTS alert_settings;
+DROP TABLE IF EXISTS alerts;
+DROP TABLE IF EXISTS outbox;
+DROP TABLE IF EXISTS delivery_attempts;
+DROP TABLE IF EXISTS deliveries;
+DROP TABLE IF EXISTS events;
+DROP TABLE IF EXISTS event_types;
+DROP TABLE IF EXISTS webhook_endpoints;
+DROP TABLE IF EXISTS api_key_usage;
+DROP TABLE IF EXISTS api_keys;
+DROP TABLE IF EXISTS organisations;
