@@ -23,6 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::orgs::configure(cfg);
     routes::keys::configure(cfg);
     routes::audit::configure(cfg);
+    routes::webhooks::configure(cfg);
+    routes::event_types::configure(cfg);
 }
 
 /// What this API serves, for [`hookline_service_kit::server::build`].

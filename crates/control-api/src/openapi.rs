@@ -22,6 +22,17 @@ use crate::views;
         routes::keys::rotate_key,
         routes::keys::key_usage,
         routes::audit::list_audit,
+        routes::webhooks::create_webhook,
+        routes::webhooks::list_webhooks,
+        routes::webhooks::get_webhook,
+        routes::webhooks::replace_webhook,
+        routes::webhooks::update_webhook,
+        routes::webhooks::delete_webhook,
+        routes::webhooks::rotate_secret,
+        routes::event_types::create_event_type,
+        routes::event_types::list_event_types,
+        routes::event_types::get_event_type,
+        routes::event_types::delete_event_type,
     ),
     components(schemas(
         hookline_service_kit::error::Problem,
@@ -29,11 +40,15 @@ use crate::views;
         views::KeyView,
         views::OrgCreated,
         views::AuditView,
+        routes::webhooks::WebhookView,
+        routes::event_types::EventTypeView,
     )),
     security(("api_key" = []), ("api_key_header" = [])),
     tags(
         (name = "Organisations", description = "Operator-only tenant management"),
         (name = "API keys", description = "Organisation-scoped keys with roles, scopes, limits, rotation and revocation"),
+        (name = "Webhooks", description = "Endpoints that receive signed deliveries, their secrets, history and replay"),
+        (name = "Event types", description = "The built-in lead events and an organisation's own types"),
         (name = "Audit log", description = "Every change, who made it and from where"),
     )
 )]

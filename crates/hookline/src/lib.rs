@@ -29,10 +29,12 @@ pub fn platform_spec() -> utoipa::openapi::OpenApi {
 
 /// Both APIs on one server, as the gateway would route them.
 pub fn all_in_one_spec(kit: &Kit) -> ServerSpec {
+    let mut probes = Probes::for_kit(kit);
+    probes.details.push(hookline_ingest_api::outbox_detail());
     ServerSpec {
         mounts: vec![hookline_control_api::configure, hookline_ingest_api::configure],
         openapi: platform_spec(),
-        probes: Probes::for_kit(kit),
+        probes,
         index: serde_json::json!({
             "name": "Hookline",
             "version": env!("CARGO_PKG_VERSION"),
@@ -45,5 +47,9 @@ pub fn all_in_one_spec(kit: &Kit) -> ServerSpec {
 /// alerting service beside them.
 pub async fn run_all(kit: Arc<Kit>) -> anyhow::Result<()> {
     let addr = kit.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-    hookline_service_kit::server::serve(kit.clone(), all_in_one_spec(&kit), addr).await
+    let relay = hookline_ingest_api::relay::spawn(kit.clone());
+    let result = hookline_service_kit::server::serve(kit.clone(), all_in_one_spec(&kit), addr).await;
+    kit.cancel.cancel();
+    let _ = relay.await;
+    result
 }

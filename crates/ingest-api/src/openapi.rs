@@ -9,7 +9,19 @@ use utoipa::OpenApi;
         description = "Accepts lead events and hands them to the delivery workers. An event is acknowledged (202) only once it and its deliveries are committed.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(hookline_service_kit::error::Problem, hookline_service_kit::error::FieldError)),
+    paths(
+        crate::routes::events::ingest_new_lead,
+        crate::routes::events::ingest_lead_update,
+        crate::routes::events::ingest_event,
+    ),
+    components(schemas(
+        hookline_service_kit::error::Problem,
+        hookline_service_kit::error::FieldError,
+        crate::routes::events::Accepted,
+        crate::routes::events::Lead,
+        crate::routes::events::LeadUpdate,
+        crate::routes::events::EventInput,
+    )),
     security(("api_key" = []), ("api_key_header" = [])),
     tags((name = "Events", description = "Lead events and custom events"))
 )]

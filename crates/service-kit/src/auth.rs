@@ -9,26 +9,23 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use hookline_domain::api_key::{ApiKey, KeyHash, KeyPepper};
 use hookline_domain::id::{KeyId, OrgId};
 use hookline_domain::scope::{Role, Scope};
 use hookline_store::db::PgPool;
 use ipnet::IpNet;
-use tokio_util::sync::CancellationToken;
 
+use crate::caches::{Caches, Topic};
 use crate::error::ApiError;
 use crate::kit::Kit;
 use crate::metrics::AUTH_CACHE;
 use crate::ratelimit::{Decision, Policy};
-use crate::redis_conn::RedisConn;
 
 /// Who is calling: a verified, unexpired, unrevoked key.
 #[derive(Debug, Clone)]
@@ -52,7 +49,7 @@ impl Principal {
 }
 
 #[derive(Debug, Clone)]
-struct CachedKey {
+pub struct CachedKey {
     key_id: KeyId,
     org_id: OrgId,
     role: Role,
@@ -68,89 +65,32 @@ struct CachedKey {
 pub struct Authenticator {
     pool: PgPool,
     pepper: KeyPepper,
-    cache: moka::sync::Cache<KeyHash, Arc<CachedKey>>,
-    subscribed: Arc<AtomicBool>,
-    redis: Option<RedisConn>,
+    caches: Arc<Caches>,
 }
 
-const INVALIDATION_CHANNEL: &str = "auth:invalidate";
-
 impl Authenticator {
-    pub fn new(pool: PgPool, pepper: KeyPepper, redis: Option<RedisConn>, ttl: Duration) -> Self {
-        let cache =
-            moka::sync::Cache::builder().max_capacity(100_000).time_to_live(ttl.max(Duration::from_millis(1))).build();
-        Self { pool, pepper, cache, subscribed: Arc::new(AtomicBool::new(false)), redis }
+    pub fn new(pool: PgPool, pepper: KeyPepper, caches: Arc<Caches>) -> Self {
+        Self { pool, pepper, caches }
     }
 
     pub fn pepper(&self) -> &KeyPepper {
         &self.pepper
     }
 
-    /// Listens for invalidations until cancelled, reconnecting as needed.
-    pub fn spawn_invalidation_listener(self: &Arc<Self>, cancel: CancellationToken) {
-        let Some(redis) = self.redis.clone() else { return };
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let channel = redis.key(INVALIDATION_CHANNEL);
-            loop {
-                let connected = async {
-                    let mut pubsub = redis.client.get_async_pubsub().await?;
-                    pubsub.subscribe(&channel).await?;
-                    Ok::<_, redis::RedisError>(pubsub)
-                };
-                match tokio::time::timeout(Duration::from_secs(3), connected).await {
-                    Ok(Ok(pubsub)) => {
-                        // Anything may have changed while we were not listening.
-                        this.cache.invalidate_all();
-                        this.subscribed.store(true, Ordering::SeqCst);
-                        let mut messages = pubsub.into_on_message();
-                        loop {
-                            tokio::select! {
-                                _ = cancel.cancelled() => return,
-                                msg = messages.next() => match msg {
-                                    Some(_) => this.cache.invalidate_all(),
-                                    None => break,
-                                }
-                            }
-                        }
-                        this.subscribed.store(false, Ordering::SeqCst);
-                        tracing::warn!(
-                            "lost the key invalidation subscription; bypassing the key cache until it is back"
-                        );
-                    }
-                    Ok(Err(e)) => tracing::debug!(error = %e, "cannot subscribe to key invalidations yet"),
-                    Err(_) => tracing::debug!("subscribing to key invalidations timed out"),
-                }
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-        });
-    }
-
-    /// Drops cached keys here and tells every other instance to do the same.
+    /// Drops cached keys here and on every other instance.
     pub async fn invalidate(&self) {
-        self.cache.invalidate_all();
-        if let Some(redis) = &self.redis {
-            let mut conn = redis.manager.clone();
-            let published: redis::RedisResult<i64> =
-                redis::cmd("PUBLISH").arg(redis.key(INVALIDATION_CHANNEL)).arg("*").query_async(&mut conn).await;
-            if let Err(e) = published {
-                tracing::warn!(error = %e, "could not broadcast a key invalidation; other instances bypass their caches while Redis is down");
-            }
-        }
+        self.caches.invalidate(Topic::Keys).await;
     }
 
-    /// Whether the cache may be trusted (we would hear about changes).
+    /// Whether the key cache may be trusted (we would hear about changes).
     pub fn cache_active(&self) -> bool {
-        self.subscribed.load(Ordering::SeqCst)
+        self.caches.active()
     }
 
     pub async fn authenticate(&self, raw: &str, client_ip: Option<IpAddr>) -> Result<Principal, ApiError> {
         let key = ApiKey::parse(raw).map_err(|e| ApiError::unauthorized(format!("malformed API key: {e}")))?;
         let hash = key.hash(&self.pepper);
-        let cached = if self.cache_active() { self.cache.get(&hash) } else { None };
+        let cached = if self.cache_active() { self.caches.keys.get(&hash) } else { None };
         let entry = match cached {
             Some(e) => {
                 AUTH_CACHE.with_label_values(&["hit"]).inc();
@@ -163,7 +103,7 @@ impl Authenticator {
                 };
                 let e = Arc::new(e);
                 if self.cache_active() {
-                    self.cache.insert(hash, Arc::clone(&e));
+                    self.caches.keys.insert(hash, Arc::clone(&e));
                 }
                 e
             }

@@ -12,6 +12,7 @@ use hookline_store::db::{self, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{key_policy, Authenticator, Principal};
+use crate::caches::Caches;
 use crate::config::Settings;
 use crate::ratelimit::{Policy, RateLimiter};
 use crate::redis_conn::RedisConn;
@@ -24,9 +25,12 @@ pub struct Kit {
     pub redis: RedisConn,
     pub broker: Arc<Broker>,
     pub master_key: Arc<MasterKey>,
+    pub caches: Arc<Caches>,
     pub auth: Arc<Authenticator>,
     pub limiter: Arc<RateLimiter>,
     pub usage: Arc<UsageRecorder>,
+    /// Wakes the outbox relay after a commit that wrote outbox rows.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
     /// Cancelled when the process shuts down; background loops watch it.
     pub cancel: CancellationToken,
 }
@@ -77,17 +81,26 @@ impl Kit {
             ))
         })?;
         let pepper = KeyPepper::new(&master_key.derive("hookline api key pepper v1"));
-        let auth = Arc::new(Authenticator::new(
-            pool.clone(),
-            pepper,
-            Some(redis.clone()),
-            Duration::from_secs(settings.key_cache_ttl_secs),
-        ));
-        auth.spawn_invalidation_listener(cancel.clone());
+        let caches = Arc::new(Caches::new(Some(redis.clone()), Duration::from_secs(settings.key_cache_ttl_secs)));
+        caches.spawn_listener(cancel.clone());
+        let auth = Arc::new(Authenticator::new(pool.clone(), pepper, caches.clone()));
         let limiter = Arc::new(RateLimiter::new(Some(redis.clone()), settings.rate_limit_fail_closed));
         let usage = Arc::new(UsageRecorder::default());
         usage.spawn_flusher(pool.clone(), Duration::from_secs(settings.usage_flush_secs), cancel.clone());
-        Ok(Arc::new(Self { settings, service, pool, redis, broker, master_key, auth, limiter, usage, cancel }))
+        Ok(Arc::new(Self {
+            settings,
+            service,
+            pool,
+            redis,
+            broker,
+            master_key,
+            caches,
+            auth,
+            limiter,
+            usage,
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            cancel,
+        }))
     }
 
     /// The rate-limit policies that apply to a caller.

@@ -3,6 +3,7 @@
 //! and the `/health`, `/ready` and `/metrics` routes.
 
 pub mod auth;
+pub mod caches;
 pub mod config;
 pub mod docs;
 pub mod error;
@@ -12,7 +13,9 @@ pub mod ops;
 pub mod pagination;
 pub mod ratelimit;
 pub mod redis_conn;
+pub mod secrets;
 pub mod server;
 pub mod shutdown;
+pub mod targets;
 pub mod telemetry;
 pub mod usage;

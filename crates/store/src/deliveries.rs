@@ -1,1 +1,340 @@
-//! Queries for deliveries.
+//! Deliveries (one event bound for one endpoint) and their attempts.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::outbox::NewOutbox;
+use crate::schema::{deliveries, delivery_attempts, endpoint_health, outbox};
+use crate::Page;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = deliveries)]
+pub struct DeliveryRow {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub event_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_type: String,
+    pub status: String,
+    pub attempt_count: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub scheduled_attempt: i32,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = delivery_attempts)]
+pub struct AttemptRow {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub delivery_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub attempt_number: i32,
+    pub succeeded: bool,
+    pub status_code: Option<i32>,
+    pub error_class: Option<String>,
+    pub error_message: Option<String>,
+    pub latency_ms: i32,
+    pub request_headers: serde_json::Value,
+    pub response_headers: Option<serde_json::Value>,
+    pub response_body: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[DeliveryRow]) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    diesel::insert_into(deliveries::table).values(rows).execute(conn).await.map(|_| ())
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<DeliveryRow>> {
+    deliveries::table.find(id).select(DeliveryRow::as_select()).first(conn).await.optional()
+}
+
+pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<DeliveryRow>> {
+    deliveries::table
+        .filter(deliveries::org_id.eq(org_id))
+        .filter(deliveries::id.eq(id))
+        .select(DeliveryRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub endpoint_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    f: &DeliveryFilter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Page<DeliveryRow>> {
+    let mut q = deliveries::table.filter(deliveries::org_id.eq(org_id)).select(DeliveryRow::as_select()).into_boxed();
+    if let Some(e) = f.endpoint_id {
+        q = q.filter(deliveries::endpoint_id.eq(e));
+    }
+    if let Some(s) = &f.status {
+        q = q.filter(deliveries::status.eq(s.clone()));
+    }
+    if let Some(t) = &f.event_type {
+        q = q.filter(deliveries::event_type.eq(t.clone()));
+    }
+    if let Some(s) = f.since {
+        q = q.filter(deliveries::created_at.ge(s));
+    }
+    if let Some(u) = f.until {
+        q = q.filter(deliveries::created_at.lt(u));
+    }
+    if let Some(b) = before {
+        q = q.filter(deliveries::id.lt(b));
+    }
+    let rows = q.order(deliveries::id.desc()).limit(limit + 1).load(conn).await?;
+    Ok(Page::from_rows(rows, limit))
+}
+
+pub async fn attempts(conn: &mut AsyncPgConnection, delivery_id: Uuid) -> QueryResult<Vec<AttemptRow>> {
+    delivery_attempts::table
+        .filter(delivery_attempts::delivery_id.eq(delivery_id))
+        .order((delivery_attempts::attempt_number.asc(), delivery_attempts::created_at.asc()))
+        .select(AttemptRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// What an attempt did to its delivery.
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    /// `delivered`, `failed` (a retry follows) or `dead_letter`.
+    pub status: &'static str,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Records an attempt and its effect on the delivery and the endpoint's
+/// health, in the caller's transaction.
+pub async fn record_attempt(
+    conn: &mut AsyncPgConnection,
+    attempt: &AttemptRow,
+    outcome: &AttemptOutcome,
+) -> QueryResult<()> {
+    diesel::insert_into(delivery_attempts::table).values(attempt).execute(conn).await?;
+    let now = attempt.created_at;
+    diesel::update(deliveries::table.find(attempt.delivery_id))
+        .set((
+            deliveries::status.eq(outcome.status),
+            deliveries::attempt_count.eq(diesel::dsl::sql::<diesel::sql_types::Int4>("greatest(attempt_count, ")
+                .bind::<diesel::sql_types::Int4, _>(attempt.attempt_number)
+                .sql(")")),
+            deliveries::last_status_code.eq(attempt.status_code),
+            deliveries::last_error.eq(attempt.error_message.clone()),
+            deliveries::last_attempt_at.eq(Some(now)),
+            deliveries::next_attempt_at.eq(outcome.next_attempt_at),
+            deliveries::delivered_at.eq(if attempt.succeeded { Some(now) } else { None }),
+            deliveries::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    let dead = outcome.status == "dead_letter";
+    if attempt.succeeded {
+        diesel::insert_into(endpoint_health::table)
+            .values((
+                endpoint_health::endpoint_id.eq(attempt.endpoint_id),
+                endpoint_health::org_id.eq(attempt.org_id),
+                endpoint_health::last_success_at.eq(Some(now)),
+            ))
+            .on_conflict(endpoint_health::endpoint_id)
+            .do_update()
+            .set((
+                endpoint_health::consecutive_failures.eq(0),
+                endpoint_health::consecutive_dead_letters.eq(0),
+                endpoint_health::failing_since.eq(None::<DateTime<Utc>>),
+                endpoint_health::last_success_at.eq(Some(now)),
+                endpoint_health::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+    } else {
+        diesel::insert_into(endpoint_health::table)
+            .values((
+                endpoint_health::endpoint_id.eq(attempt.endpoint_id),
+                endpoint_health::org_id.eq(attempt.org_id),
+                endpoint_health::consecutive_failures.eq(1),
+                endpoint_health::consecutive_dead_letters.eq(i32::from(dead)),
+                endpoint_health::last_failure_at.eq(Some(now)),
+                endpoint_health::failing_since.eq(Some(now)),
+            ))
+            .on_conflict(endpoint_health::endpoint_id)
+            .do_update()
+            .set((
+                endpoint_health::consecutive_failures.eq(endpoint_health::consecutive_failures + 1),
+                endpoint_health::consecutive_dead_letters
+                    .eq(endpoint_health::consecutive_dead_letters + i32::from(dead)),
+                endpoint_health::last_failure_at.eq(Some(now)),
+                endpoint_health::failing_since.eq(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+                >(
+                    "coalesce(endpoint_health.failing_since, excluded.failing_since)"
+                )),
+                endpoint_health::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Claims the right to publish attempt `next` (only one copy of a
+/// duplicated message wins). False when another already did.
+pub async fn claim_next_attempt(conn: &mut AsyncPgConnection, id: Uuid, next: i32) -> QueryResult<bool> {
+    let n = diesel::update(deliveries::table.find(id).filter(deliveries::scheduled_attempt.lt(next)))
+        .set(deliveries::scheduled_attempt.eq(next))
+        .execute(conn)
+        .await?;
+    Ok(n > 0)
+}
+
+/// Gives a claim back (the publish failed).
+pub async fn unclaim_attempt(conn: &mut AsyncPgConnection, id: Uuid, next: i32) -> QueryResult<()> {
+    diesel::update(deliveries::table.find(id).filter(deliveries::scheduled_attempt.eq(next)))
+        .set(deliveries::scheduled_attempt.eq(next - 1))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_status(conn: &mut AsyncPgConnection, id: Uuid, status: &str) -> QueryResult<()> {
+    diesel::update(deliveries::table.find(id))
+        .set((
+            deliveries::status.eq(status),
+            deliveries::next_attempt_at.eq(None::<DateTime<Utc>>),
+            deliveries::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Queues a new attempt now for a failed or dead-lettered delivery: sets it
+/// pending and writes its outbox row. False when the delivery is in another state.
+pub async fn requeue(conn: &mut AsyncPgConnection, row: &DeliveryRow, reason: &str) -> QueryResult<bool> {
+    let next = row.attempt_count.max(row.scheduled_attempt - 1) + 1;
+    let n = diesel::update(deliveries::table.find(row.id).filter(deliveries::status.eq_any(["failed", "dead_letter"])))
+        .set((
+            deliveries::status.eq("pending"),
+            deliveries::scheduled_attempt.eq(next),
+            deliveries::next_attempt_at.eq(Some(Utc::now())),
+            deliveries::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    if n == 0 {
+        return Ok(false);
+    }
+    crate::outbox::insert(
+        conn,
+        &[NewOutbox { org_id: row.org_id, delivery_id: row.id, reason: reason.to_owned(), attempt: next }],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Failed or dead-lettered deliveries of an endpoint created in a window.
+pub async fn recoverable(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    endpoint_id: Uuid,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> QueryResult<Vec<DeliveryRow>> {
+    deliveries::table
+        .filter(deliveries::org_id.eq(org_id))
+        .filter(deliveries::endpoint_id.eq(endpoint_id))
+        .filter(deliveries::status.eq_any(["failed", "dead_letter"]))
+        .filter(deliveries::created_at.ge(since))
+        .filter(deliveries::created_at.lt(until))
+        .order(deliveries::id.asc())
+        .select(DeliveryRow::as_select())
+        .for_update()
+        .load(conn)
+        .await
+}
+
+/// Retries that should have come back long ago: their message was lost
+/// (a crash between claiming and publishing). Locked for the caller.
+pub async fn overdue(
+    conn: &mut AsyncPgConnection,
+    older_than: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<DeliveryRow>> {
+    deliveries::table
+        .filter(deliveries::status.eq("failed"))
+        .filter(deliveries::next_attempt_at.lt(older_than))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            outbox::table.filter(outbox::delivery_id.eq(deliveries::id)).filter(outbox::published_at.is_null()),
+        )))
+        .order(deliveries::next_attempt_at.asc())
+        .limit(limit)
+        .select(DeliveryRow::as_select())
+        .for_update()
+        .skip_locked()
+        .load(conn)
+        .await
+}
+
+#[derive(Debug, Clone, QueryableByName)]
+pub struct EndpointStats {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub attempts: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub succeeded: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    pub p50_ms: Option<f64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    pub p95_ms: Option<f64>,
+}
+
+pub async fn endpoint_stats(
+    conn: &mut AsyncPgConnection,
+    endpoint_id: Uuid,
+    since: DateTime<Utc>,
+) -> QueryResult<EndpointStats> {
+    diesel::sql_query(
+        "SELECT count(*) AS attempts, count(*) FILTER (WHERE succeeded) AS succeeded, \
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50_ms, \
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_ms \
+         FROM delivery_attempts WHERE endpoint_id = $1 AND created_at >= $2",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(endpoint_id)
+    .bind::<diesel::sql_types::Timestamptz, _>(since)
+    .get_result(conn)
+    .await
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = endpoint_health)]
+pub struct HealthRow {
+    pub consecutive_failures: i32,
+    pub consecutive_dead_letters: i32,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+pub async fn endpoint_health(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<Option<HealthRow>> {
+    endpoint_health::table.find(endpoint_id).select(HealthRow::as_select()).first(conn).await.optional()
+}

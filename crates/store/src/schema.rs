@@ -113,6 +113,7 @@ diesel::table! {
         delivered_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        scheduled_attempt -> Int4,
     }
 }
 

@@ -255,17 +255,17 @@ async fn delete_redis_prefix(prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Messages waiting in a queue of the test's vhost (management API).
+/// Messages ready in a queue of the test's vhost, exactly (a passive declare).
 pub async fn queue_depth(vhost: &str, queue: &str) -> anyhow::Result<u64> {
-    let v: serde_json::Value = mgmt_client()
-        .get(format!("{}/api/queues/{vhost}/{queue}", rabbitmq_api()))
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
+    use lapin::options::QueueDeclareOptions;
+    let conn = hookline_broker::publisher::connect(&format!("{}/{vhost}", amqp_server()), "hookline-test").await?;
+    let ch = conn.create_channel().await?;
+    let q = ch
+        .queue_declare(queue.into(), QueueDeclareOptions { passive: true, ..Default::default() }, Default::default())
         .await?;
-    Ok(v["messages"].as_u64().unwrap_or(0))
+    let n = q.message_count();
+    let _ = conn.close(200, "done".into()).await;
+    Ok(u64::from(n))
 }
 
 /// Closes every broker connection of a vhost (fault injection).

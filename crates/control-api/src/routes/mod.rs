@@ -1,3 +1,5 @@
 pub mod audit;
+pub mod event_types;
 pub mod keys;
 pub mod orgs;
+pub mod webhooks;

@@ -4,3 +4,4 @@ mod helpers;
 mod keys;
 mod ops;
 mod orgs;
+mod webhooks;

@@ -1,0 +1,414 @@
+//! Event ingest: `POST /api/v1/events/leads`, `/api/v1/events/leads/updates`
+//! and the generic `POST /api/v1/events`.
+//!
+//! An event is answered 202 only once it, one delivery per active
+//! subscribed endpoint, and their outbox rows are committed together.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Duration, Utc};
+use diesel_async::AsyncConnection;
+use futures_util::StreamExt;
+use hookline_domain::event::{builtin_schemas, EventType, PayloadSchema, SchemaViolation, LEAD_UPDATE, NEW_LEAD};
+use hookline_domain::id::{DeliveryId, EventId, OrgId};
+use hookline_domain::scope::Scope;
+use hookline_service_kit::auth::Auth;
+use hookline_service_kit::error::{ApiError, FieldError, Problem};
+use hookline_service_kit::kit::Kit;
+use hookline_store::deliveries::DeliveryRow;
+use hookline_store::events::EventRow;
+use hookline_store::outbox::NewOutbox;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+static BUILTIN: LazyLock<BTreeMap<&'static str, PayloadSchema>> = LazyLock::new(builtin_schemas);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/events/leads", web::post().to(ingest_new_lead))
+        .route("/api/v1/events/leads/updates", web::post().to(ingest_lead_update))
+        .route("/api/v1/events", web::post().to(ingest_event));
+}
+
+/// A lead, as the CRM knows it.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "lead_123", "name": "Ada Lovelace", "email": "ada@example.com", "phone": "+441234567890", "source": "website"}))]
+pub struct Lead {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub source: Option<String>,
+}
+
+/// A lead and what changed.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "lead_123", "name": "Ada Lovelace", "email": "ada@example.com", "changes": {"status": "contacted"}}))]
+pub struct LeadUpdate {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    /// The fields that changed, with their new values.
+    pub changes: serde_json::Value,
+}
+
+/// Any event type, built-in or the organisation's own.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event_type": "new_lead", "data": {"id": "lead_123", "name": "Ada Lovelace", "email": "ada@example.com"}, "event_id": "crm-7f3a"}))]
+pub struct EventInput {
+    pub event_type: String,
+    pub data: serde_json::Value,
+    /// Your id for the event: a retry with the same id within 24 h returns the
+    /// original answer and creates nothing (the `Idempotency-Key` header does the same).
+    pub event_id: Option<String>,
+    /// When it happened (RFC 3339); default now.
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// What an accepted event became.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"event_id": "evt_0193a4c1e5f27b8c9d0e1f2a3b4c5d6e", "event_type": "new_lead", "deliveries": 2}))]
+pub struct Accepted {
+    pub event_id: EventId,
+    pub event_type: String,
+    /// Deliveries created: one per active endpoint subscribed to the type.
+    pub deliveries: i32,
+}
+
+/// Reads the body, refusing more than the limit with a 413 problem.
+async fn read_body(kit: &Kit, req: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    let limit = kit.settings.max_payload_bytes;
+    if let Some(len) =
+        req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn parse_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::invalid_json("the body is empty"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(e.to_string()))
+}
+
+fn idempotency_key(req: &HttpRequest, event_id: Option<&str>) -> Result<Option<String>, ApiError> {
+    let header = req.headers().get("idempotency-key").map(|v| v.to_str().map(str::to_owned));
+    let key = match header {
+        Some(Ok(h)) => Some(h),
+        Some(Err(_)) => return Err(ApiError::invalid_field("Idempotency-Key", "must be printable ASCII")),
+        None => event_id.map(str::to_owned),
+    };
+    match key {
+        Some(k) if k.trim().is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN => Err(ApiError::invalid_field(
+            if event_id.is_some() { "event_id" } else { "Idempotency-Key" },
+            "must be 1 to 255 characters",
+        )),
+        other => Ok(other),
+    }
+}
+
+fn violations(prefix: &str, errs: Vec<SchemaViolation>) -> ApiError {
+    ApiError::validation(
+        errs.into_iter().map(|v| FieldError { field: format!("{prefix}{}", v.path), message: v.message }).collect(),
+    )
+}
+
+/// The schema for a type: built-in, or the organisation's (cached).
+async fn schema_for(
+    kit: &Kit,
+    org: OrgId,
+    event_type: &EventType,
+) -> Result<Option<Arc<Option<PayloadSchema>>>, ApiError> {
+    if event_type.is_builtin() {
+        return Ok(None);
+    }
+    let key = (org.as_uuid(), event_type.to_string());
+    if kit.caches.active() {
+        if let Some(s) = kit.caches.event_types.get(&key) {
+            return Ok(Some(s));
+        }
+    }
+    let mut conn = kit.conn().await?;
+    let row = hookline_store::event_types::get_by_name(&mut conn, org.as_uuid(), event_type.as_str()).await?;
+    let compiled = Arc::new(row.and_then(|r| PayloadSchema::compile(&r.schema).ok()));
+    if kit.caches.active() {
+        kit.caches.event_types.insert(key, compiled.clone());
+    }
+    Ok(Some(compiled))
+}
+
+fn validate_data(prefix: &str, schema: &PayloadSchema, data: &serde_json::Value) -> Result<(), ApiError> {
+    schema.validate(data).map_err(|e| violations(prefix, e))
+}
+
+/// Active endpoints of the org subscribed to the type (cached).
+async fn subscribers(kit: &Kit, org: OrgId, event_type: &str) -> Result<Arc<Vec<Uuid>>, ApiError> {
+    let key = (org.as_uuid(), event_type.to_owned());
+    if kit.caches.active() {
+        if let Some(ids) = kit.caches.fanout.get(&key) {
+            return Ok(ids);
+        }
+    }
+    let mut conn = kit.conn().await?;
+    let ids = Arc::new(hookline_store::endpoints::subscribed(&mut conn, org.as_uuid(), event_type).await?);
+    if kit.caches.active() {
+        kit.caches.fanout.insert(key, ids.clone());
+    }
+    Ok(ids)
+}
+
+fn request_hash(event_type: &str, data: &serde_json::Value, timestamp: Option<DateTime<Utc>>) -> Vec<u8> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(event_type.as_bytes());
+    ctx.update(b"\n");
+    ctx.update(&serde_json::to_vec(data).unwrap_or_default());
+    if let Some(t) = timestamp {
+        ctx.update(t.to_rfc3339().as_bytes());
+    }
+    ctx.finish().as_ref().to_vec()
+}
+
+enum Stored {
+    New(Accepted),
+    Replayed(Accepted),
+}
+
+/// Writes the event, its deliveries and their outbox rows in one transaction.
+async fn store_event(
+    kit: &Kit,
+    org: OrgId,
+    event_type: &str,
+    data: serde_json::Value,
+    occurred_at: DateTime<Utc>,
+    idem: Option<String>,
+    hash: Vec<u8>,
+) -> Result<Stored, ApiError> {
+    let endpoints = subscribers(kit, org, event_type).await?;
+    let event_id = EventId::new();
+    let now = Utc::now();
+    let event = EventRow {
+        id: event_id.as_uuid(),
+        org_id: org.as_uuid(),
+        event_type: event_type.to_owned(),
+        data,
+        occurred_at,
+        idempotency_key: idem.clone(),
+        request_hash: idem.as_ref().map(|_| hash.clone()),
+        delivery_count: endpoints.len() as i32,
+        created_at: now,
+    };
+    let deliveries: Vec<DeliveryRow> = endpoints
+        .iter()
+        .map(|ep| DeliveryRow {
+            id: DeliveryId::new().as_uuid(),
+            org_id: org.as_uuid(),
+            event_id: event_id.as_uuid(),
+            endpoint_id: *ep,
+            event_type: event_type.to_owned(),
+            status: "pending".into(),
+            attempt_count: 0,
+            last_status_code: None,
+            last_error: None,
+            last_attempt_at: None,
+            next_attempt_at: Some(now),
+            delivered_at: None,
+            created_at: now,
+            updated_at: now,
+            scheduled_attempt: 1,
+        })
+        .collect();
+    let outbox: Vec<NewOutbox> = deliveries
+        .iter()
+        .map(|d| NewOutbox { org_id: d.org_id, delivery_id: d.id, reason: "fresh".into(), attempt: 1 })
+        .collect();
+
+    for round in 0..2 {
+        let mut conn = kit.conn().await?;
+        let result = conn
+            .transaction::<_, diesel::result::Error, _>(async |c| {
+                hookline_store::events::insert(c, &event).await?;
+                hookline_store::deliveries::insert_many(c, &deliveries).await?;
+                hookline_store::outbox::insert(c, &outbox).await?;
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                kit.outbox_wake.notify_one();
+                return Ok(Stored::New(Accepted {
+                    event_id,
+                    event_type: event_type.to_owned(),
+                    deliveries: deliveries.len() as i32,
+                }));
+            }
+            Err(e)
+                if idem.is_some()
+                    && hookline_store::db::is_unique_violation(
+                        &e,
+                        Some(hookline_store::events::UNIQUE_IDEMPOTENCY),
+                    ) =>
+            {
+                // The key was used before (perhaps at this very moment, by another instance).
+                let key = idem.as_deref().expect("checked");
+                let Some(original) = hookline_store::events::by_idempotency_key(&mut conn, org.as_uuid(), key).await?
+                else {
+                    continue;
+                };
+                if original.created_at < Utc::now() - Duration::hours(IDEMPOTENCY_WINDOW_HOURS) && round == 0 {
+                    // Outside the window: the key is free again.
+                    hookline_store::events::release_idempotency_key(&mut conn, original.id).await?;
+                    continue;
+                }
+                if original.request_hash.as_deref() != Some(hash.as_slice()) {
+                    return Err(ApiError::conflict(
+                        "idempotency_conflict",
+                        "this idempotency key was already used with a different request body",
+                    ));
+                }
+                return Ok(Stored::Replayed(Accepted {
+                    event_id: EventId::from_uuid(original.id),
+                    event_type: original.event_type,
+                    deliveries: original.delivery_count,
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::unavailable("the idempotency key is being reused concurrently; retry", 1))
+}
+
+async fn accept(
+    kit: &Kit,
+    auth: &Auth,
+    req: &HttpRequest,
+    event_type: EventType,
+    data: serde_json::Value,
+    data_prefix: &str,
+    event_id: Option<&str>,
+    timestamp: Option<DateTime<Utc>>,
+) -> Result<HttpResponse, ApiError> {
+    let idem = idempotency_key(req, event_id)?;
+    match schema_for(kit, auth.org_id, &event_type).await? {
+        None => validate_data(data_prefix, &BUILTIN[event_type.as_str()], &data)?,
+        Some(custom) => match custom.as_ref() {
+            Some(schema) => validate_data(data_prefix, schema, &data)?,
+            None => return Err(ApiError::invalid_field("event_type", format!("unknown event type `{event_type}`"))),
+        },
+    }
+    let hash = request_hash(event_type.as_str(), &data, timestamp);
+    let occurred_at = timestamp.unwrap_or_else(Utc::now);
+    match store_event(kit, auth.org_id, event_type.as_str(), data, occurred_at, idem, hash).await? {
+        Stored::New(a) => Ok(HttpResponse::Accepted().json(a)),
+        Stored::Replayed(a) => Ok(HttpResponse::Accepted().insert_header(("Idempotent-Replayed", "true")).json(a)),
+    }
+}
+
+/// Report a new lead (`new_lead`)
+///
+/// The body is the lead. Answers 202 once the event and its deliveries are
+/// stored; delivery happens asynchronously.
+#[utoipa::path(
+    post, path = "/api/v1/events/leads", tag = "Events",
+    request_body = Lead,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry within 24 h return the original answer")),
+    security(("api_key" = ["events:write"])),
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit (256 KiB by default)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Schema violation; `errors` lists each failing path", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ingest_new_lead(
+    kit: web::Data<Kit>,
+    auth: Auth,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::EventsWrite)?;
+    let data = parse_json(&read_body(&kit, &req, payload).await?)?;
+    accept(&kit, &auth, &req, EventType::parse(NEW_LEAD).expect("built-in"), data, "", None, None).await
+}
+
+/// Report a lead update (`lead_update`)
+///
+/// The body is the lead with a `changes` object.
+#[utoipa::path(
+    post, path = "/api/v1/events/leads/updates", tag = "Events",
+    request_body = LeadUpdate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry within 24 h return the original answer")),
+    security(("api_key" = ["events:write"])),
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Schema violation", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ingest_lead_update(
+    kit: web::Data<Kit>,
+    auth: Auth,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::EventsWrite)?;
+    let data = parse_json(&read_body(&kit, &req, payload).await?)?;
+    accept(&kit, &auth, &req, EventType::parse(LEAD_UPDATE).expect("built-in"), data, "", None, None).await
+}
+
+/// Send an event of any type
+#[utoipa::path(
+    post, path = "/api/v1/events", tag = "Events",
+    request_body = EventInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Overrides `event_id` as the idempotency key")),
+    security(("api_key" = ["events:write"])),
+    responses(
+        (status = 202, description = "Accepted", body = Accepted),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown event type or schema violation", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ingest_event(
+    kit: web::Data<Kit>,
+    auth: Auth,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::EventsWrite)?;
+    let value = parse_json(&read_body(&kit, &req, payload).await?)?;
+    let input: EventInput = serde_json::from_value(value).map_err(|e| {
+        let msg = e.to_string();
+        let field = ["event_type", "data", "event_id", "timestamp"]
+            .into_iter()
+            .find(|f| msg.contains(&format!("`{f}`")))
+            .unwrap_or("body");
+        ApiError::invalid_field(field, msg)
+    })?;
+    let event_type =
+        EventType::parse(&input.event_type).map_err(|e| ApiError::invalid_field("event_type", e.to_string()))?;
+    accept(&kit, &auth, &req, event_type, input.data, "/data", input.event_id.as_deref(), input.timestamp).await
+}

@@ -1,0 +1,67 @@
+use std::sync::Arc;
+
+use hookline_service_kit::kit::Kit;
+use hookline_test_support::{http, serve, TestEnv, TestServer, OPERATOR_TOKEN};
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+
+/// An ingest API and a control API sharing one environment.
+pub struct TestApp {
+    pub env: TestEnv,
+    pub ingest: TestServer,
+    pub control: TestServer,
+    pub client: Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let env = TestEnv::new().await;
+        let kit = env.kit(&[]).await;
+        let ingest = serve(kit.clone(), hookline_ingest_api::server_spec(&kit));
+        let control = serve(kit.clone(), hookline_control_api::server_spec(&kit));
+        Self { env, ingest, control, client: http() }
+    }
+
+    pub fn kit(&self) -> &Arc<Kit> {
+        &self.ingest.kit
+    }
+
+    pub async fn org(&self, name: &str) -> String {
+        let v: Value = self
+            .client
+            .post(self.control.url("/api/v1/orgs"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["api_key"]["key"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn control_post(&self, key: &str, path: &str, body: Value) -> Value {
+        let res = self.client.post(self.control.url(path)).bearer_auth(key).json(&body).send().await.unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn endpoint(&self, key: &str, body: Value) -> String {
+        self.control_post(key, "/api/v1/webhooks", body).await["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send(&self, key: &str, path: &str, body: &Value) -> Response {
+        self.client.post(self.ingest.url(path)).bearer_auth(key).json(body).send().await.unwrap()
+    }
+}
+
+pub fn lead(id: &str) -> Value {
+    json!({"id": id, "name": "Ada Lovelace", "email": "ada@example.com", "phone": "+441234567890", "source": "website"})
+}
+
+pub async fn problem(res: Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    assert_eq!(res.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/problem+json"));
+    (status, res.json().await.unwrap())
+}

@@ -1,0 +1,84 @@
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use hookline_store::schema::outbox;
+use hookline_test_support::{eventually, queue_depth, rabbitmq_api};
+use serde_json::json;
+
+use crate::helpers::{lead, TestApp};
+
+async fn unpublished(app: &TestApp) -> i64 {
+    let mut conn = AsyncPgConnection::establish(&app.env.database_url()).await.unwrap();
+    outbox::table.filter(outbox::published_at.is_null()).count().get_result(&mut conn).await.unwrap()
+}
+
+async fn send_many(app: &TestApp, key: &str, n: usize) {
+    for i in 0..n {
+        let res = app.send(key, "/api/v1/events/leads", &lead(&format!("l{i}"))).await;
+        assert_eq!(res.status(), 202);
+    }
+}
+
+#[tokio::test]
+async fn the_relay_publishes_every_committed_delivery_once() {
+    let app = TestApp::spawn().await;
+    let key = app.org("Acme").await;
+    app.endpoint(&key, json!({"url": "http://127.0.0.1:9/a", "events": ["*"]})).await;
+    app.endpoint(&key, json!({"url": "http://127.0.0.1:9/b", "events": ["new_lead"]})).await;
+    // Two relays side by side, as two ingest instances would run them.
+    let second = app.env.kit(&[]).await;
+    let r1 = hookline_ingest_api::relay::spawn(app.kit().clone());
+    let r2 = hookline_ingest_api::relay::spawn(second.clone());
+    send_many(&app, &key, 40).await;
+    eventually(Duration::from_secs(20), "the outbox to drain", || async {
+        (unpublished(&app).await == 0).then_some(())
+    })
+    .await;
+    let depth = eventually(Duration::from_secs(10), "the work queue to show 80 messages", || async {
+        let d = queue_depth(&app.env.vhost, "deliveries.work").await.unwrap();
+        (d >= 80).then_some(d)
+    })
+    .await;
+    assert_eq!(depth, 80, "no delivery published twice");
+    app.kit().cancel.cancel();
+    second.cancel.cancel();
+    let _ = (r1.await, r2.await);
+}
+
+#[tokio::test]
+async fn ingest_keeps_accepting_while_the_broker_is_unreachable_and_the_relay_catches_up() {
+    let app = TestApp::spawn().await;
+    let key = app.org("Acme").await;
+    app.endpoint(&key, json!({"url": "http://127.0.0.1:9/a", "events": ["*"]})).await;
+    let c = reqwest::Client::new();
+    let perms = format!("{}/api/permissions/{}/guest", rabbitmq_api(), app.env.vhost);
+    // Lock Hookline out of its vhost and drop its connections: the broker is unreachable.
+    c.delete(&perms).basic_auth("guest", Some("guest")).send().await.unwrap().error_for_status().unwrap();
+    hookline_test_support::close_vhost_connections(&app.env.vhost).await.unwrap();
+    let relay = hookline_ingest_api::relay::spawn(app.kit().clone());
+    send_many(&app, &key, 10).await;
+    // Nothing can be published yet, and nothing is lost.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(unpublished(&app).await, 10);
+    c.put(&perms)
+        .basic_auth("guest", Some("guest"))
+        .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    eventually(Duration::from_secs(20), "the relay to catch up", || async {
+        (unpublished(&app).await == 0).then_some(())
+    })
+    .await;
+    let depth = eventually(Duration::from_secs(10), "10 messages", || async {
+        let d = queue_depth(&app.env.vhost, "deliveries.work").await.unwrap();
+        (d >= 10).then_some(d)
+    })
+    .await;
+    assert_eq!(depth, 10);
+    app.kit().cancel.cancel();
+    let _ = relay.await;
+}

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS deliveries_overdue;
+ALTER TABLE deliveries DROP COLUMN IF EXISTS scheduled_attempt;
