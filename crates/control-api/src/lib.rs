@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::orgs::configure(cfg);
     routes::keys::configure(cfg);
     routes::audit::configure(cfg);
+    routes::deliveries::configure(cfg);
     routes::webhooks::configure(cfg);
     routes::event_types::configure(cfg);
 }

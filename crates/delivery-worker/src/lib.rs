@@ -1,22 +1,223 @@
 //! Hookline's delivery workers: consume the work queue, sign and POST each
 //! delivery, record the attempt, and retry through delay queues or
 //! dead-letter.
+//!
+//! [`process::process_one`] is the pure step (one message in, one
+//! disposition out); [`Worker::run`] is the consume loop around it, which
+//! acks only after the outcome is recorded and shuts down through the kit's
+//! cancellation token, waiting for in-flight deliveries.
 
-use std::sync::Arc;
+pub mod client;
+pub mod metrics;
+pub mod process;
+pub mod sweeper;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hookline_broker::lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
+};
+use hookline_broker::lapin::types::FieldTable;
+use hookline_broker::topology;
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::ops::{serve_ops, Probes};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::process::Disposition;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9101";
+/// How long SIGTERM waits for in-flight deliveries.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Runs the worker until `kit.cancel` fires.
+/// State shared by every delivery this process handles.
+pub struct Worker {
+    pub kit: Arc<Kit>,
+    pub client: reqwest::Client,
+    /// In-flight requests per endpoint.
+    endpoint_slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    /// GCRA state for endpoints with `rate_limit_per_second`.
+    endpoint_rate: Mutex<HashMap<Uuid, f64>>,
+}
+
+impl Worker {
+    pub fn new(kit: Arc<Kit>) -> anyhow::Result<Arc<Self>> {
+        let client = client::build_client(kit.settings.allow_private_targets)?;
+        Ok(Arc::new(Self {
+            kit,
+            client,
+            endpoint_slots: Mutex::new(HashMap::new()),
+            endpoint_rate: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// A slot for one request to `endpoint`, or None when it is at its cap.
+    pub fn try_endpoint_slot(&self, endpoint: Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let sem = {
+            let mut slots = self.endpoint_slots.lock().expect("slots lock");
+            if slots.len() > 50_000 {
+                slots.retain(|_, s| s.available_permits() < self.kit.settings.endpoint_concurrency);
+            }
+            slots
+                .entry(endpoint)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.kit.settings.endpoint_concurrency)))
+                .clone()
+        };
+        sem.try_acquire_owned().ok()
+    }
+
+    /// Whether one more request to `endpoint` fits its per-second limit;
+    /// otherwise how long until it would.
+    pub fn endpoint_rate_check(&self, endpoint: Uuid, per_second: i32) -> Result<(), Duration> {
+        let interval = 1000.0 / f64::from(per_second.max(1));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+            * 1000.0;
+        let mut rates = self.endpoint_rate.lock().expect("rate lock");
+        let tat = rates.get(&endpoint).copied().unwrap_or(now).max(now);
+        // A burst of one second's worth is allowed.
+        if tat - now > 1000.0 - interval {
+            return Err(Duration::from_millis((tat - now - (1000.0 - interval)).ceil() as u64));
+        }
+        rates.insert(endpoint, tat + interval);
+        Ok(())
+    }
+
+    /// Consumes until `kit.cancel` fires, reconnecting with backoff when the
+    /// broker connection drops; then drains in-flight deliveries.
+    pub async fn run(self: &Arc<Self>) -> anyhow::Result<()> {
+        let concurrency = Arc::new(Semaphore::new(self.kit.settings.worker_concurrency));
+        let mut backoff = Duration::from_millis(200);
+        while !self.kit.cancel.is_cancelled() {
+            match self.consume(concurrency.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "broker consumer stopped; reconnecting"
+                    );
+                    tokio::select! {
+                        _ = self.kit.cancel.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        // Wait for in-flight deliveries (each holds a permit).
+        let all = self.kit.settings.worker_concurrency as u32;
+        match tokio::time::timeout(DRAIN_DEADLINE, concurrency.acquire_many(all)).await {
+            Ok(_) => tracing::info!("in-flight deliveries finished"),
+            Err(_) => {
+                tracing::warn!("in-flight deliveries did not finish within the deadline; they will be redelivered")
+            }
+        }
+        Ok(())
+    }
+
+    async fn consume(self: &Arc<Self>, concurrency: Arc<Semaphore>) -> anyhow::Result<()> {
+        let conn = hookline_broker::publisher::connect(self.kit.settings.amqp_url.expose(), "hookline-worker").await?;
+        let channel = conn.create_channel().await?;
+        topology::declare(&channel).await?;
+        channel.basic_qos(self.kit.settings.worker_prefetch, BasicQosOptions::default()).await?;
+        let mut consumer = channel
+            .basic_consume(
+                topology::QUEUE_WORK.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        metrics::CONSUMERS.inc();
+        tracing::info!("consuming {}", topology::QUEUE_WORK);
+        let result = loop {
+            let next = tokio::select! {
+                _ = self.kit.cancel.cancelled() => break Ok(()),
+                d = consumer.next() => d,
+            };
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => break Err(anyhow::anyhow!("consumer: {e}")),
+                None => break Err(anyhow::anyhow!("the broker closed the consumer")),
+            };
+            let permit = concurrency.clone().acquire_owned().await.expect("semaphore open");
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                metrics::IN_FLIGHT.inc();
+                let disposition = process::process_one(&this, &delivery.data, delivery.redelivered).await;
+                let acked = match disposition {
+                    Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+                    Disposition::DeadLetter => delivery.acker.reject(BasicRejectOptions { requeue: false }).await,
+                    Disposition::Requeue => {
+                        // Give a failing dependency a moment before the message comes back.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await
+                    }
+                };
+                if let Err(e) = acked {
+                    tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+                }
+                metrics::IN_FLIGHT.dec();
+                drop(permit);
+            });
+        };
+        metrics::CONSUMERS.dec();
+        // Stop taking messages; unacked ones return to the queue when the channel closes.
+        let _ = channel.basic_cancel(consumer.tag(), Default::default()).await;
+        if result.is_ok() {
+            let all = self.kit.settings.worker_concurrency as u32;
+            let _ = tokio::time::timeout(DRAIN_DEADLINE, concurrency.acquire_many(all)).await.map(drop);
+        }
+        let _ = conn.close(200, "shutting down".into()).await;
+        result
+    }
+
+    /// Samples the dead-letter queue's depth for `webhook_dlq_size`.
+    pub fn spawn_dlq_gauge(self: &Arc<Self>) {
+        let kit = self.kit.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(ch) = kit.broker.channel().await {
+                    let opts = QueueDeclareOptions { passive: true, ..Default::default() };
+                    if let Ok(q) = ch.queue_declare(topology::QUEUE_DEAD.into(), opts, FieldTable::default()).await {
+                        metrics::DLQ_SIZE.set(i64::from(q.message_count()));
+                    }
+                }
+                tokio::select! {
+                    _ = kit.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+                }
+            }
+        });
+    }
+}
+
+/// Starts the worker's background tasks (consumer, sweeper, DLQ gauge) in
+/// this process; the returned handle finishes once drained after cancel.
+pub fn start(kit: Arc<Kit>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let worker = Worker::new(kit.clone())?;
+    worker.spawn_dlq_gauge();
+    sweeper::spawn(kit);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = worker.run().await {
+            tracing::error!(error = format!("{e:#}"), "worker stopped");
+        }
+    }))
+}
+
+/// Runs the worker alone (with its health and metrics server) until `kit.cancel` fires.
 pub async fn run(kit: Arc<Kit>) -> anyhow::Result<()> {
     let addr = kit.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set HOOKLINE_LISTEN)"))?;
     tracing::info!(%addr, "worker health and metrics listening");
     let ops = serve_ops(Probes::for_kit(&kit), listener, kit.cancel.clone())?;
-    kit.cancel.cancelled().await;
+    let worker = start(kit.clone())?;
+    let _ = worker.await;
+    kit.cancel.cancel();
     let _ = ops.await;
     Ok(())
 }

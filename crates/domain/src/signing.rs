@@ -86,7 +86,8 @@ impl fmt::Debug for WebhookSecret {
 /// The signature headers of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signatures {
-    /// `X-Webhook-Signature`: hex signature with the current secret.
+    /// `X-Webhook-Signature`: hex signature with the secret receivers hold
+    /// (the previous one during a rotation's grace period).
     pub legacy: String,
     /// `webhook-signature`: space-separated `v1,` entries.
     pub standard: String,
@@ -94,10 +95,12 @@ pub struct Signatures {
 
 /// Signs a body with the current secret and, during a rotation, the previous one.
 ///
-/// `X-Webhook-Signature` carries only the current secret's signature, so the
-/// guide's receivers (which compare the header to one expected value) keep
-/// working unmodified; receivers still on the old secret verify through the
-/// Standard Webhooks header, which lists both.
+/// `webhook-signature` lists both (`v1,<new> v1,<old>`), so a Standard
+/// Webhooks receiver verifies with either secret. `X-Webhook-Signature` can
+/// carry only one value (the guide's receivers compare it to one expected
+/// string), so during the grace period it is signed with the previous
+/// secret: receivers written to the guide keep working unmodified through
+/// the whole grace period and switch to the new secret when it ends.
 pub fn sign_delivery(
     current: &WebhookSecret,
     previous: Option<&WebhookSecret>,
@@ -110,7 +113,7 @@ pub fn sign_delivery(
         standard.push(' ');
         standard.push_str(&prev.sign_standard(msg_id, timestamp, body));
     }
-    Signatures { legacy: current.sign_hex(body), standard }
+    Signatures { legacy: previous.unwrap_or(current).sign_hex(body), standard }
 }
 
 /// Verifies a Standard Webhooks header against a secret (used by tests, the
@@ -158,7 +161,12 @@ mod tests {
         assert_eq!(sigs.standard.split(' ').count(), 2);
         assert!(verify_standard(&old, "dlv_1", 1700000000, b"{}", &sigs.standard));
         assert!(verify_standard(&new, "dlv_1", 1700000000, b"{}", &sigs.standard));
-        assert!(verify_hex(&new, b"{}", &sigs.legacy));
+        assert!(
+            verify_hex(&old, b"{}", &sigs.legacy),
+            "the guide's header keeps the old secret during the grace period"
+        );
+        let after = sign_delivery(&new, None, "dlv_1", 1700000000, b"{}");
+        assert!(verify_hex(&new, b"{}", &after.legacy));
     }
 
     #[test]

@@ -48,8 +48,9 @@ pub fn all_in_one_spec(kit: &Kit) -> ServerSpec {
 pub async fn run_all(kit: Arc<Kit>) -> anyhow::Result<()> {
     let addr = kit.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let relay = hookline_ingest_api::relay::spawn(kit.clone());
+    let worker = hookline_delivery_worker::start(kit.clone())?;
     let result = hookline_service_kit::server::serve(kit.clone(), all_in_one_spec(&kit), addr).await;
     kit.cancel.cancel();
-    let _ = relay.await;
+    let _ = tokio::join!(relay, worker);
     result
 }

@@ -1,4 +1,5 @@
 pub mod audit;
+pub mod deliveries;
 pub mod event_types;
 pub mod keys;
 pub mod orgs;

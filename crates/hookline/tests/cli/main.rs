@@ -1,5 +1,7 @@
 //! The `hookline` binary, run as a real process against the machine's services.
 
+mod faults;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use hookline_test_support::{eventually, http, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookline");
 
-fn hookline(env: &TestEnv, extra: &[(&str, &str)]) -> Command {
+pub fn hookline(env: &TestEnv, extra: &[(&str, &str)]) -> Command {
     let mut c = Command::new(BIN);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

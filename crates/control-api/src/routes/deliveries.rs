@@ -1,0 +1,493 @@
+//! Delivery history and replay: list and inspect deliveries, retry one,
+//! recover an endpoint's failures, send a test event, endpoint stats.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Duration, Utc};
+use diesel_async::AsyncConnection;
+use hookline_domain::event::WEBHOOK_TEST;
+use hookline_domain::id::{AttemptId, DeliveryId, EndpointId, EventId};
+use hookline_domain::scope::Scope;
+use hookline_service_kit::auth::Auth;
+use hookline_service_kit::error::{ApiError, Problem};
+use hookline_service_kit::kit::Kit;
+use hookline_service_kit::pagination::{ListResponse, PageParams};
+use hookline_store::deliveries::{AttemptRow, DeliveryFilter, DeliveryRow};
+use hookline_store::events::EventRow;
+use hookline_store::outbox::NewOutbox;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::audit::{self, Actor};
+
+/// Mounted before the endpoint routes so `/webhooks/deliveries` is not taken for an endpoint id.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/webhooks/deliveries", web::get().to(list_deliveries))
+        .route("/api/v1/webhooks/deliveries/{id}", web::get().to(get_delivery))
+        .route("/api/v1/webhooks/deliveries/{id}/retry", web::post().to(retry_delivery))
+        .route("/api/v1/webhooks/{id}/recover", web::post().to(recover))
+        .route("/api/v1/webhooks/{id}/test", web::post().to(send_test))
+        .route("/api/v1/webhooks/{id}/stats", web::get().to(stats));
+}
+
+pub const STATUSES: [&str; 5] = ["pending", "delivered", "failed", "dead_letter", "cancelled"];
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub webhook_id: EndpointId,
+    /// The event type.
+    pub event: String,
+    /// pending, delivered, failed (a retry is scheduled), dead_letter, cancelled.
+    pub status: String,
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<DeliveryRow> for DeliveryView {
+    fn from(r: DeliveryRow) -> Self {
+        Self {
+            id: DeliveryId::from_uuid(r.id),
+            event_id: EventId::from_uuid(r.event_id),
+            webhook_id: EndpointId::from_uuid(r.endpoint_id),
+            event: r.event_type,
+            next_attempt_at: if r.status == "failed" || r.status == "pending" { r.next_attempt_at } else { None },
+            status: r.status,
+            attempts: r.attempt_count,
+            last_status_code: r.last_status_code,
+            last_error: r.last_error,
+            last_attempt_at: r.last_attempt_at,
+            delivered_at: r.delivered_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttemptView {
+    pub id: AttemptId,
+    pub attempt: i32,
+    pub succeeded: bool,
+    pub status_code: Option<i32>,
+    /// dns, connect, tls, timeout, http_status, or null on success.
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub latency_ms: i32,
+    /// The headers sent (signatures shortened, custom header values hidden).
+    pub request_headers: serde_json::Value,
+    pub response_headers: Option<serde_json::Value>,
+    /// The first 4 KiB of the response body.
+    pub response_body: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<AttemptRow> for AttemptView {
+    fn from(a: AttemptRow) -> Self {
+        Self {
+            id: AttemptId::from_uuid(a.id),
+            attempt: a.attempt_number,
+            succeeded: a.succeeded,
+            status_code: a.status_code,
+            error_class: a.error_class,
+            error: a.error_message,
+            latency_ms: a.latency_ms,
+            request_headers: a.request_headers,
+            response_headers: a.response_headers,
+            response_body: a.response_body,
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// A delivery with its payload and every attempt.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub delivery: DeliveryView,
+    /// The body as delivered: `{"event", "timestamp", "data"}`.
+    pub payload: serde_json::Value,
+    pub attempt_log: Vec<AttemptView>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryParams {
+    /// Only this endpoint's deliveries (`ep_…`).
+    pub webhook_id: Option<String>,
+    pub status: Option<String>,
+    /// Only this event type.
+    pub event: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverInput {
+    /// Re-queue failures created at or after this time.
+    pub since: DateTime<Utc>,
+    /// Default now.
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Recovered {
+    /// Deliveries queued for a new attempt.
+    pub requeued: usize,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestSent {
+    pub delivery_id: DeliveryId,
+    pub event_id: EventId,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// 1h, 24h (default), 7d or 30d.
+    pub window: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EndpointStatsView {
+    pub webhook_id: EndpointId,
+    pub window: String,
+    pub attempts: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    /// Succeeded attempts over all attempts, 0 to 1; null without attempts.
+    pub success_rate: Option<f64>,
+    pub p50_latency_ms: Option<f64>,
+    pub p95_latency_ms: Option<f64>,
+    pub consecutive_failures: i32,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+}
+
+fn parse_delivery_id(id: &str) -> Result<DeliveryId, ApiError> {
+    DeliveryId::parse(id).map_err(|_| ApiError::not_found("delivery"))
+}
+
+fn parse_endpoint_id(id: &str) -> Result<EndpointId, ApiError> {
+    EndpointId::parse(id).map_err(|_| ApiError::not_found("webhook endpoint"))
+}
+
+/// List deliveries, newest first
+#[utoipa::path(
+    get, path = "/api/v1/webhooks/deliveries", tag = "Deliveries",
+    params(DeliveryParams),
+    security(("api_key" = ["deliveries:read"])),
+    responses(
+        (status = 200, description = "A page of deliveries", body = ListResponse<DeliveryView>),
+        (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_deliveries(
+    kit: web::Data<Kit>,
+    auth: Auth,
+    q: web::Query<DeliveryParams>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::DeliveriesRead)?;
+    let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
+    if let Some(s) = &q.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(ApiError::invalid_field("status", format!("must be one of {}", STATUSES.join(", "))));
+        }
+    }
+    let endpoint_id = match &q.webhook_id {
+        Some(w) => {
+            Some(EndpointId::parse(w).map_err(|e| ApiError::invalid_field("webhook_id", e.to_string()))?.as_uuid())
+        }
+        None => None,
+    };
+    let filter = DeliveryFilter {
+        endpoint_id,
+        status: q.status.clone(),
+        event_type: q.event.clone(),
+        since: q.since,
+        until: q.until,
+    };
+    let mut conn = kit.conn().await?;
+    let page = hookline_store::deliveries::list(&mut conn, auth.org_id.as_uuid(), &filter, before, limit).await?;
+    let last = page.items.last().map(|d| d.id);
+    let data: Vec<DeliveryView> = page.items.into_iter().map(DeliveryView::from).collect();
+    Ok(HttpResponse::Ok().json(ListResponse::new(data, page.has_more, last)))
+}
+
+/// A delivery, its payload and every attempt
+#[utoipa::path(
+    get, path = "/api/v1/webhooks/deliveries/{id}", tag = "Deliveries",
+    params(("id" = String, Path, description = "dlv_… id")),
+    security(("api_key" = ["deliveries:read"])),
+    responses(
+        (status = 200, description = "The delivery", body = DeliveryDetail),
+        (status = 404, description = "No such delivery", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_delivery(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::DeliveriesRead)?;
+    let id = parse_delivery_id(&id)?;
+    let mut conn = kit.conn().await?;
+    let d = hookline_store::deliveries::get_for_org(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery"))?;
+    let event =
+        hookline_store::events::get(&mut conn, d.event_id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
+    let attempts = hookline_store::deliveries::attempts(&mut conn, d.id).await?;
+    let payload = serde_json::from_slice(&hookline_domain::event::webhook_body(
+        &event.event_type,
+        event.occurred_at,
+        &event.data,
+    ))
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(DeliveryDetail {
+        delivery: d.into(),
+        payload,
+        attempt_log: attempts.into_iter().map(AttemptView::from).collect(),
+    }))
+}
+
+/// Retry a failed or dead-lettered delivery now
+#[utoipa::path(
+    post, path = "/api/v1/webhooks/deliveries/{id}/retry", tag = "Deliveries",
+    params(("id" = String, Path, description = "dlv_… id")),
+    security(("api_key" = ["deliveries:retry"])),
+    responses(
+        (status = 202, description = "A new attempt is queued", body = DeliveryView),
+        (status = 404, description = "No such delivery", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The delivery is not failed or dead-lettered", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn retry_delivery(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::DeliveriesRetry)?;
+    let id = parse_delivery_id(&id)?;
+    let principal = auth.0.clone();
+    let mut conn = kit.conn().await?;
+    let row = conn
+        .transaction::<_, ApiError, _>(async |c| {
+            let d = hookline_store::deliveries::get_for_org(c, principal.org_id.as_uuid(), id.as_uuid())
+                .await?
+                .ok_or_else(|| ApiError::not_found("delivery"))?;
+            let ep = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), d.endpoint_id).await?;
+            if ep.is_none_or(|e| !e.is_active) {
+                return Err(ApiError::conflict(
+                    "endpoint_inactive",
+                    "the delivery's endpoint is disabled or deleted; enable it first",
+                ));
+            }
+            if !hookline_store::deliveries::requeue(c, &d, "manual").await? {
+                return Err(ApiError::conflict(
+                    "not_retryable",
+                    format!("a {} delivery cannot be retried; only failed and dead_letter ones", d.status),
+                ));
+            }
+            audit::record(
+                c,
+                principal.org_id,
+                Actor::Key(&principal),
+                "delivery.retried",
+                "delivery",
+                &id.to_string(),
+                json!({}),
+            )
+            .await?;
+            hookline_store::deliveries::get(c, d.id).await?.ok_or_else(|| ApiError::not_found("delivery"))
+        })
+        .await?;
+    kit.outbox_wake.notify_one();
+    Ok(HttpResponse::Accepted().json(DeliveryView::from(row)))
+}
+
+/// Re-queue an endpoint's failed and dead-lettered deliveries in a window
+#[utoipa::path(
+    post, path = "/api/v1/webhooks/{id}/recover", tag = "Deliveries",
+    params(("id" = String, Path, description = "ep_… id")),
+    request_body = RecoverInput,
+    security(("api_key" = ["deliveries:retry"])),
+    responses(
+        (status = 202, description = "Queued", body = Recovered),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The endpoint is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid window", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn recover(
+    kit: web::Data<Kit>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: web::Json<RecoverInput>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::DeliveriesRetry)?;
+    let id = parse_endpoint_id(&id)?;
+    let until = body.until.unwrap_or_else(Utc::now);
+    if body.since >= until {
+        return Err(ApiError::invalid_field("since", "must be before until"));
+    }
+    let (since, principal) = (body.since, auth.0.clone());
+    let mut conn = kit.conn().await?;
+    let n = conn
+        .transaction::<_, ApiError, _>(async |c| {
+            let ep = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), id.as_uuid())
+                .await?
+                .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+            if !ep.is_active {
+                return Err(ApiError::conflict("endpoint_inactive", "the endpoint is disabled; enable it first"));
+            }
+            let rows =
+                hookline_store::deliveries::recoverable(c, principal.org_id.as_uuid(), ep.id, since, until).await?;
+            let mut n = 0;
+            for r in &rows {
+                if hookline_store::deliveries::requeue(c, r, "manual").await? {
+                    n += 1;
+                }
+            }
+            audit::record(
+                c,
+                principal.org_id,
+                Actor::Key(&principal),
+                "webhook.recovered",
+                "webhook",
+                &id.to_string(),
+                json!({"since": since, "until": until, "requeued": n}),
+            )
+            .await?;
+            Ok(n)
+        })
+        .await?;
+    kit.outbox_wake.notify_one();
+    Ok(HttpResponse::Accepted().json(Recovered { requeued: n }))
+}
+
+/// Send a `webhook.test` event to this endpoint only
+#[utoipa::path(
+    post, path = "/api/v1/webhooks/{id}/test", tag = "Deliveries",
+    params(("id" = String, Path, description = "ep_… id")),
+    security(("api_key" = ["webhooks:write"])),
+    responses(
+        (status = 202, description = "Queued", body = TestSent),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The endpoint is disabled", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn send_test(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::WebhooksWrite)?;
+    let id = parse_endpoint_id(&id)?;
+    let principal = auth.0.clone();
+    let now = Utc::now();
+    let event_id = EventId::new();
+    let delivery_id = DeliveryId::new();
+    let mut conn = kit.conn().await?;
+    conn.transaction::<_, ApiError, _>(async |c| {
+        let ep = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), id.as_uuid())
+            .await?
+            .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+        if !ep.is_active {
+            return Err(ApiError::conflict("endpoint_inactive", "the endpoint is disabled; enable it first"));
+        }
+        let event = EventRow {
+            id: event_id.as_uuid(),
+            org_id: principal.org_id.as_uuid(),
+            event_type: WEBHOOK_TEST.into(),
+            data: json!({"message": "This is a test event from Hookline.", "webhook_id": id.to_string()}),
+            occurred_at: now,
+            idempotency_key: None,
+            request_hash: None,
+            delivery_count: 1,
+            created_at: now,
+        };
+        hookline_store::events::insert(c, &event).await?;
+        let d = DeliveryRow {
+            id: delivery_id.as_uuid(),
+            org_id: principal.org_id.as_uuid(),
+            event_id: event_id.as_uuid(),
+            endpoint_id: ep.id,
+            event_type: WEBHOOK_TEST.into(),
+            status: "pending".into(),
+            attempt_count: 0,
+            last_status_code: None,
+            last_error: None,
+            last_attempt_at: None,
+            next_attempt_at: Some(now),
+            delivered_at: None,
+            created_at: now,
+            updated_at: now,
+            scheduled_attempt: 1,
+        };
+        hookline_store::deliveries::insert_many(c, std::slice::from_ref(&d)).await?;
+        hookline_store::outbox::insert(
+            c,
+            &[NewOutbox { org_id: d.org_id, delivery_id: d.id, reason: "manual".into(), attempt: 1 }],
+        )
+        .await?;
+        audit::record(
+            c,
+            principal.org_id,
+            Actor::Key(&principal),
+            "webhook.tested",
+            "webhook",
+            &id.to_string(),
+            json!({"delivery_id": delivery_id}),
+        )
+        .await?;
+        Ok(())
+    })
+    .await?;
+    kit.outbox_wake.notify_one();
+    Ok(HttpResponse::Accepted().json(TestSent { delivery_id, event_id }))
+}
+
+/// Delivery statistics of one endpoint
+#[utoipa::path(
+    get, path = "/api/v1/webhooks/{id}/stats", tag = "Deliveries",
+    params(("id" = String, Path, description = "ep_… id"), StatsParams),
+    security(("api_key" = ["deliveries:read"])),
+    responses(
+        (status = 200, description = "Statistics over the window", body = EndpointStatsView),
+        (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown window", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn stats(
+    kit: web::Data<Kit>,
+    auth: Auth,
+    id: web::Path<String>,
+    q: web::Query<StatsParams>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::DeliveriesRead)?;
+    let id = parse_endpoint_id(&id)?;
+    let window = q.window.clone().unwrap_or_else(|| "24h".into());
+    let span = match window.as_str() {
+        "1h" => Duration::hours(1),
+        "24h" => Duration::hours(24),
+        "7d" => Duration::days(7),
+        "30d" => Duration::days(30),
+        _ => return Err(ApiError::invalid_field("window", "must be 1h, 24h, 7d or 30d")),
+    };
+    let mut conn = kit.conn().await?;
+    let ep = hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    let s = hookline_store::deliveries::endpoint_stats(&mut conn, ep.id, Utc::now() - span).await?;
+    let h = hookline_store::deliveries::endpoint_health(&mut conn, ep.id).await?;
+    Ok(HttpResponse::Ok().json(EndpointStatsView {
+        webhook_id: id,
+        window,
+        attempts: s.attempts,
+        succeeded: s.succeeded,
+        failed: s.attempts - s.succeeded,
+        success_rate: (s.attempts > 0).then(|| s.succeeded as f64 / s.attempts as f64),
+        p50_latency_ms: s.p50_ms,
+        p95_latency_ms: s.p95_ms,
+        consecutive_failures: h.as_ref().map(|h| h.consecutive_failures).unwrap_or(0),
+        last_success_at: h.as_ref().and_then(|h| h.last_success_at),
+        last_failure_at: h.as_ref().and_then(|h| h.last_failure_at),
+    }))
+}

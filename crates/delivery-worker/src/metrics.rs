@@ -1,0 +1,61 @@
+//! The worker's metrics.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+};
+
+pub static SUCCESS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("webhook_delivery_success_total", "Deliveries answered with a 2xx.")
+        .expect("metric registers")
+});
+pub static FAILURE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "webhook_delivery_failure_total",
+        "Failed attempts by reason (dns, connect, tls, timeout, http_status, body).",
+        &["reason"]
+    )
+    .expect("metric registers")
+});
+pub static DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "webhook_delivery_duration_seconds",
+        "Time from sending a delivery to its answer, by outcome.",
+        &["outcome"],
+        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]
+    )
+    .expect("metric registers")
+});
+pub static ATTEMPTS_TO_SUCCESS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "webhook_delivery_attempts",
+        "Attempts a delivery needed to succeed.",
+        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 11.0, 16.0, 21.0]
+    )
+    .expect("metric registers")
+});
+pub static DEAD_LETTERED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("webhook_delivery_dead_lettered_total", "Deliveries that exhausted their retries.")
+        .expect("metric registers")
+});
+pub static PARKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "webhook_delivery_parked_total",
+        "Messages parked on a short delay queue, by cause (concurrency, rate).",
+        &["cause"]
+    )
+    .expect("metric registers")
+});
+pub static DLQ_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("webhook_dlq_size", "Messages held in the dead-letter queue.").expect("metric registers")
+});
+pub static CONSUMERS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("hookline_broker_consumers", "Active broker consumers in this process.")
+        .expect("metric registers")
+});
+pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("hookline_deliveries_in_flight", "Deliveries being processed in this process.")
+        .expect("metric registers")
+});

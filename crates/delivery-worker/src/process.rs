@@ -1,0 +1,360 @@
+//! One message in, one disposition out.
+//!
+//! Every attempt is recorded before the message is acknowledged, and every
+//! retry is published (with a confirm) before the attempt's message is
+//! acknowledged, so a crash at any point leads to a redelivery, never a
+//! loss. The attempt number in the message and the delivery's
+//! `attempt_count` / `scheduled_attempt` let a redelivered or duplicated
+//! message recognise work already done.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use hookline_broker::messages::{DeliveryOutcome, DeliveryTask, OutcomeKind, TaskReason, MESSAGE_VERSION};
+use hookline_domain::event::webhook_body;
+use hookline_domain::id::{AttemptId, DeliveryId, EndpointId};
+use hookline_domain::retry::{NextStep, RetryPolicy};
+use hookline_domain::signing::sign_delivery;
+use hookline_service_kit::secrets;
+use hookline_store::deliveries::{AttemptOutcome, AttemptRow, DeliveryRow};
+use hookline_store::endpoints::EndpointRow;
+use prost::Message;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tracing::Instrument;
+
+use crate::client::{post, Response};
+use crate::{metrics, Worker};
+
+/// What to do with the broker message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (delivered, retry scheduled, parked, cancelled, or a duplicate).
+    Ack,
+    /// Reject without requeue: the work queue's DLX takes it to the dead-letter queue.
+    DeadLetter,
+    /// Put it back: a dependency failed and nothing was decided.
+    Requeue,
+}
+
+/// How long a message waits when its endpoint is at its concurrency cap.
+pub const PARK_DELAY: Duration = Duration::from_millis(1000);
+pub const USER_AGENT: &str = concat!("Hookline/", env!("CARGO_PKG_VERSION"));
+
+pub async fn process_one(w: &Arc<Worker>, payload: &[u8], redelivered: bool) -> Disposition {
+    let task = match DeliveryTask::decode(payload) {
+        Ok(t) if t.version == MESSAGE_VERSION => t,
+        Ok(t) => {
+            tracing::error!(
+                version = t.version,
+                "a delivery message of an unknown version; dead-lettering it for inspection"
+            );
+            return Disposition::DeadLetter;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "an undecodable delivery message; dead-lettering it for inspection");
+            return Disposition::DeadLetter;
+        }
+    };
+    let span = tracing::info_span!("delivery", delivery_id = %task.delivery_id, org_id = %task.org_id, attempt = task.attempt, redelivered);
+    match step(w, &task).instrument(span).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(delivery_id = %task.delivery_id, error = format!("{e:#}"), "delivery step failed; requeueing the message");
+            Disposition::Requeue
+        }
+    }
+}
+
+async fn load_endpoint(w: &Worker, id: uuid::Uuid) -> anyhow::Result<Option<Arc<EndpointRow>>> {
+    let caches = &w.kit.caches;
+    if caches.active() {
+        if let Some(e) = caches.endpoints.get(&id) {
+            return Ok(Some(e));
+        }
+    }
+    let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    let row = hookline_store::endpoints::get_any(&mut conn, id).await?.map(Arc::new);
+    if let (Some(r), true) = (&row, caches.active()) {
+        caches.endpoints.insert(id, r.clone());
+    }
+    Ok(row)
+}
+
+fn policy(ep: &EndpointRow) -> RetryPolicy {
+    RetryPolicy {
+        max_retries: ep.max_retries.max(0) as u32,
+        initial_delay_ms: ep.initial_delay_ms.max(1) as u64,
+        multiplier: ep.multiplier,
+        max_delay_ms: ep.max_delay_ms.max(1) as u64,
+    }
+}
+
+async fn step(w: &Arc<Worker>, task: &DeliveryTask) -> anyhow::Result<Disposition> {
+    let delivery_id = DeliveryId::parse(&task.delivery_id)?.as_uuid();
+    let attempt = task.attempt.max(1) as i32;
+    let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    let Some(delivery) = hookline_store::deliveries::get(&mut conn, delivery_id).await? else {
+        return Ok(Disposition::Ack);
+    };
+    drop(conn);
+    let Some(endpoint) = load_endpoint(w, delivery.endpoint_id).await? else {
+        return Ok(Disposition::Ack);
+    };
+
+    if attempt <= delivery.attempt_count || matches!(delivery.status.as_str(), "delivered" | "cancelled") {
+        return already_done(w, task, &delivery, &endpoint).await;
+    }
+    if delivery.status == "dead_letter" {
+        // A stale copy of a message whose delivery was dead-lettered after it.
+        return Ok(Disposition::Ack);
+    }
+    if endpoint.deleted_at.is_some() || !endpoint.is_active {
+        let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+        hookline_store::deliveries::set_status(&mut conn, delivery.id, "cancelled").await?;
+        publish_outcome(w, task, &delivery, OutcomeKind::Cancelled, None).await;
+        return Ok(Disposition::Ack);
+    }
+
+    // One slow endpoint must not hold the worker's slots: over its cap, park.
+    let Some(_slot) = w.try_endpoint_slot(endpoint.id) else {
+        metrics::PARKED.with_label_values(&["concurrency"]).inc();
+        return park(w, task, PARK_DELAY).await;
+    };
+    if let Some(rps) = endpoint.rate_limit_per_second {
+        if let Err(wait) = w.endpoint_rate_check(endpoint.id, rps) {
+            metrics::PARKED.with_label_values(&["rate"]).inc();
+            // Round up to 250 ms steps so parking uses few distinct delay queues.
+            let ms = wait.as_millis().max(1).div_ceil(250) * 250;
+            return park(w, task, Duration::from_millis(ms as u64)).await;
+        }
+    }
+
+    let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    let event = hookline_store::events::get(&mut conn, delivery.event_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the delivery's event is missing"))?;
+    drop(conn);
+    let body = webhook_body(&event.event_type, event.occurred_at, &event.data);
+    let now = Utc::now();
+    let master = &w.kit.master_key;
+    let current = secrets::open_secret(master, endpoint.id, &endpoint.secret_ciphertext)?;
+    let previous = match (&endpoint.previous_secret_ciphertext, endpoint.previous_secret_expires_at) {
+        (Some(c), Some(until)) if until > now => Some(secrets::open_secret(master, endpoint.id, c)?),
+        _ => None,
+    };
+    let msg_id = task.delivery_id.clone();
+    let ts = now.timestamp();
+    let sigs = sign_delivery(&current, previous.as_ref(), &msg_id, ts, &body);
+    let mut headers = HeaderMap::new();
+    for (k, v) in secrets::open_headers(master, endpoint.id, &endpoint.headers)? {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+            headers.insert(k, v);
+        }
+    }
+    let hv = |s: &str| HeaderValue::from_str(s).expect("header-safe value");
+    headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(reqwest::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    headers.insert("x-webhook-signature", hv(&sigs.legacy));
+    headers.insert("x-webhook-event", hv(&event.event_type));
+    headers.insert("x-webhook-delivery-id", hv(&msg_id));
+    headers.insert("x-webhook-timestamp", hv(&ts.to_string()));
+    headers.insert("x-webhook-attempt", hv(&attempt.to_string()));
+    headers.insert("webhook-id", hv(&msg_id));
+    headers.insert("webhook-timestamp", hv(&ts.to_string()));
+    headers.insert("webhook-signature", hv(&sigs.standard));
+    let request_headers = recorded_headers(&headers);
+
+    let url = url::Url::parse(&endpoint.url)?;
+    let timeout = Duration::from_secs(endpoint.timeout_seconds.clamp(1, 60) as u64);
+    let response = post(&w.client, &url, headers, body, timeout, w.kit.settings.allow_private_targets).await;
+    drop(_slot);
+    finish(w, task, &delivery, &endpoint, attempt, response, request_headers).await
+}
+
+/// The request headers kept with the attempt, signatures shortened.
+fn recorded_headers(headers: &HeaderMap) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (k, v) in headers {
+        let name = k.as_str();
+        let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        let kept = if name.contains("signature") {
+            value.split(' ').map(|s| format!("{}…", &s[..s.len().min(12)])).collect::<Vec<_>>().join(" ")
+        } else if name.starts_with("x-webhook-")
+            || name.starts_with("webhook-")
+            || name == "content-type"
+            || name == "user-agent"
+        {
+            value
+        } else {
+            // Custom headers may carry credentials: record only that they were sent.
+            "<custom>".to_owned()
+        };
+        map.insert(name.to_owned(), serde_json::Value::String(kept));
+    }
+    serde_json::Value::Object(map)
+}
+
+async fn finish(
+    w: &Arc<Worker>,
+    task: &DeliveryTask,
+    delivery: &DeliveryRow,
+    endpoint: &EndpointRow,
+    attempt: i32,
+    response: Response,
+    request_headers: serde_json::Value,
+) -> anyhow::Result<Disposition> {
+    let now = Utc::now();
+    let gone = response.status == Some(410);
+    let pol = policy(endpoint);
+    let next = if response.succeeded() {
+        None
+    } else if gone {
+        Some(NextStep::DeadLetter)
+    } else {
+        let honour = matches!(response.status, Some(429 | 503)).then_some(response.retry_after).flatten();
+        Some(pol.after_failure(attempt as u32, honour))
+    };
+    let outcome = match next {
+        None => AttemptOutcome { status: "delivered", next_attempt_at: None },
+        Some(NextStep::DeadLetter) => AttemptOutcome { status: "dead_letter", next_attempt_at: None },
+        Some(NextStep::RetryAfter(d)) => AttemptOutcome {
+            status: "failed",
+            next_attempt_at: Some(now + chrono::Duration::milliseconds(d.as_millis() as i64)),
+        },
+    };
+    let row = AttemptRow {
+        id: AttemptId::new().as_uuid(),
+        org_id: delivery.org_id,
+        delivery_id: delivery.id,
+        endpoint_id: endpoint.id,
+        attempt_number: attempt,
+        succeeded: response.succeeded(),
+        status_code: response.status.map(i32::from),
+        error_class: response.error_class.map(str::to_owned),
+        error_message: response.error.clone(),
+        latency_ms: response.latency.as_millis().min(i32::MAX as u128) as i32,
+        request_headers,
+        response_headers: response.status.map(|_| serde_json::Value::Object(response.headers.clone())),
+        response_body: response.body.clone(),
+        created_at: now,
+    };
+    let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        hookline_store::deliveries::record_attempt(c, &row, &outcome).await?;
+        if gone {
+            hookline_store::endpoints::disable(c, endpoint.id, "the endpoint answered 410 Gone").await?;
+        }
+        Ok(())
+    })
+    .await?;
+    drop(conn);
+    let label = if response.succeeded() { "success" } else { "failure" };
+    metrics::DURATION.with_label_values(&[label]).observe(response.latency.as_secs_f64());
+    if gone {
+        w.kit.caches.invalidate(hookline_service_kit::caches::Topic::Endpoints).await;
+        tracing::warn!(endpoint_id = %EndpointId::from_uuid(endpoint.id), "endpoint answered 410 Gone; disabled it");
+    }
+    match next {
+        None => {
+            metrics::SUCCESS.inc();
+            metrics::ATTEMPTS_TO_SUCCESS.observe(f64::from(attempt));
+            publish_outcome(w, task, delivery, OutcomeKind::Delivered, Some(&response)).await;
+            Ok(Disposition::Ack)
+        }
+        Some(step) => {
+            metrics::FAILURE.with_label_values(&[response.error_class.unwrap_or("unknown")]).inc();
+            match step {
+                NextStep::DeadLetter => {
+                    metrics::DEAD_LETTERED.inc();
+                    let kind = if gone { OutcomeKind::EndpointGone } else { OutcomeKind::DeadLettered };
+                    publish_outcome(w, task, delivery, kind, Some(&response)).await;
+                    Ok(Disposition::DeadLetter)
+                }
+                NextStep::RetryAfter(delay) => {
+                    let d = schedule(w, task, delivery.id, attempt + 1, delay).await?;
+                    publish_outcome(w, task, delivery, OutcomeKind::RetryScheduled, Some(&response)).await;
+                    Ok(d)
+                }
+            }
+        }
+    }
+}
+
+/// Publishes attempt `next` to the delay queue for `delay`, once per
+/// delivery even when duplicated messages race here.
+async fn schedule(
+    w: &Arc<Worker>,
+    task: &DeliveryTask,
+    delivery_id: uuid::Uuid,
+    next: i32,
+    delay: Duration,
+) -> anyhow::Result<Disposition> {
+    let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    if !hookline_store::deliveries::claim_next_attempt(&mut conn, delivery_id, next).await? {
+        return Ok(Disposition::Ack);
+    }
+    let retry = DeliveryTask { attempt: next as u32, reason: TaskReason::Retry as i32, ..task.clone() };
+    if let Err(e) = w.kit.broker.publish_delayed(&retry, delay).await {
+        hookline_store::deliveries::unclaim_attempt(&mut conn, delivery_id, next).await?;
+        return Err(e.context("publishing the retry"));
+    }
+    Ok(Disposition::Ack)
+}
+
+async fn park(w: &Arc<Worker>, task: &DeliveryTask, delay: Duration) -> anyhow::Result<Disposition> {
+    let parked = DeliveryTask { reason: TaskReason::Parked as i32, ..task.clone() };
+    w.kit.broker.publish_delayed(&parked, delay).await?;
+    Ok(Disposition::Ack)
+}
+
+/// A message for an attempt that was already made (a redelivery after a
+/// crash, or a duplicate): finish whatever the first copy could not.
+async fn already_done(
+    w: &Arc<Worker>,
+    task: &DeliveryTask,
+    delivery: &DeliveryRow,
+    endpoint: &EndpointRow,
+) -> anyhow::Result<Disposition> {
+    match delivery.status.as_str() {
+        "delivered" | "cancelled" => Ok(Disposition::Ack),
+        // Recorded as dead but perhaps not yet handed to the dead-letter queue.
+        "dead_letter" if task.attempt as i32 == delivery.attempt_count => Ok(Disposition::DeadLetter),
+        "dead_letter" => Ok(Disposition::Ack),
+        _ if delivery.scheduled_attempt > delivery.attempt_count => Ok(Disposition::Ack),
+        _ => {
+            // The attempt was recorded but its retry never published.
+            let delay = match policy(endpoint).after_failure(delivery.attempt_count.max(1) as u32, None) {
+                NextStep::RetryAfter(d) => d,
+                NextStep::DeadLetter => Duration::ZERO,
+            };
+            schedule(w, task, delivery.id, delivery.attempt_count + 1, delay.max(Duration::from_millis(100))).await
+        }
+    }
+}
+
+async fn publish_outcome(
+    w: &Worker,
+    task: &DeliveryTask,
+    delivery: &DeliveryRow,
+    kind: OutcomeKind,
+    response: Option<&Response>,
+) {
+    let outcome = DeliveryOutcome {
+        version: MESSAGE_VERSION,
+        delivery_id: task.delivery_id.clone(),
+        org_id: task.org_id.clone(),
+        endpoint_id: EndpointId::from_uuid(delivery.endpoint_id).to_string(),
+        event_type: delivery.event_type.clone(),
+        attempt: task.attempt,
+        kind: kind as i32,
+        status_code: response.and_then(|r| r.status).map(u32::from).unwrap_or(0),
+        error_class: response.and_then(|r| r.error_class).unwrap_or("").to_owned(),
+        latency_ms: response.map(|r| r.latency.as_millis() as u64).unwrap_or(0),
+        occurred_at_ms: Utc::now().timestamp_millis(),
+    };
+    if let Err(e) = w.kit.broker.publish_outcome(&outcome).await {
+        tracing::warn!(error = format!("{e:#}"), "could not publish a delivery outcome");
+    }
+}

@@ -1,0 +1,150 @@
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use hookline_test_support::receiver::{Behaviour, TestReceiver};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{wait_received, Stack};
+
+#[tokio::test]
+async fn a_delivery_carries_the_guides_body_and_every_contract_header() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let ep = s.endpoint(&r, "/hook", json!({"headers": {"X-Tenant": "acme"}})).await;
+    let event_id = s.send_lead("lead_123").await;
+    let got = wait_received(&r, 1, Duration::from_secs(20)).await;
+    let req = &got[0];
+    assert!(req.hex_valid, "X-Webhook-Signature verifies with the guide's scheme");
+    assert!(req.standard_valid, "webhook-signature verifies with Standard Webhooks");
+    let body = req.json();
+    assert_eq!(body["event"], "new_lead");
+    assert_eq!(
+        body["data"],
+        json!({"id": "lead_123", "name": "Ada Lovelace", "email": "ada@example.com", "source": "website"})
+    );
+    assert!(chrono::DateTime::parse_from_rfc3339(body["timestamp"].as_str().unwrap()).is_ok());
+    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["data", "event", "timestamp"]);
+    assert!(String::from_utf8_lossy(&req.body).starts_with("{\"event\":\"new_lead\",\"timestamp\":"));
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(req.header("x-webhook-event"), Some("new_lead"));
+    assert_eq!(req.header("x-webhook-attempt"), Some("1"));
+    assert_eq!(req.header("x-tenant"), Some("acme"));
+    assert!(req.header("user-agent").unwrap().starts_with("Hookline/"));
+    let delivery_id = req.header("x-webhook-delivery-id").unwrap();
+    assert!(delivery_id.starts_with("dlv_"));
+    assert_eq!(req.header("webhook-id"), Some(delivery_id));
+    let ts: i64 = req.header("x-webhook-timestamp").unwrap().parse().unwrap();
+    assert_eq!(req.header("webhook-timestamp").unwrap().parse::<i64>().unwrap(), ts);
+    assert!((chrono::Utc::now().timestamp() - ts).abs() < 30);
+    assert!(req.header("webhook-signature").unwrap().starts_with("v1,"));
+    // History shows the delivery and its attempt.
+    let d = s.wait_status(&ep, 1, "delivered", Duration::from_secs(10)).await;
+    assert_eq!(d[0]["id"], delivery_id);
+    assert_eq!(d[0]["event_id"], event_id.as_str());
+    let (_, detail) = s.control(Method::GET, &format!("/api/v1/webhooks/deliveries/{delivery_id}"), None).await;
+    assert_eq!(detail["attempt_log"].as_array().unwrap().len(), 1);
+    assert_eq!(detail["attempt_log"][0]["status_code"], 200);
+    assert_eq!(detail["attempt_log"][0]["response_body"], "{\"status\":\"received\"}");
+    assert_eq!(detail["attempt_log"][0]["request_headers"]["x-tenant"], "<custom>");
+    assert_eq!(detail["payload"]["event"], "new_lead");
+}
+
+#[tokio::test]
+async fn during_a_secret_rotation_both_secrets_sign() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let ep = s.endpoint(&r, "/hook", json!({})).await;
+    let (_, created) = s.control(Method::GET, &format!("/api/v1/webhooks/{ep}"), None).await;
+    assert!(created.get("secret").is_none());
+    let rotate = format!("/api/v1/webhooks/{ep}/rotate-secret");
+    let (status, rotated) = s.control(Method::POST, &rotate, Some(json!({"grace_period_seconds": 3600}))).await;
+    assert_eq!(status, 200);
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    // A receiver still on the old secret verifies both headers.
+    s.send_lead("l1").await;
+    let got = wait_received(&r, 1, Duration::from_secs(20)).await;
+    assert!(got[0].hex_valid && got[0].standard_valid);
+    assert_eq!(got[0].header("webhook-signature").unwrap().split(' ').count(), 2);
+    // One that switched early verifies webhook-signature, which lists both.
+    r.set_secrets(&[&new_secret]);
+    s.send_lead("l2").await;
+    let got = wait_received(&r, 2, Duration::from_secs(20)).await;
+    assert!(got[1].standard_valid);
+    // Once the grace period is over (here: a rotation without one), only the newest signs.
+    let (_, rotated) = s.control(Method::POST, &rotate, Some(json!({"grace_period_seconds": 0}))).await;
+    r.set_secrets(&[rotated["secret"].as_str().unwrap()]);
+    s.send_lead("l3").await;
+    let got = wait_received(&r, 3, Duration::from_secs(20)).await;
+    assert!(got[2].hex_valid && got[2].standard_valid);
+    assert_eq!(got[2].header("webhook-signature").unwrap().split(' ').count(), 1);
+}
+
+#[tokio::test]
+async fn each_endpoint_gets_its_own_delivery_and_duplicates_are_not_sent() {
+    let s = Stack::start().await;
+    let a = TestReceiver::start().await;
+    let b = TestReceiver::start().await;
+    s.endpoint(&a, "/a", json!({})).await;
+    s.endpoint(&b, "/b", json!({"events": ["lead_update"]})).await;
+    for i in 0..20 {
+        s.send_lead(&format!("l{i}")).await;
+    }
+    let got = wait_received(&a, 20, Duration::from_secs(30)).await;
+    let ids: BTreeSet<_> = got.iter().map(|r| r.header("x-webhook-delivery-id").unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 20);
+    assert!(got.iter().all(|r| r.hex_valid && r.standard_valid));
+    assert_eq!(b.count(), 0, "b subscribed to lead_update only");
+}
+
+#[tokio::test]
+async fn a_test_event_reaches_only_that_endpoint() {
+    let s = Stack::start().await;
+    let a = TestReceiver::start().await;
+    let b = TestReceiver::start().await;
+    let ep = s.endpoint(&a, "/a", json!({"events": ["new_lead"]})).await;
+    s.endpoint(&b, "/b", json!({})).await;
+    let (status, v) = s.control(Method::POST, &format!("/api/v1/webhooks/{ep}/test"), None).await;
+    assert_eq!(status, 202);
+    let got = wait_received(&a, 1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].header("x-webhook-event"), Some("webhook.test"));
+    assert_eq!(got[0].header("x-webhook-delivery-id"), v["delivery_id"].as_str());
+    assert_eq!(got[0].json()["data"]["webhook_id"], ep.as_str());
+    assert_eq!(b.count(), 0);
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_does_not_slow_a_healthy_one() {
+    let s = Stack::start_with(&[("HOOKLINE_ENDPOINT_CONCURRENCY", "2"), ("HOOKLINE_WORKER_CONCURRENCY", "8")]).await;
+    let hanging = TestReceiver::start().await;
+    hanging.set(Behaviour::Hang);
+    let healthy = TestReceiver::start().await;
+    s.endpoint(&hanging, "/slow", json!({"timeout": 10})).await;
+    s.endpoint(&healthy, "/fast", json!({})).await;
+    let start = Instant::now();
+    for i in 0..20 {
+        s.send_lead(&format!("l{i}")).await;
+    }
+    wait_received(&healthy, 20, Duration::from_secs(30)).await;
+    let took = start.elapsed();
+    // The hanging endpoint holds at most 2 requests for 10 s; the healthy one never waits for them.
+    assert!(took < Duration::from_secs(8), "healthy deliveries took {took:?}");
+    assert!(hanging.count() <= 2, "the cap holds: {} in flight", hanging.count());
+}
+
+#[tokio::test]
+async fn a_forced_broker_disconnect_during_a_burst_loses_nothing() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    s.endpoint(&r, "/hook", json!({})).await;
+    for i in 0..30 {
+        s.send_lead(&format!("l{i}")).await;
+        if i == 12 {
+            hookline_test_support::close_vhost_connections(&s.env.vhost).await.unwrap();
+        }
+    }
+    let got = wait_received(&r, 30, Duration::from_secs(60)).await;
+    let ids: BTreeSet<_> = got.iter().map(|x| x.header("x-webhook-delivery-id").unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 30, "every delivery arrived");
+}

@@ -1,0 +1,7 @@
+//! The delivery worker over real sockets, against real Postgres, RabbitMQ and Redis.
+
+mod delivery;
+mod examples;
+mod helpers;
+mod replay;
+mod retries;

@@ -1,0 +1,113 @@
+use std::time::Duration;
+
+use hookline_test_support::receiver::{Behaviour, TestReceiver};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{wait_received, Stack};
+
+#[tokio::test]
+async fn a_dead_letter_can_be_retried_by_hand_and_the_rest_recovered() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(500));
+    let ep = s.endpoint(&r, "/hook", json!({"max_retries": 0})).await;
+    let since = chrono::Utc::now() - chrono::Duration::seconds(5);
+    for i in 0..3 {
+        s.send_lead(&format!("l{i}")).await;
+    }
+    let dead = s.wait_status(&ep, 3, "dead_letter", Duration::from_secs(20)).await;
+    r.set(Behaviour::Ok);
+    // A delivered delivery is not retryable; a dead one is.
+    let one = dead[0]["id"].as_str().unwrap();
+    let (status, v) = s.control(Method::POST, &format!("/api/v1/webhooks/deliveries/{one}/retry"), None).await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["status"], "pending");
+    s.wait_status(&ep, 1, "delivered", Duration::from_secs(20)).await;
+    let (status, _) = s.control(Method::POST, &format!("/api/v1/webhooks/deliveries/{one}/retry"), None).await;
+    assert_eq!(status, 409);
+    let (status, v) =
+        s.control(Method::POST, &format!("/api/v1/webhooks/{ep}/recover"), Some(json!({"since": since}))).await;
+    assert_eq!(status, 202);
+    assert_eq!(v["requeued"], 2);
+    s.wait_status(&ep, 3, "delivered", Duration::from_secs(20)).await;
+    let got = wait_received(&r, 6, Duration::from_secs(5)).await;
+    assert_eq!(got.iter().filter(|g| g.answered == 200).count(), 3);
+    let (_, detail) = s.control(Method::GET, &format!("/api/v1/webhooks/deliveries/{one}"), None).await;
+    let attempts: Vec<_> =
+        detail["attempt_log"].as_array().unwrap().iter().map(|a| a["attempt"].as_i64().unwrap()).collect();
+    assert_eq!(attempts, [1, 2]);
+}
+
+#[tokio::test]
+async fn deleting_an_endpoint_cancels_what_is_pending_and_keeps_history() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(500));
+    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 2000}})).await;
+    s.send_lead("l1").await;
+    wait_received(&r, 1, Duration::from_secs(20)).await;
+    let (status, _) = s.control(Method::DELETE, &format!("/api/v1/webhooks/{ep}"), None).await;
+    assert_eq!(status, 204);
+    let d = s.wait_status(&ep, 1, "cancelled", Duration::from_secs(10)).await;
+    assert_eq!(d[0]["attempts"], 1);
+    // The scheduled retry comes back and is dropped, not sent.
+    tokio::time::timeout(Duration::from_secs(4), async {
+        while r.count() < 2 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect_err("no attempt after deletion");
+}
+
+#[tokio::test]
+async fn roles_and_tenancy_apply_to_history_and_replay() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let ep = s.endpoint(&r, "/hook", json!({})).await;
+    s.send_lead("l1").await;
+    let d = s.wait_status(&ep, 1, "delivered", Duration::from_secs(20)).await;
+    let id = d[0]["id"].as_str().unwrap();
+    let (_, ro) = s.control(Method::POST, "/api/v1/keys", Some(json!({"name": "ro", "role": "read_only"}))).await;
+    let ro = ro["key"].as_str().unwrap();
+    let res = s
+        .client
+        .post(s.control.url(&format!("/api/v1/webhooks/deliveries/{id}/retry")))
+        .bearer_auth(ro)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res =
+        s.client.get(s.control.url(&format!("/api/v1/webhooks/deliveries/{id}"))).bearer_auth(ro).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let other: serde_json::Value = s
+        .client
+        .post(s.control.url("/api/v1/orgs"))
+        .bearer_auth(hookline_test_support::OPERATOR_TOKEN)
+        .json(&json!({"name": "Other"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other = other["api_key"]["key"].as_str().unwrap();
+    for path in [format!("/api/v1/webhooks/deliveries/{id}"), format!("/api/v1/webhooks/{ep}/stats")] {
+        let res = s.client.get(s.control.url(&path)).bearer_auth(other).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    let list: serde_json::Value = s
+        .client
+        .get(s.control.url("/api/v1/webhooks/deliveries"))
+        .bearer_auth(other)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list["data"].as_array().unwrap().is_empty());
+}

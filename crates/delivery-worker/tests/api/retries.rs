@@ -1,0 +1,125 @@
+use std::time::Duration;
+
+use hookline_test_support::receiver::{Behaviour, TestReceiver};
+use hookline_test_support::{eventually, queue_depth};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{wait_received, Stack};
+
+fn gaps(r: &TestReceiver) -> Vec<Duration> {
+    let got = r.received();
+    got.windows(2).map(|w| w[1].at.duration_since(w[0].at)).collect()
+}
+
+fn assert_spacing(actual: &[Duration], expected_ms: &[u64]) {
+    assert_eq!(actual.len(), expected_ms.len(), "{actual:?}");
+    for (a, e) in actual.iter().zip(expected_ms) {
+        let a = a.as_millis() as u64;
+        // Never early; late by at most a second of broker and worker latency.
+        assert!(a + 50 >= *e && a <= e + 1000, "gap {a} ms, expected {e} ms (all: {actual:?})");
+    }
+}
+
+#[tokio::test]
+async fn the_default_schedule_is_1_2_4_8_16_s_then_the_dead_letter_queue() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(500));
+    let ep = s.endpoint(&r, "/hook", json!({})).await;
+    s.send_lead("l1").await;
+    let got = wait_received(&r, 6, Duration::from_secs(60)).await;
+    let attempts: Vec<_> = got.iter().map(|g| g.header("x-webhook-attempt").unwrap().to_owned()).collect();
+    assert_eq!(attempts, ["1", "2", "3", "4", "5", "6"]);
+    let id = got[0].header("x-webhook-delivery-id").unwrap().to_owned();
+    assert!(
+        got.iter().all(|g| g.header("x-webhook-delivery-id") == Some(id.as_str())),
+        "one delivery id across attempts"
+    );
+    assert_spacing(&gaps(&r), &[1000, 2000, 4000, 8000, 16000]);
+    let d = s.wait_status(&ep, 1, "dead_letter", Duration::from_secs(10)).await;
+    assert_eq!(d[0]["attempts"], 6);
+    eventually(Duration::from_secs(10), "the message on the dead-letter queue", || async {
+        (queue_depth(&s.env.vhost, "deliveries.dead").await.unwrap() == 1).then_some(())
+    })
+    .await;
+    // No seventh attempt.
+    assert_eq!(r.count(), 6);
+}
+
+#[tokio::test]
+async fn a_custom_schedule_is_followed() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(502));
+    let ep = s
+        .endpoint(&r, "/hook", json!({"max_retries": 3, "retry_policy": {"initial_delay_ms": 300, "multiplier": 3.0, "max_delay_ms": 2000}}))
+        .await;
+    s.send_lead("l1").await;
+    wait_received(&r, 4, Duration::from_secs(30)).await;
+    s.wait_status(&ep, 1, "dead_letter", Duration::from_secs(10)).await;
+    assert_spacing(&gaps(&r), &[300, 900, 2000]);
+    assert_eq!(r.count(), 4);
+}
+
+#[tokio::test]
+async fn success_after_failures_and_retry_after_is_honoured() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::RetryAfter { status: 429, secs: 2 });
+    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 100}})).await;
+    s.send_lead("l1").await;
+    wait_received(&r, 1, Duration::from_secs(20)).await;
+    r.set(Behaviour::FailFirst { n: 2, status: 500 });
+    wait_received(&r, 3, Duration::from_secs(20)).await;
+    let g = gaps(&r);
+    assert!(g[0] >= Duration::from_millis(1950), "Retry-After: 2 was honoured: {g:?}");
+    assert!(g[1] < Duration::from_millis(1500), "then the policy's 200 ms applies: {g:?}");
+    let d = s.wait_status(&ep, 1, "delivered", Duration::from_secs(10)).await;
+    assert_eq!(d[0]["attempts"], 3);
+    let (_, stats) = s.control(Method::GET, &format!("/api/v1/webhooks/{ep}/stats?window=24h"), None).await;
+    assert_eq!(stats["attempts"], 3);
+    assert_eq!(stats["succeeded"], 1);
+    assert_eq!(stats["consecutive_failures"], 0);
+    assert!(stats["last_success_at"].is_string() && stats["last_failure_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_410_disables_the_endpoint() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(410));
+    let ep = s.endpoint(&r, "/hook", json!({})).await;
+    s.send_lead("l1").await;
+    s.wait_status(&ep, 1, "dead_letter", Duration::from_secs(20)).await;
+    let (_, v) = s.control(Method::GET, &format!("/api/v1/webhooks/{ep}"), None).await;
+    assert_eq!(v["is_active"], false);
+    assert!(v["disabled_reason"].as_str().unwrap().contains("410"));
+    assert_eq!(r.count(), 1, "no retries after 410");
+    // Later events skip the disabled endpoint.
+    s.send_lead("l2").await;
+    assert_eq!(s.deliveries(&format!("webhook_id={ep}")).await.len(), 1);
+}
+
+#[tokio::test]
+async fn timeouts_and_resets_are_classified_and_retried() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Hang);
+    let ep = s
+        .endpoint(&r, "/hook", json!({"timeout": 1, "max_retries": 1, "retry_policy": {"initial_delay_ms": 100}}))
+        .await;
+    s.send_lead("l1").await;
+    wait_received(&r, 1, Duration::from_secs(20)).await;
+    r.set(Behaviour::Reset);
+    let d = s.wait_status(&ep, 1, "dead_letter", Duration::from_secs(20)).await;
+    let (_, detail) =
+        s.control(Method::GET, &format!("/api/v1/webhooks/deliveries/{}", d[0]["id"].as_str().unwrap()), None).await;
+    let classes: Vec<_> = detail["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["error_class"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(classes, ["timeout", "connect"]);
+}
