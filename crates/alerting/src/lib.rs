@@ -1,21 +1,128 @@
-//! Hookline's alerting service: consumes delivery outcomes and dead letters,
-//! evaluates the failure rules, opens and resolves alerts, and notifies.
+//! Hookline's alerting service: consumes delivery outcomes and dead
+//! letters, evaluates the failure rules, opens and resolves alerts,
+//! disables endpoints that keep failing, notifies (email, Slack-style
+//! webhook, and the organisation's own endpoints as operational events),
+//! and runs retention.
+//!
+//! Several instances may run: they share the `outcomes.alerting` queue (each
+//! outcome reaches one of them), every outcome is recorded in
+//! `processed_outcomes` in the same transaction as its effects (so a
+//! redelivered message is never counted twice), and scheduled work runs
+//! under a Postgres advisory lock on one instance at a time.
+
+pub mod maintenance;
+pub mod metrics;
+pub mod notify;
+pub mod rules;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::StreamExt;
+use hookline_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use hookline_broker::lapin::types::FieldTable;
+use hookline_broker::topology;
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::ops::{serve_ops, Probes};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9102";
 
-/// Runs the alerting service until `kit.cancel` fires.
+/// Shared by the consumers and the scheduler.
+pub struct Alerting {
+    pub kit: Arc<Kit>,
+    pub notifier: notify::Notifier,
+}
+
+impl Alerting {
+    pub fn new(kit: Arc<Kit>) -> anyhow::Result<Arc<Self>> {
+        let notifier = notify::Notifier::new(&kit.settings)?;
+        Ok(Arc::new(Self { kit, notifier }))
+    }
+
+    async fn consume(self: &Arc<Self>, queue: &'static str) -> anyhow::Result<()> {
+        let conn =
+            hookline_broker::publisher::connect(self.kit.settings.amqp_url.expose(), "hookline-alerting").await?;
+        let channel = conn.create_channel().await?;
+        topology::declare(&channel).await?;
+        channel.basic_qos(32, BasicQosOptions::default()).await?;
+        let mut consumer = channel
+            .basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await?;
+        tracing::info!(queue, "consuming");
+        let result = loop {
+            let next = tokio::select! {
+                _ = self.kit.cancel.cancelled() => break Ok(()),
+                d = consumer.next() => d,
+            };
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => break Err(anyhow::anyhow!("consumer: {e}")),
+                None => break Err(anyhow::anyhow!("the broker closed the consumer")),
+            };
+            let outcome = if queue == topology::QUEUE_OUTCOMES_ALERTING {
+                rules::process_outcome(self, &delivery.data).await
+            } else {
+                rules::process_dead_letter(self, &delivery.data).await
+            };
+            let acked = match outcome {
+                Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "processing an alerting message failed; requeueing it");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await
+                }
+            };
+            if let Err(e) = acked {
+                tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+            }
+        };
+        let _ = conn.close(200, "shutting down".into()).await;
+        result
+    }
+
+    /// Consumes `queue` until cancelled, reconnecting with backoff.
+    fn spawn_consumer(self: &Arc<Self>, queue: &'static str) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            while !this.kit.cancel.is_cancelled() {
+                match this.consume(queue).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(queue, error = format!("{e:#}"), "alerting consumer stopped; reconnecting");
+                        tokio::select! {
+                            _ = this.kit.cancel.cancelled() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Starts the consumers and the scheduler in this process.
+pub fn start(kit: Arc<Kit>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let a = Alerting::new(kit)?;
+    let outcomes = a.spawn_consumer(topology::QUEUE_OUTCOMES_ALERTING);
+    let dead = a.spawn_consumer(topology::QUEUE_DEAD_ALERTING);
+    let sched = maintenance::spawn(a.clone());
+    Ok(tokio::spawn(async move {
+        let _ = tokio::join!(outcomes, dead, sched);
+    }))
+}
+
+/// Runs the alerting service alone (with its health and metrics server) until `kit.cancel` fires.
 pub async fn run(kit: Arc<Kit>) -> anyhow::Result<()> {
     let addr = kit.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set HOOKLINE_LISTEN)"))?;
     tracing::info!(%addr, "alerting health and metrics listening");
     let ops = serve_ops(Probes::for_kit(&kit), listener, kit.cancel.clone())?;
-    kit.cancel.cancelled().await;
+    let task = start(kit.clone())?;
+    let _ = task.await;
+    kit.cancel.cancel();
     let _ = ops.await;
     Ok(())
 }

@@ -22,7 +22,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8001";
 pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::orgs::configure(cfg);
     routes::keys::configure(cfg);
+    routes::me::configure(cfg);
     routes::audit::configure(cfg);
+    routes::alerts::configure(cfg);
     routes::deliveries::configure(cfg);
     routes::webhooks::configure(cfg);
     routes::event_types::configure(cfg);

@@ -9,13 +9,25 @@ use serde::Serialize;
 pub const NEW_LEAD: &str = "new_lead";
 pub const LEAD_UPDATE: &str = "lead_update";
 pub const WEBHOOK_TEST: &str = "webhook.test";
+pub const ALERT_OPENED: &str = "alert.opened";
+pub const ALERT_RESOLVED: &str = "alert.resolved";
+pub const ENDPOINT_DISABLED: &str = "endpoint.disabled";
+pub const DELIVERY_DEAD_LETTERED: &str = "delivery.dead_lettered";
+
+/// Operational events: emitted by Hookline itself, never accepted from
+/// clients, and delivered only to endpoints that name them (not to `*`).
+pub const OPERATIONAL: [&str; 4] = [ALERT_OPENED, ALERT_RESOLVED, ENDPOINT_DISABLED, DELIVERY_DEAD_LETTERED];
 pub const MAX_EVENT_TYPE_LEN: usize = 100;
 
 /// The built-in event types and their JSON Schemas (for `data`).
-pub const BUILTIN_SCHEMAS: [(&str, &str); 3] = [
+pub const BUILTIN_SCHEMAS: [(&str, &str); 7] = [
     (NEW_LEAD, include_str!("../../../proto-schemas/events/new_lead.schema.json")),
     (LEAD_UPDATE, include_str!("../../../proto-schemas/events/lead_update.schema.json")),
     (WEBHOOK_TEST, include_str!("../../../proto-schemas/events/webhook.test.schema.json")),
+    (ALERT_OPENED, include_str!("../../../proto-schemas/events/alert.opened.schema.json")),
+    (ALERT_RESOLVED, include_str!("../../../proto-schemas/events/alert.resolved.schema.json")),
+    (ENDPOINT_DISABLED, include_str!("../../../proto-schemas/events/endpoint.disabled.schema.json")),
+    (DELIVERY_DEAD_LETTERED, include_str!("../../../proto-schemas/events/delivery.dead_lettered.schema.json")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +60,11 @@ impl EventType {
 
     pub fn is_builtin(&self) -> bool {
         BUILTIN_SCHEMAS.iter().any(|(n, _)| *n == self.0)
+    }
+
+    /// Emitted by Hookline only (alerts, disabled endpoints, dead letters).
+    pub fn is_operational(&self) -> bool {
+        OPERATIONAL.contains(&self.0.as_str())
     }
 }
 

@@ -1,6 +1,8 @@
 //! The pieces of the `hookline` binary that tests use too: the whole-platform
 //! OpenAPI document and `run all`.
 
+pub mod bench;
+
 use std::sync::Arc;
 
 use hookline_service_kit::kit::Kit;
@@ -49,8 +51,9 @@ pub async fn run_all(kit: Arc<Kit>) -> anyhow::Result<()> {
     let addr = kit.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let relay = hookline_ingest_api::relay::spawn(kit.clone());
     let worker = hookline_delivery_worker::start(kit.clone())?;
+    let alerting = hookline_alerting::start(kit.clone())?;
     let result = hookline_service_kit::server::serve(kit.clone(), all_in_one_spec(&kit), addr).await;
     kit.cancel.cancel();
-    let _ = tokio::join!(relay, worker);
+    let _ = tokio::join!(relay, worker, alerting);
     result
 }

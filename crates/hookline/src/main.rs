@@ -41,6 +41,8 @@ enum Command {
     },
     /// Print the OpenAPI document of both APIs.
     Openapi,
+    /// Measure a running Hookline: ingest throughput and latency, end-to-end delivery.
+    Bench(hookline::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -224,6 +226,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { service } => run(service, settings).await,
+        Command::Bench(args) => hookline::bench::run(args).await.map(|_| ()),
     }
 }
 

@@ -63,6 +63,13 @@ pub struct Settings {
     pub endpoint_concurrency: usize,
     pub outbox_batch_size: i64,
     pub usage_flush_secs: u64,
+    /// SMTP server for alert emails, e.g. `smtp://user:pass@mail.example.com:587` (`smtps://` for TLS); unset disables email.
+    pub smtp_url: Option<Secret<String>>,
+    pub smtp_from: String,
+    /// An open alert re-notifies at most this often while it keeps occurring.
+    pub alert_renotify_secs: u64,
+    /// How often retention and the time-based rules run.
+    pub maintenance_interval_secs: u64,
 }
 
 pub const ENV_PREFIX: &str = "HOOKLINE_";
@@ -176,7 +183,17 @@ impl Settings {
             endpoint_concurrency: parse_num("HOOKLINE_ENDPOINT_CONCURRENCY", 16, 1, 10_000)? as usize,
             outbox_batch_size: parse_num("HOOKLINE_OUTBOX_BATCH_SIZE", 200, 1, 10_000)? as i64,
             usage_flush_secs: parse_num("HOOKLINE_USAGE_FLUSH_SECS", 10, 1, 3600)?,
+            smtp_url: get("HOOKLINE_SMTP_URL").map(Secret),
+            smtp_from: get("HOOKLINE_SMTP_FROM").unwrap_or_else(|| "Hookline <alerts@hookline.localhost>".into()),
+            alert_renotify_secs: parse_num("HOOKLINE_ALERT_RENOTIFY_SECS", 900, 1, 86_400)?,
+            maintenance_interval_secs: parse_num("HOOKLINE_MAINTENANCE_INTERVAL_SECS", 3600, 1, 86_400)?,
         };
+        if let Some(u) = &settings.smtp_url {
+            anyhow::ensure!(
+                u.expose().starts_with("smtp://") || u.expose().starts_with("smtps://"),
+                "HOOKLINE_SMTP_URL must be an smtp:// or smtps:// URL"
+            );
+        }
         if let Some(token) = &settings.operator_token {
             anyhow::ensure!(token.expose().len() >= 16, "HOOKLINE_OPERATOR_TOKEN must be at least 16 characters");
         }

@@ -51,6 +51,15 @@ pub fn open_headers(
     Ok(out)
 }
 
+/// An alert Slack URL (a credential) sealed for its organisation.
+pub fn seal_slack_url(master: &MasterKey, org_id: Uuid, url: &str) -> Vec<u8> {
+    master.encrypt(url.as_bytes(), &aad(org_id, "slack"))
+}
+
+pub fn open_slack_url(master: &MasterKey, org_id: Uuid, sealed: &[u8]) -> Result<String, DecryptError> {
+    String::from_utf8(master.decrypt(sealed, &aad(org_id, "slack"))?).map_err(|_| DecryptError)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,14 +217,24 @@ pub async fn rotate_secret(
 }
 
 /// Ids of the active endpoints of an organisation subscribed to `event_type`
-/// (by name or through `*`).
+/// (by name, or through `*` unless `explicit_only`).
 pub async fn subscribed(conn: &mut AsyncPgConnection, org_id: Uuid, event_type: &str) -> QueryResult<Vec<Uuid>> {
+    subscribed_to(conn, org_id, event_type, false).await
+}
+
+pub async fn subscribed_to(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    event_type: &str,
+    explicit_only: bool,
+) -> QueryResult<Vec<Uuid>> {
     use diesel::PgArrayExpressionMethods;
+    let names = if explicit_only { vec![event_type.to_owned()] } else { vec![event_type.to_owned(), "*".to_owned()] };
     webhook_endpoints::table
         .filter(webhook_endpoints::org_id.eq(org_id))
         .filter(webhook_endpoints::is_active.eq(true))
         .filter(webhook_endpoints::deleted_at.is_null())
-        .filter(webhook_endpoints::events.overlaps_with(vec![event_type.to_owned(), "*".to_owned()]))
+        .filter(webhook_endpoints::events.overlaps_with(names))
         .select(webhook_endpoints::id)
         .order(webhook_endpoints::id.asc())
         .load(conn)

@@ -53,3 +53,47 @@ pub async fn release_idempotency_key(conn: &mut AsyncPgConnection, id: Uuid) -> 
         .await
         .map(|_| ())
 }
+
+/// Writes an event, one pending delivery per endpoint, and their outbox rows
+/// (in the caller's transaction). Returns the delivery ids.
+pub async fn fan_out(
+    conn: &mut AsyncPgConnection,
+    event: &EventRow,
+    endpoints: &[Uuid],
+    reason: &str,
+) -> QueryResult<Vec<Uuid>> {
+    insert(conn, event).await?;
+    let now = event.created_at;
+    let deliveries: Vec<crate::deliveries::DeliveryRow> = endpoints
+        .iter()
+        .map(|ep| crate::deliveries::DeliveryRow {
+            id: Uuid::now_v7(),
+            org_id: event.org_id,
+            event_id: event.id,
+            endpoint_id: *ep,
+            event_type: event.event_type.clone(),
+            status: "pending".into(),
+            attempt_count: 0,
+            last_status_code: None,
+            last_error: None,
+            last_attempt_at: None,
+            next_attempt_at: Some(now),
+            delivered_at: None,
+            created_at: now,
+            updated_at: now,
+            scheduled_attempt: 1,
+        })
+        .collect();
+    crate::deliveries::insert_many(conn, &deliveries).await?;
+    let outbox: Vec<crate::outbox::NewOutbox> = deliveries
+        .iter()
+        .map(|d| crate::outbox::NewOutbox {
+            org_id: d.org_id,
+            delivery_id: d.id,
+            reason: reason.to_owned(),
+            attempt: 1,
+        })
+        .collect();
+    crate::outbox::insert(conn, &outbox).await?;
+    Ok(deliveries.iter().map(|d| d.id).collect())
+}

@@ -4,6 +4,7 @@
 //! results; the services own transactions and pass the connection down, so a
 //! unit of work is always one transaction on one connection.
 
+pub mod alerts;
 pub mod audit;
 pub mod db;
 pub mod deliveries;
@@ -13,6 +14,7 @@ pub mod events;
 pub mod keys;
 pub mod orgs;
 pub mod outbox;
+pub mod retention;
 pub mod schema;
 
 pub use diesel_async::AsyncPgConnection;

@@ -15,6 +15,7 @@ pub struct Org {
     pub max_keys: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub retention_days: i32,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, id: Uuid, name: &str) -> QueryResult<Org> {

@@ -10,6 +10,24 @@ diesel::table! {
         max_keys -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        retention_days -> Int4,
+    }
+}
+
+diesel::table! {
+    processed_outcomes (delivery_id, attempt, kind) {
+        delivery_id -> Uuid,
+        attempt -> Int4,
+        kind -> Text,
+        processed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    alert_notifications (alert_id, channel) {
+        alert_id -> Uuid,
+        channel -> Text,
+        last_sent_at -> Timestamptz,
     }
 }
 
@@ -231,4 +249,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     alert_settings,
     endpoint_health,
     audit_log,
+    processed_outcomes,
+    alert_notifications,
 );

@@ -11,6 +11,7 @@
 //! what it receives and can be told to fail, hang, or answer slowly.
 
 pub mod receiver;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -114,6 +115,8 @@ impl TestEnv {
         env.insert("HOOKLINE_MASTER_KEY".into(), self.master_key.clone());
         env.insert("HOOKLINE_OPERATOR_TOKEN".into(), OPERATOR_TOKEN.into());
         env.insert("HOOKLINE_ALLOW_PRIVATE_TARGETS".into(), "true".into());
+        // Tests poll the API; rate limits are tested with explicit per-key limits.
+        env.insert("HOOKLINE_DEFAULT_RATE_LIMIT_PER_HOUR".into(), "1000000".into());
         for (k, v) in extra {
             env.insert((*k).into(), (*v).into());
         }
@@ -339,6 +342,6 @@ where
         if Instant::now() > deadline {
             panic!("timed out after {timeout:?} waiting for {what}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

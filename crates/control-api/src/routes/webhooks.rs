@@ -455,7 +455,14 @@ async fn save(kit: &Kit, auth: &Auth, id: EndpointId, v: Validated, action: &str
                 .await?
                 .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
             if row.is_active && !before.is_active {
+                // Re-enabled: its counters start afresh and the disabling alert is over.
                 hookline_store::endpoints::reset_health(c, id.as_uuid()).await?;
+                hookline_store::alerts::resolve_for_endpoint(
+                    c,
+                    id.as_uuid(),
+                    &["endpoint_disabled", "endpoint_failing", "delivery_dead_lettered", "high_failure_rate"],
+                )
+                .await?;
             }
             audit::record(c, principal.org_id, Actor::Key(&principal), &action, "webhook", &id.to_string(), details)
                 .await?;

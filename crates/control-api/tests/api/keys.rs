@@ -408,3 +408,20 @@ async fn lists_paginate_with_cursors() {
     let (status, p) = problem(app.call(Method::GET, "/api/v1/keys?cursor=garbage", &admin, None).await).await;
     assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("cursor")));
 }
+
+#[tokio::test]
+async fn me_describes_the_calling_key() {
+    let app = TestApp::spawn().await;
+    let (org, admin) = app.create_org("Acme").await;
+    let v = app
+        .create_key(
+            &admin,
+            json!({"name": "ro", "role": "read_only", "scopes": ["keys:read"], "rate_limit_per_hour": 50}),
+        )
+        .await;
+    let me: Value = app.call(Method::GET, "/api/v1/me", v["key"].as_str().unwrap(), None).await.json().await.unwrap();
+    assert_eq!(
+        me,
+        json!({"key_id": v["id"], "org_id": org, "role": "read_only", "scopes": ["keys:read"], "rate_limit_per_hour": 50})
+    );
+}

@@ -250,7 +250,19 @@ async fn custom_event_types_are_validated_and_can_be_subscribed_to() {
     assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("schema")));
     let list: Value = app.call(Method::GET, "/api/v1/event-types", &admin, None).await.json().await.unwrap();
     let names: Vec<&str> = list["data"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["new_lead", "lead_update", "webhook.test", "lead.assigned"]);
+    assert_eq!(
+        names,
+        [
+            "new_lead",
+            "lead_update",
+            "webhook.test",
+            "alert.opened",
+            "alert.resolved",
+            "endpoint.disabled",
+            "delivery.dead_lettered",
+            "lead.assigned"
+        ]
+    );
     let res = app
         .call(
             Method::POST,

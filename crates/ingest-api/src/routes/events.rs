@@ -307,6 +307,12 @@ async fn accept(
     timestamp: Option<DateTime<Utc>>,
 ) -> Result<HttpResponse, ApiError> {
     let idem = idempotency_key(req, event_id)?;
+    if event_type.is_operational() || event_type.as_str() == hookline_domain::event::WEBHOOK_TEST {
+        return Err(ApiError::invalid_field(
+            "event_type",
+            format!("`{event_type}` is emitted by Hookline itself and cannot be sent"),
+        ));
+    }
     match schema_for(kit, auth.org_id, &event_type).await? {
         None => validate_data(data_prefix, &BUILTIN[event_type.as_str()], &data)?,
         Some(custom) => match custom.as_ref() {

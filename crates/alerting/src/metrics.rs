@@ -1,0 +1,38 @@
+//! The alerting service's metrics.
+
+use std::sync::LazyLock;
+
+use prometheus::{register_int_counter_vec, IntCounterVec};
+
+pub static ALERTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookline_alerts_total",
+        "Alert transitions by rule and transition (opened, resolved).",
+        &["rule", "transition"]
+    )
+    .expect("metric registers")
+});
+pub static NOTIFICATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookline_alert_notifications_total",
+        "Notifications by channel and result.",
+        &["channel", "result"]
+    )
+    .expect("metric registers")
+});
+pub static ENDPOINTS_DISABLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookline_endpoints_disabled_total",
+        "Endpoints disabled automatically, by reason.",
+        &["reason"]
+    )
+    .expect("metric registers")
+});
+pub static RETENTION_DELETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookline_retention_removed_total",
+        "Rows removed or scrubbed by retention, by kind.",
+        &["kind"]
+    )
+    .expect("metric registers")
+});

@@ -1,0 +1,110 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookline_service_kit::kit::Kit;
+use hookline_test_support::receiver::TestReceiver;
+use hookline_test_support::{eventually, http, serve, TestEnv, TestServer, OPERATOR_TOKEN};
+use reqwest::{Client, Method};
+use serde_json::{json, Value};
+
+/// Every service in this process: control, ingest + relay, worker, alerting.
+pub struct Stack {
+    pub env: TestEnv,
+    pub kit: Arc<Kit>,
+    pub control: TestServer,
+    pub ingest: TestServer,
+    pub key: String,
+    pub client: Client,
+}
+
+impl Stack {
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let env = TestEnv::new().await;
+        let kit = env.kit(extra).await;
+        let control = serve(kit.clone(), hookline_control_api::server_spec(&kit));
+        let ingest = serve(kit.clone(), hookline_ingest_api::server_spec(&kit));
+        hookline_ingest_api::relay::spawn(kit.clone());
+        hookline_delivery_worker::start(kit.clone()).unwrap();
+        hookline_alerting::start(kit.clone()).unwrap();
+        let client = http();
+        let v: Value = client
+            .post(control.url("/api/v1/orgs"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&json!({"name": "Acme"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = v["api_key"]["key"].as_str().unwrap().to_owned();
+        Self { env, kit, control, ingest, key, client }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, self.control.url(path)).bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn settings(&self, body: Value) {
+        let (status, v) = self.call(Method::PUT, "/api/v1/alert-settings", Some(body)).await;
+        assert_eq!(status, 200, "{v}");
+    }
+
+    pub async fn endpoint(&self, r: &TestReceiver, body: Value) -> String {
+        let mut b = json!({"url": r.url("/hook"), "events": ["*"]});
+        for (k, v) in body.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        let (status, v) = self.call(Method::POST, "/api/v1/webhooks", Some(b)).await;
+        assert_eq!(status, 201, "{v}");
+        r.set_secrets(&[v["secret"].as_str().unwrap()]);
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send_lead(&self, id: &str) {
+        let res = self
+            .client
+            .post(self.ingest.url("/api/v1/events/leads"))
+            .bearer_auth(&self.key)
+            .json(&json!({"id": id, "name": "Ada", "email": "ada@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+    }
+
+    pub async fn alerts(&self, query: &str) -> Vec<Value> {
+        let (status, v) = self.call(Method::GET, &format!("/api/v1/alerts?{query}"), None).await;
+        assert_eq!(status, 200, "{v}");
+        v["data"].as_array().unwrap().clone()
+    }
+
+    /// Waits for an alert matching `query` whose `count` reaches `count`.
+    pub async fn wait_alert(&self, query: &str, count: i64) -> Value {
+        eventually(Duration::from_secs(30), &format!("an alert {query} with count {count}"), || async {
+            self.alerts(query).await.into_iter().find(|a| a["count"].as_i64().unwrap_or(0) >= count)
+        })
+        .await
+    }
+
+    pub async fn wait_status(&self, webhook: &str, n: usize, status: &str) {
+        eventually(Duration::from_secs(30), &format!("{n} deliveries {status}"), || async {
+            let (_, v) = self
+                .call(Method::GET, &format!("/api/v1/webhooks/deliveries?webhook_id={webhook}&status={status}"), None)
+                .await;
+            (v["data"].as_array().map(|a| a.len()).unwrap_or(0) >= n).then_some(())
+        })
+        .await
+    }
+}
+
+/// Fast retries, so rules trigger within a test's time.
+pub fn fast(max_retries: u32) -> Value {
+    json!({"max_retries": max_retries, "retry_policy": {"initial_delay_ms": 100, "multiplier": 1.0, "max_delay_ms": 100}})
+}

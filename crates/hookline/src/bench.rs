@@ -1,0 +1,372 @@
+//! `hookline bench`: drives a running Hookline the way an evaluator would,
+//! through the real ingest API with a real key, into a built-in receiver,
+//! and reports ingest and end-to-end figures.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Where Hookline's APIs answer (the gateway or `run all`).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// The operator token (default: HOOKLINE_OPERATOR_TOKEN).
+    #[arg(long)]
+    pub operator_token: Option<String>,
+    /// Events to send.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Requests in flight when saturating.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Fixed send rate in events per second; 0 saturates.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Healthy endpoints subscribed to every event (fan-out).
+    #[arg(long, default_value_t = 1)]
+    pub endpoints: usize,
+    /// Endpoints that never answer (each with a 5 s timeout).
+    #[arg(long, default_value_t = 0)]
+    pub hanging: usize,
+    /// Share of first attempts the receiver fails with 500 (a retry storm), 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// How long to wait for deliveries after the last send.
+    #[arg(long, default_value_t = 120)]
+    pub drain_seconds: u64,
+    /// Directory for the JSON result.
+    #[arg(long, default_value = "bench-results")]
+    pub out: String,
+    /// A name for this run in the report.
+    #[arg(long, default_value = "custom")]
+    pub scenario: String,
+}
+
+#[derive(Default)]
+struct Receipts {
+    /// delivery id -> (first receipt latency from send in µs, receipts)
+    deliveries: HashMap<String, (u64, u32)>,
+    first_attempt_failures: usize,
+}
+
+struct Receiver {
+    start: Instant,
+    fail_rate: f64,
+    receipts: Mutex<Receipts>,
+    total: AtomicUsize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+fn percentiles(mut v: Vec<u64>) -> Percentiles {
+    if v.is_empty() {
+        return Percentiles { p50_ms: 0.0, p90_ms: 0.0, p99_ms: 0.0, max_ms: 0.0 };
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
+    Percentiles { p50_ms: at(0.5), p90_ms: at(0.9), p99_ms: at(0.99), max_ms: *v.last().unwrap() as f64 / 1000.0 }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub events: usize,
+    pub concurrency: usize,
+    pub rate: u64,
+    pub endpoints: usize,
+    pub hanging: usize,
+    pub fail_rate: f64,
+    pub ingest_seconds: f64,
+    pub ingest_events_per_second: f64,
+    pub ingest_202: Percentiles,
+    pub ingest_errors: usize,
+    pub expected_deliveries: usize,
+    pub delivered: usize,
+    pub missing: usize,
+    pub duplicates: usize,
+    pub deliveries_per_second: f64,
+    pub end_to_end: Percentiles,
+}
+
+fn find_u64(body: &[u8], key: &str) -> Option<u64> {
+    let pat = format!("\"{key}\":");
+    let i = body.windows(pat.len()).position(|w| w == pat.as_bytes())? + pat.len();
+    let digits: String = body[i..].iter().take_while(|b| b.is_ascii_digit()).map(|b| *b as char).collect();
+    digits.parse().ok()
+}
+
+async fn serve_receiver(rx: Arc<Receiver>, listener: TcpListener) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let rx = rx.clone();
+        tokio::spawn(async move {
+            let mut buf: Vec<u8> = Vec::with_capacity(4096);
+            loop {
+                let end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i;
+                    }
+                    let mut chunk = [0u8; 8192];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let header = |name: &str| {
+                    head.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_owned()))
+                };
+                let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                while buf.len() < end + 4 + len {
+                    let mut chunk = [0u8; 8192];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                buf.drain(..end + 4 + len);
+                if path.starts_with("/hang") {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    return;
+                }
+                let now_us = rx.start.elapsed().as_micros() as u64;
+                let id = header("x-webhook-delivery-id").unwrap_or_default();
+                let attempt = header("x-webhook-attempt").unwrap_or_default();
+                let fail = attempt == "1" && rx.fail_rate > 0.0 && {
+                    let h = id.bytes().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
+                    (h % 10_000) as f64 / 10_000.0 < rx.fail_rate
+                };
+                rx.total.fetch_add(1, Ordering::Relaxed);
+                {
+                    let mut r = rx.receipts.lock().unwrap();
+                    if fail {
+                        r.first_attempt_failures += 1;
+                    } else {
+                        let sent = find_u64(&body, "bench_sent_us").unwrap_or(now_us);
+                        let e = r.deliveries.entry(id).or_insert((now_us.saturating_sub(sent), 0));
+                        e.1 += 1;
+                    }
+                }
+                let status = if fail { "500 Internal Server Error" } else { "200 OK" };
+                let reply =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{{}}");
+                if stream.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+    let token =
+        args.operator_token.clone().or_else(|| std::env::var("HOOKLINE_OPERATOR_TOKEN").ok()).ok_or_else(|| {
+            anyhow!("pass --operator-token or set HOOKLINE_OPERATOR_TOKEN (the bench creates its own organisation)")
+        })?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).tcp_nodelay(true).build()?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let rx = Arc::new(Receiver {
+        start: Instant::now(),
+        fail_rate: args.fail_rate,
+        receipts: Mutex::new(Receipts::default()),
+        total: AtomicUsize::new(0),
+    });
+    tokio::spawn(serve_receiver(rx.clone(), listener));
+
+    let org: Value = client
+        .post(format!("{}/api/v1/orgs", args.url))
+        .bearer_auth(&token)
+        .json(&json!({"name": format!("bench {}", chrono::Utc::now().to_rfc3339())}))
+        .send()
+        .await
+        .context("creating the bench organisation")?
+        .error_for_status()?
+        .json()
+        .await?;
+    let admin = org["api_key"]["key"].as_str().ok_or_else(|| anyhow!("no key in {org}"))?.to_owned();
+    let key: Value = client
+        .post(format!("{}/api/v1/keys", args.url))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "bench", "role": "read_write", "rate_limit_per_hour": 10_000_000}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let key = key["key"].as_str().unwrap_or_default().to_owned();
+    for i in 0..args.endpoints {
+        client
+            .post(format!("{}/api/v1/webhooks", args.url))
+            .bearer_auth(&admin)
+            .json(&json!({"url": format!("http://127.0.0.1:{port}/ok/{i}"), "events": ["new_lead"]}))
+            .send()
+            .await?
+            .error_for_status()
+            .context(
+                "creating an endpoint (the server must allow private targets: HOOKLINE_ALLOW_PRIVATE_TARGETS=true)",
+            )?;
+    }
+    for i in 0..args.hanging {
+        client
+            .post(format!("{}/api/v1/webhooks", args.url))
+            .bearer_auth(&admin)
+            .json(&json!({"url": format!("http://127.0.0.1:{port}/hang/{i}"), "events": ["new_lead"], "timeout": 5, "max_retries": 0}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(args.events)));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let send_start = Instant::now();
+    let progress = {
+        let next = next.clone();
+        let rx = rx.clone();
+        let total = args.events;
+        let expected = args.events * args.endpoints;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let sent = next.load(Ordering::Relaxed).min(total);
+                let got = rx.receipts.lock().unwrap().deliveries.len();
+                let bar = |n: usize, of: usize| {
+                    let w = 30 * n / of.max(1);
+                    format!("[{}{}] {n}/{of}", "#".repeat(w), ".".repeat(30 - w))
+                };
+                eprint!("\r  sent {}  delivered {}   ", bar(sent, total), bar(got, expected));
+                if got >= expected && sent >= total {
+                    break;
+                }
+            }
+        })
+    };
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, next, latencies, errors, key, url) =
+            (client.clone(), next.clone(), latencies.clone(), errors.clone(), key.clone(), args.url.clone());
+        let (events, rate, start) = (args.events, args.rate, send_start);
+        let clock = rx.start;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= events {
+                    return;
+                }
+                if rate > 0 {
+                    let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let body = json!({
+                    "id": format!("bench_{i}"), "name": "Bench Lead", "email": "bench@example.com",
+                    "source": "benchmark", "phone": "+15555550100",
+                    "bench_sent_us": clock.elapsed().as_micros() as u64,
+                });
+                let t = Instant::now();
+                let ok = client
+                    .post(format!("{url}/api/v1/events/leads"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 202)
+                    .unwrap_or(false);
+                let us = t.elapsed().as_micros() as u64;
+                if ok {
+                    latencies.lock().unwrap().push(us);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let ingest_seconds = send_start.elapsed().as_secs_f64();
+    let expected = args.events * args.endpoints - errors.load(Ordering::Relaxed) * args.endpoints;
+    let deadline = Instant::now() + Duration::from_secs(args.drain_seconds);
+    let mut last = (0, Instant::now());
+    loop {
+        let got = rx.receipts.lock().unwrap().deliveries.len();
+        if got >= expected || Instant::now() > deadline {
+            break;
+        }
+        if got != last.0 {
+            last = (got, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    progress.abort();
+    eprintln!();
+    let r = rx.receipts.lock().unwrap();
+    let e2e: Vec<u64> = r.deliveries.values().map(|(l, _)| *l).collect();
+    let last_receipt_s = r.deliveries.values().map(|(l, _)| *l).max().unwrap_or(0);
+    let duplicates = r.deliveries.values().map(|(_, n)| (*n as usize).saturating_sub(1)).sum();
+    let delivered = r.deliveries.len();
+    let wall = send_start.elapsed().as_secs_f64().max(ingest_seconds);
+    let _ = last_receipt_s;
+    let lat = std::mem::take(&mut *latencies.lock().unwrap());
+    let accepted = lat.len();
+    let report = Report {
+        scenario: args.scenario.clone(),
+        events: args.events,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        endpoints: args.endpoints,
+        hanging: args.hanging,
+        fail_rate: args.fail_rate,
+        ingest_seconds,
+        ingest_events_per_second: accepted as f64 / ingest_seconds,
+        ingest_202: percentiles(lat),
+        ingest_errors: errors.load(Ordering::Relaxed),
+        expected_deliveries: expected,
+        delivered,
+        missing: expected.saturating_sub(delivered),
+        duplicates,
+        deliveries_per_second: delivered as f64 / wall,
+        end_to_end: percentiles(e2e),
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let path = format!("{}/{}-{}.json", args.out, chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), args.scenario);
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    println!(
+        "{}: ingest {:.0} events/s (202 p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors); delivered {}/{} at {:.0}/s, end-to-end p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} duplicates, {} missing\n  written to {path}",
+        report.scenario,
+        report.ingest_events_per_second,
+        report.ingest_202.p50_ms,
+        report.ingest_202.p99_ms,
+        report.ingest_202.max_ms,
+        report.ingest_errors,
+        report.delivered,
+        report.expected_deliveries,
+        report.deliveries_per_second,
+        report.end_to_end.p50_ms,
+        report.end_to_end.p90_ms,
+        report.end_to_end.p99_ms,
+        report.end_to_end.max_ms,
+        report.duplicates,
+        report.missing,
+    );
+    Ok(report)
+}

@@ -1,0 +1,286 @@
+//! Alerts, alert settings, and the alerting service's bookkeeping.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::schema::{alert_settings, alerts};
+use crate::Page;
+
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = alerts)]
+pub struct AlertRow {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub rule: String,
+    pub endpoint_id: Option<Uuid>,
+    pub state: String,
+    pub occurrences: i32,
+    pub message: String,
+    pub details: serde_json::Value,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<Uuid>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub last_notified_at: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct Upserted {
+    #[diesel(embed)]
+    alert: AlertRow,
+    #[diesel(sql_type = Bool)]
+    inserted: bool,
+}
+
+/// Opens an alert, or counts another occurrence of the unresolved one for
+/// the same rule and endpoint. Returns the alert and whether it is new.
+pub async fn raise(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    org_id: Uuid,
+    rule: &str,
+    endpoint_id: Option<Uuid>,
+    message: &str,
+    details: &serde_json::Value,
+    occurrences: i32,
+) -> QueryResult<(AlertRow, bool)> {
+    let r: Upserted = diesel::sql_query(
+        "INSERT INTO alerts (id, org_id, rule, endpoint_id, message, details, occurrences) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (org_id, rule, coalesce(endpoint_id, '00000000-0000-0000-0000-000000000000')) WHERE state <> 'resolved' \
+         DO UPDATE SET occurrences = alerts.occurrences + excluded.occurrences, last_seen_at = now(), \
+                       message = excluded.message, details = excluded.details \
+         RETURNING *, (xmax = 0) AS inserted",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Text, _>(rule)
+    .bind::<Nullable<SqlUuid>, _>(endpoint_id)
+    .bind::<Text, _>(message)
+    .bind::<Jsonb, _>(details)
+    .bind::<Integer, _>(occurrences)
+    .get_result(conn)
+    .await?;
+    Ok((r.alert, r.inserted))
+}
+
+/// Resolves the endpoint's unresolved alerts of the given rules.
+pub async fn resolve_for_endpoint(
+    conn: &mut AsyncPgConnection,
+    endpoint_id: Uuid,
+    rules: &[&str],
+) -> QueryResult<Vec<AlertRow>> {
+    diesel::sql_query(
+        "UPDATE alerts SET state = 'resolved', resolved_at = now() \
+         WHERE endpoint_id = $1 AND state <> 'resolved' AND rule = ANY($2) RETURNING *",
+    )
+    .bind::<SqlUuid, _>(endpoint_id)
+    .bind::<Array<Text>, _>(rules.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    .load(conn)
+    .await
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AlertFilter {
+    pub state: Option<String>,
+    pub rule: Option<String>,
+    pub endpoint_id: Option<Uuid>,
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    f: &AlertFilter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Page<AlertRow>> {
+    let mut q = alerts::table.filter(alerts::org_id.eq(org_id)).select(AlertRow::as_select()).into_boxed();
+    if let Some(s) = &f.state {
+        q = q.filter(alerts::state.eq(s.clone()));
+    }
+    if let Some(r) = &f.rule {
+        q = q.filter(alerts::rule.eq(r.clone()));
+    }
+    if let Some(e) = f.endpoint_id {
+        q = q.filter(alerts::endpoint_id.eq(e));
+    }
+    if let Some(b) = before {
+        q = q.filter(alerts::id.lt(b));
+    }
+    let rows = q.order(alerts::id.desc()).limit(limit + 1).load(conn).await?;
+    Ok(Page::from_rows(rows, limit))
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<AlertRow>> {
+    alerts::table
+        .filter(alerts::org_id.eq(org_id))
+        .filter(alerts::id.eq(id))
+        .select(AlertRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn acknowledge(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    id: Uuid,
+    by: Uuid,
+) -> QueryResult<Option<AlertRow>> {
+    diesel::update(
+        alerts::table.filter(alerts::org_id.eq(org_id)).filter(alerts::id.eq(id)).filter(alerts::state.eq("open")),
+    )
+    .set((
+        alerts::state.eq("acknowledged"),
+        alerts::acknowledged_at.eq(Some(Utc::now())),
+        alerts::acknowledged_by.eq(Some(by)),
+    ))
+    .returning(AlertRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Claims the right to notify about `alert` on `channel`: false when the
+/// last notification there is younger than `min_interval_secs`.
+pub async fn claim_notification(
+    conn: &mut AsyncPgConnection,
+    alert_id: Uuid,
+    channel: &str,
+    min_interval_secs: i64,
+) -> QueryResult<bool> {
+    let n = diesel::sql_query(
+        "INSERT INTO alert_notifications (alert_id, channel, last_sent_at) VALUES ($1, $2, now()) \
+         ON CONFLICT (alert_id, channel) DO UPDATE SET last_sent_at = now() \
+         WHERE alert_notifications.last_sent_at < now() - make_interval(secs => $3)",
+    )
+    .bind::<SqlUuid, _>(alert_id)
+    .bind::<Text, _>(channel)
+    .bind::<BigInt, _>(min_interval_secs)
+    .execute(conn)
+    .await?;
+    if n > 0 {
+        diesel::update(alerts::table.find(alert_id))
+            .set(alerts::last_notified_at.eq(Some(Utc::now())))
+            .execute(conn)
+            .await?;
+    }
+    Ok(n > 0)
+}
+
+/// Records that an outcome was counted; false when it already was.
+pub async fn mark_outcome(
+    conn: &mut AsyncPgConnection,
+    delivery_id: Uuid,
+    attempt: i32,
+    kind: &str,
+) -> QueryResult<bool> {
+    let n = diesel::sql_query(
+        "INSERT INTO processed_outcomes (delivery_id, attempt, kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind::<SqlUuid, _>(delivery_id)
+    .bind::<Integer, _>(attempt)
+    .bind::<Text, _>(kind)
+    .execute(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+#[derive(QueryableByName)]
+pub struct Rate {
+    #[diesel(sql_type = BigInt)]
+    pub attempts: i64,
+    #[diesel(sql_type = BigInt)]
+    pub failed: i64,
+}
+
+/// Attempts and failed attempts of an endpoint since `since`.
+pub async fn failure_rate(conn: &mut AsyncPgConnection, endpoint_id: Uuid, since: DateTime<Utc>) -> QueryResult<Rate> {
+    diesel::sql_query(
+        "SELECT count(*) AS attempts, count(*) FILTER (WHERE NOT succeeded) AS failed \
+         FROM delivery_attempts WHERE endpoint_id = $1 AND created_at >= $2",
+    )
+    .bind::<SqlUuid, _>(endpoint_id)
+    .bind::<Timestamptz, _>(since)
+    .get_result(conn)
+    .await
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = alert_settings, treat_none_as_null = true)]
+pub struct SettingsRow {
+    pub org_id: Uuid,
+    pub endpoint_failing_threshold: i32,
+    pub auto_disable_dead_letters: i32,
+    pub auto_disable_failing_hours: i32,
+    pub failure_rate_percent: i32,
+    pub failure_rate_window_minutes: i32,
+    pub failure_rate_min_attempts: i32,
+    pub email_recipients: Vec<String>,
+    pub slack_webhook_ciphertext: Option<Vec<u8>>,
+    pub notify_via_webhooks: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SettingsRow {
+    pub fn defaults(org_id: Uuid) -> Self {
+        Self {
+            org_id,
+            endpoint_failing_threshold: 5,
+            auto_disable_dead_letters: 10,
+            auto_disable_failing_hours: 24,
+            failure_rate_percent: 20,
+            failure_rate_window_minutes: 15,
+            failure_rate_min_attempts: 20,
+            email_recipients: Vec::new(),
+            slack_webhook_ciphertext: None,
+            notify_via_webhooks: true,
+            updated_at: Utc::now(),
+        }
+    }
+}
+
+pub async fn settings(conn: &mut AsyncPgConnection, org_id: Uuid) -> QueryResult<SettingsRow> {
+    let row = alert_settings::table.find(org_id).select(SettingsRow::as_select()).first(conn).await.optional()?;
+    Ok(row.unwrap_or_else(|| SettingsRow::defaults(org_id)))
+}
+
+pub async fn put_settings(conn: &mut AsyncPgConnection, row: &SettingsRow) -> QueryResult<SettingsRow> {
+    diesel::insert_into(alert_settings::table)
+        .values(row)
+        .on_conflict(alert_settings::org_id)
+        .do_update()
+        .set(row)
+        .returning(SettingsRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+#[derive(QueryableByName)]
+pub struct StaleFailing {
+    #[diesel(sql_type = SqlUuid)]
+    pub org_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub endpoint_id: Uuid,
+    #[diesel(sql_type = Integer)]
+    pub hours: i32,
+}
+
+/// Active endpoints failing without a success for longer than their org allows.
+pub async fn stale_failing(conn: &mut AsyncPgConnection) -> QueryResult<Vec<StaleFailing>> {
+    diesel::sql_query(
+        "SELECT h.org_id, h.endpoint_id, coalesce(s.auto_disable_failing_hours, 24) AS hours \
+         FROM endpoint_health h \
+         JOIN webhook_endpoints e ON e.id = h.endpoint_id AND e.is_active AND e.deleted_at IS NULL \
+         LEFT JOIN alert_settings s ON s.org_id = h.org_id \
+         WHERE h.failing_since IS NOT NULL \
+           AND h.failing_since < now() - make_interval(hours => coalesce(s.auto_disable_failing_hours, 24)) \
+           AND (h.last_success_at IS NULL OR h.last_success_at < h.failing_since)",
+    )
+    .load(conn)
+    .await
+}
