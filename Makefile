@@ -38,5 +38,9 @@ fmt:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+## Drive a release build with the benchmark scenarios (results in bench-results/).
+bench: check-services
+	./scripts/bench.sh
+
 clean:
 	$(CARGO) clean

@@ -52,7 +52,7 @@ fn main() {
         per_call("verify, cache miss (Postgres lookup)", n, t.elapsed());
 
         let principal = kit.auth.authenticate(&key, ip).await.unwrap();
-        let policies = kit.policies_for(&principal);
+        let policies = kit.policies_for(&principal, false);
         let big = vec![hookline_service_kit::ratelimit::Policy { limit: 1_000_000_000, ..policies[0].clone() }];
         let n = 20_000;
         let t = Instant::now();

@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::me::configure(cfg);
     routes::audit::configure(cfg);
     routes::alerts::configure(cfg);
+    routes::analytics::configure(cfg);
     routes::deliveries::configure(cfg);
     routes::webhooks::configure(cfg);
     routes::event_types::configure(cfg);

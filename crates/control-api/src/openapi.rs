@@ -14,6 +14,9 @@ use crate::views;
     ),
     paths(
         routes::orgs::create_org,
+        routes::orgs::get_org,
+        routes::orgs::update_org,
+        routes::analytics::analytics,
         routes::keys::create_key,
         routes::keys::list_keys,
         routes::keys::get_key,
@@ -63,6 +66,7 @@ use crate::views;
         (name = "API keys", description = "Organisation-scoped keys with roles, scopes, limits, rotation and revocation"),
         (name = "Webhooks", description = "Endpoints that receive signed deliveries, their secrets, history and replay"),
         (name = "Deliveries", description = "Delivery history, attempts, retry, recovery and test events"),
+        (name = "Analytics", description = "An organisation's delivery numbers over a window, from rollups"),
         (name = "Alerts", description = "Failure alerts, their acknowledgement, and the thresholds and channels that drive them"),
         (name = "Event types", description = "The built-in lead events and an organisation's own types"),
         (name = "Audit log", description = "Every change, who made it and from where"),

@@ -250,6 +250,19 @@ async fn finish(
     })
     .await?;
     drop(conn);
+    let settled = match outcome.status {
+        "delivered" => hookline_service_kit::rollups::Settled::Delivered,
+        "dead_letter" => hookline_service_kit::rollups::Settled::DeadLettered,
+        _ => hookline_service_kit::rollups::Settled::Retrying,
+    };
+    w.kit.rollups.attempt(
+        delivery.org_id,
+        endpoint.id,
+        &delivery.event_type,
+        response.succeeded(),
+        response.latency.as_millis() as u64,
+        settled,
+    );
     let label = if response.succeeded() { "success" } else { "failure" };
     metrics::DURATION.with_label_values(&[label]).observe(response.latency.as_secs_f64());
     if gone {

@@ -55,6 +55,23 @@ enum OrgCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set an organisation's quotas.
+    SetQuota {
+        #[arg(long)]
+        org: String,
+        /// Events ingested per minute across all keys.
+        #[arg(long, conflicts_with = "unlimited_events")]
+        events_per_minute: Option<i32>,
+        /// Remove the event quota.
+        #[arg(long)]
+        unlimited_events: bool,
+        #[arg(long)]
+        max_endpoints: Option<i32>,
+        #[arg(long)]
+        max_keys: Option<i32>,
+        #[arg(long)]
+        retention_days: Option<i32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +216,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 println!("organisation  {}  {}", created.id, created.name);
                 println!("admin key     {}", created.api_key.key.as_deref().unwrap_or_default());
                 println!("              (shown once: store it now)");
+            }
+            Ok(())
+        }
+        Command::Org {
+            command:
+                OrgCommand::SetQuota { org, events_per_minute, unlimited_events, max_endpoints, max_keys, retention_days },
+        } => {
+            let org_id = OrgId::parse(&org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
+            let pool = hookline_store::db::pool(settings.database_url.expose(), 2)?;
+            let body = hookline_control_api::routes::orgs::UpdateOrg {
+                name: None,
+                events_per_minute: if unlimited_events { Some(None) } else { events_per_minute.map(Some) },
+                max_endpoints,
+                max_keys,
+                retention_days,
+            };
+            let view = hookline_control_api::routes::orgs::update(&pool, org_id, body, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", serde_json::to_string_pretty(&view)?);
+            // Running services cache each key with its organisation's quota: tell them.
+            match hookline_service_kit::redis_conn::RedisConn::connect(settings.redis_url.expose(), &settings.redis_prefix).await {
+                Ok(redis) => {
+                    let caches = hookline_service_kit::caches::Caches::new(Some(redis), std::time::Duration::from_secs(1));
+                    caches.invalidate(hookline_service_kit::caches::Topic::Keys).await;
+                }
+                Err(e) => eprintln!("warning: Redis unreachable ({e}); running services apply the quota within HOOKLINE_KEY_CACHE_TTL_SECS"),
             }
             Ok(())
         }

@@ -35,6 +35,8 @@ pub struct Principal {
     pub role: Role,
     pub scopes: BTreeSet<Scope>,
     pub rate_limit_per_hour: u32,
+    /// The organisation's event quota (per minute), when the operator set one.
+    pub org_events_per_minute: Option<u32>,
     pub client_ip: Option<IpAddr>,
 }
 
@@ -55,6 +57,7 @@ pub struct CachedKey {
     role: Role,
     scopes: BTreeSet<Scope>,
     rate_limit_per_hour: u32,
+    org_events_per_minute: Option<u32>,
     allowed_ips: Vec<IpNet>,
     expires_at: Option<DateTime<Utc>>,
     revoked: bool,
@@ -133,6 +136,7 @@ impl Authenticator {
             role: entry.role,
             scopes: entry.scopes.clone(),
             rate_limit_per_hour: entry.rate_limit_per_hour,
+            org_events_per_minute: entry.org_events_per_minute,
             client_ip,
         })
     }
@@ -143,6 +147,7 @@ impl Authenticator {
             return Ok(None);
         };
         let role: Role = row.role.parse().map_err(ApiError::internal)?;
+        let org = hookline_store::orgs::get(&mut conn, row.org_id).await?;
         let scopes = row.scopes.iter().filter_map(|s| s.parse().ok()).collect();
         let allowed_ips = row.allowed_ips.iter().filter_map(|s| s.parse().ok()).collect();
         Ok(Some(CachedKey {
@@ -151,6 +156,7 @@ impl Authenticator {
             role,
             scopes,
             rate_limit_per_hour: row.rate_limit_per_hour.max(1) as u32,
+            org_events_per_minute: org.and_then(|o| o.events_per_minute).map(|n| n.max(1) as u32),
             allowed_ips,
             expires_at: row.expires_at,
             revoked: row.revoked_at.is_some(),
@@ -225,9 +231,10 @@ impl FromRequest for Auth {
             })?;
             let ip = client_ip(&req, kit.settings.trust_forwarded_for);
             let principal = kit.auth.authenticate(&raw, ip).await?;
+            let ingest = req.path().starts_with("/api/v1/events");
             let decision = kit
                 .limiter
-                .check(&kit.policies_for(&principal))
+                .check(&kit.policies_for(&principal, ingest))
                 .await
                 .map_err(|e| ApiError::unavailable(e.to_string(), 5))?;
             kit.usage.record(principal.key_id, principal.org_id, !decision.allowed);
@@ -265,7 +272,17 @@ pub async fn rate_limit_headers(
     Ok(res)
 }
 
-/// The policies checked for a caller.
+/// The organisation's event quota, shared by all of its keys.
+pub fn org_event_policy(principal: &Principal) -> Option<Policy> {
+    principal.org_events_per_minute.map(|n| Policy {
+        name: "org",
+        bucket: format!("rl:org:{}", principal.org_id.as_uuid().simple()),
+        limit: u64::from(n),
+        period: Duration::from_secs(60),
+    })
+}
+
+/// The key's own limit.
 pub fn key_policy(principal: &Principal) -> Policy {
     Policy {
         name: "key",

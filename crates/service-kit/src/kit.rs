@@ -11,11 +11,12 @@ use hookline_domain::crypto::MasterKey;
 use hookline_store::db::{self, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{key_policy, Authenticator, Principal};
+use crate::auth::{key_policy, org_event_policy, Authenticator, Principal};
 use crate::caches::Caches;
 use crate::config::Settings;
 use crate::ratelimit::{Policy, RateLimiter};
 use crate::redis_conn::RedisConn;
+use crate::rollups::Rollups;
 use crate::usage::UsageRecorder;
 
 pub struct Kit {
@@ -29,6 +30,7 @@ pub struct Kit {
     pub auth: Arc<Authenticator>,
     pub limiter: Arc<RateLimiter>,
     pub usage: Arc<UsageRecorder>,
+    pub rollups: Arc<Rollups>,
     /// Wakes the outbox relay after a commit that wrote outbox rows.
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// Cancelled when the process shuts down; background loops watch it.
@@ -87,6 +89,8 @@ impl Kit {
         let limiter = Arc::new(RateLimiter::new(Some(redis.clone()), settings.rate_limit_fail_closed));
         let usage = Arc::new(UsageRecorder::default());
         usage.spawn_flusher(pool.clone(), Duration::from_secs(settings.usage_flush_secs), cancel.clone());
+        let rollups = Arc::new(Rollups::default());
+        rollups.spawn_flusher(pool.clone(), Duration::from_secs(settings.usage_flush_secs), cancel.clone());
         Ok(Arc::new(Self {
             settings,
             service,
@@ -98,14 +102,20 @@ impl Kit {
             auth,
             limiter,
             usage,
+            rollups,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             cancel,
         }))
     }
 
-    /// The rate-limit policies that apply to a caller.
-    pub fn policies_for(&self, principal: &Principal) -> Vec<Policy> {
-        vec![key_policy(principal)]
+    /// The rate-limit policies that apply to a caller: the key's limit, and
+    /// on event ingest the organisation's event quota, checked together.
+    pub fn policies_for(&self, principal: &Principal, ingest: bool) -> Vec<Policy> {
+        let mut p = vec![key_policy(principal)];
+        if ingest {
+            p.extend(org_event_policy(principal));
+        }
+        p
     }
 
     pub async fn conn(&self) -> Result<hookline_store::db::PooledConn, crate::error::ApiError> {

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod pagination;
 pub mod ratelimit;
 pub mod redis_conn;
+pub mod rollups;
 pub mod secrets;
 pub mod server;
 pub mod shutdown;

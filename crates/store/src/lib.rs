@@ -15,6 +15,7 @@ pub mod keys;
 pub mod orgs;
 pub mod outbox;
 pub mod retention;
+pub mod rollups;
 pub mod schema;
 
 pub use diesel_async::AsyncPgConnection;

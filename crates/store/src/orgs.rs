@@ -29,3 +29,24 @@ pub async fn insert(conn: &mut AsyncPgConnection, id: Uuid, name: &str) -> Query
 pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Org>> {
     organisations::table.find(id).select(Org::as_select()).first(conn).await.optional()
 }
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = organisations)]
+pub struct OrgChanges {
+    pub name: Option<String>,
+    pub events_per_minute: Option<Option<i32>>,
+    pub max_endpoints: Option<i32>,
+    pub max_keys: Option<i32>,
+    pub retention_days: Option<i32>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+pub async fn update(conn: &mut AsyncPgConnection, id: Uuid, mut changes: OrgChanges) -> QueryResult<Option<Org>> {
+    changes.updated_at = Some(Utc::now());
+    diesel::update(organisations::table.find(id))
+        .set(&changes)
+        .returning(Org::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}

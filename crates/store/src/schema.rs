@@ -15,6 +15,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    delivery_rollups (org_id, hour, endpoint_id, event_type) {
+        org_id -> Uuid,
+        hour -> Timestamptz,
+        endpoint_id -> Uuid,
+        event_type -> Text,
+        attempts -> Int8,
+        succeeded -> Int8,
+        failed -> Int8,
+        delivered -> Int8,
+        dead_lettered -> Int8,
+        latency_buckets -> Array<Int8>,
+    }
+}
+
+diesel::table! {
+    event_rollups (org_id, hour, event_type) {
+        org_id -> Uuid,
+        hour -> Timestamptz,
+        event_type -> Text,
+        events -> Int8,
+        deliveries -> Int8,
+    }
+}
+
+diesel::table! {
     processed_outcomes (delivery_id, attempt, kind) {
         delivery_id -> Uuid,
         attempt -> Int4,
@@ -251,4 +276,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     processed_outcomes,
     alert_notifications,
+    delivery_rollups,
+    event_rollups,
 );

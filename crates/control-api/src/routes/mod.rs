@@ -1,4 +1,5 @@
 pub mod alerts;
+pub mod analytics;
 pub mod audit;
 pub mod deliveries;
 pub mod event_types;

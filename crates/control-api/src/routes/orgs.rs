@@ -15,7 +15,163 @@ use crate::routes::keys::{insert_key, NewKeySpec};
 use crate::views::OrgCreated;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/orgs", web::post().to(create_org));
+    cfg.route("/api/v1/orgs", web::post().to(create_org))
+        .route("/api/v1/orgs/{id}", web::get().to(get_org))
+        .route("/api/v1/orgs/{id}", web::patch().to(update_org));
+}
+
+/// An organisation and its quotas.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct OrgView {
+    pub id: OrgId,
+    pub name: String,
+    /// Events ingested per minute across all keys; null is unlimited.
+    pub events_per_minute: Option<i32>,
+    pub max_endpoints: i32,
+    pub max_keys: i32,
+    /// Days of delivery history kept.
+    pub retention_days: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<hookline_store::orgs::Org> for OrgView {
+    fn from(o: hookline_store::orgs::Org) -> Self {
+        Self {
+            id: OrgId::from_uuid(o.id),
+            name: o.name,
+            events_per_minute: o.events_per_minute,
+            max_endpoints: o.max_endpoints,
+            max_keys: o.max_keys,
+            retention_days: o.retention_days,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+/// Quota changes; absent fields stay, `events_per_minute: null` removes the quota.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrg {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::views::double_option")]
+    #[schema(nullable)]
+    pub events_per_minute: Option<Option<i32>>,
+    pub max_endpoints: Option<i32>,
+    pub max_keys: Option<i32>,
+    pub retention_days: Option<i32>,
+}
+
+/// Applies quota changes (the API's PATCH and `hookline org set-quota`).
+pub async fn update(
+    pool: &PgPool,
+    id: OrgId,
+    body: UpdateOrg,
+    actor_ip: Option<std::net::IpAddr>,
+) -> Result<OrgView, ApiError> {
+    let mut errors = Vec::new();
+    let mut check = |field: &str, v: Option<i32>, lo: i32, hi: i32| {
+        if v.is_some_and(|v| !(lo..=hi).contains(&v)) {
+            errors.push(hookline_service_kit::error::FieldError {
+                field: field.into(),
+                message: format!("must be between {lo} and {hi}"),
+            });
+        }
+    };
+    check("events_per_minute", body.events_per_minute.flatten(), 1, 100_000_000);
+    check("max_endpoints", body.max_endpoints, 0, 100_000);
+    check("max_keys", body.max_keys, 0, 100_000);
+    check("retention_days", body.retention_days, 1, 3650);
+    if body.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.chars().count() > 200) {
+        errors.push(hookline_service_kit::error::FieldError {
+            field: "name".into(),
+            message: "must be 1 to 200 characters".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let changes = hookline_store::orgs::OrgChanges {
+        name: body.name.map(|n| n.trim().to_owned()),
+        events_per_minute: body.events_per_minute,
+        max_endpoints: body.max_endpoints,
+        max_keys: body.max_keys,
+        retention_days: body.retention_days,
+        updated_at: None,
+    };
+    let details = serde_json::json!({
+        "events_per_minute": changes.events_per_minute, "max_endpoints": changes.max_endpoints,
+        "max_keys": changes.max_keys, "retention_days": changes.retention_days,
+    });
+    let mut conn = pool.get().await.map_err(ApiError::from_pool)?;
+    let org = conn
+        .transaction::<_, ApiError, _>(async |c| {
+            let org = hookline_store::orgs::update(c, id.as_uuid(), changes)
+                .await?
+                .ok_or_else(|| ApiError::not_found("organisation"))?;
+            crate::audit::record(c, id, Actor::Operator(actor_ip), "org.updated", "org", &id.to_string(), details)
+                .await?;
+            Ok(org)
+        })
+        .await?;
+    Ok(org.into())
+}
+
+fn parse_org_id(id: &str) -> Result<OrgId, ApiError> {
+    OrgId::parse(id).map_err(|_| ApiError::not_found("organisation"))
+}
+
+/// Get an organisation and its quotas (operator only)
+#[utoipa::path(
+    get, path = "/api/v1/orgs/{id}", tag = "Organisations",
+    params(("id" = String, Path, description = "org_… id")),
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "The organisation", body = OrgView),
+        (status = 401, description = "Not the operator token", body = hookline_service_kit::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organisation", body = hookline_service_kit::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_org(kit: web::Data<Kit>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    require_operator(&kit, &req)?;
+    let id = parse_org_id(&id)?;
+    let mut conn = kit.conn().await?;
+    let org =
+        hookline_store::orgs::get(&mut conn, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("organisation"))?;
+    Ok(HttpResponse::Ok().json(OrgView::from(org)))
+}
+
+/// Set an organisation's quotas (operator only)
+///
+/// `events_per_minute` is shared by every key of the organisation and checked
+/// with each key's own limit in one step; `max_endpoints` and `max_keys` cap
+/// creation (409 beyond them).
+#[utoipa::path(
+    patch, path = "/api/v1/orgs/{id}", tag = "Organisations",
+    params(("id" = String, Path, description = "org_… id")),
+    request_body = UpdateOrg,
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Updated", body = OrgView),
+        (status = 401, description = "Not the operator token", body = hookline_service_kit::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organisation", body = hookline_service_kit::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field", body = hookline_service_kit::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_org(
+    kit: web::Data<Kit>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<UpdateOrg>,
+) -> Result<HttpResponse, ApiError> {
+    require_operator(&kit, &req)?;
+    let id = parse_org_id(&id)?;
+    let ip = hookline_service_kit::auth::client_ip(&req, kit.settings.trust_forwarded_for);
+    let view = update(&kit.pool, id, body.into_inner(), ip).await?;
+    // Keys carry their organisation's quota in the cache.
+    kit.auth.invalidate().await;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -1,5 +1,6 @@
 //! The delivery worker over real sockets, against real Postgres, RabbitMQ and Redis.
 
+mod analytics;
 mod delivery;
 mod examples;
 mod helpers;

@@ -254,6 +254,7 @@ async fn store_event(
         match result {
             Ok(()) => {
                 kit.outbox_wake.notify_one();
+                kit.rollups.event(org.as_uuid(), event_type, deliveries.len() as i64);
                 return Ok(Stored::New(Accepted {
                     event_id,
                     event_type: event_type.to_owned(),

@@ -195,3 +195,112 @@ async fn concurrent_duplicates_on_two_instances_create_one_event() {
     assert_eq!(events::table.count().get_result::<i64>(&mut conn).await.unwrap(), 1);
     assert_eq!(deliveries::table.count().get_result::<i64>(&mut conn).await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn the_org_event_quota_is_shared_by_keys_and_instances_and_reported_beside_the_key_limit() {
+    let app = TestApp::spawn().await;
+    let second_kit = app.env.kit(&[]).await;
+    let second = hookline_test_support::serve(second_kit.clone(), hookline_ingest_api::server_spec(&second_kit));
+    let admin = app.org("Acme").await;
+    let me: Value =
+        app.client.get(app.control.url("/api/v1/me")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let org = me["org_id"].as_str().unwrap();
+    // Operator only.
+    let res = app
+        .client
+        .patch(app.control.url(&format!("/api/v1/orgs/{org}")))
+        .bearer_auth(&admin)
+        .json(&json!({"events_per_minute": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = app
+        .client
+        .patch(app.control.url(&format!("/api/v1/orgs/{org}")))
+        .bearer_auth(hookline_test_support::OPERATOR_TOKEN)
+        .json(&json!({"events_per_minute": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let a: Value = app.control_post(&admin, "/api/v1/keys", json!({"name": "a", "role": "read_write"})).await;
+    let b: Value = app.control_post(&admin, "/api/v1/keys", json!({"name": "b", "role": "read_write"})).await;
+    let (a, b) = (a["key"].as_str().unwrap().to_owned(), b["key"].as_str().unwrap().to_owned());
+    let mut last = None;
+    for i in 0..5 {
+        let (key, url) = if i % 2 == 0 {
+            (&a, app.ingest.url("/api/v1/events/leads"))
+        } else {
+            (&b, second.url("/api/v1/events/leads"))
+        };
+        let res = app.client.post(url).bearer_auth(key).json(&lead(&format!("l{i}"))).send().await.unwrap();
+        assert_eq!(res.status(), 202, "event {i}");
+        last = Some(res);
+    }
+    let res = last.unwrap();
+    let policy = res.headers()["ratelimit-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("\"key\";q=1000000;w=3600") && policy.contains("\"org\";q=5;w=60"), "{policy}");
+    assert_eq!(res.headers()["x-ratelimit-limit"], "5", "the tighter policy is in X-RateLimit-*");
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "0");
+    let over =
+        app.client.post(second.url("/api/v1/events/leads")).bearer_auth(&a).json(&lead("l6")).send().await.unwrap();
+    assert_eq!(over.status(), 429);
+    assert!(over.headers().contains_key("retry-after"));
+    // The quota is for events: other routes are not counted against it.
+    let res = app.client.get(app.control.url("/api/v1/me")).bearer_auth(&a).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(!res.headers()["ratelimit-policy"].to_str().unwrap().contains("org"));
+}
+
+#[tokio::test]
+async fn endpoint_and_key_caps_answer_409_naming_the_quota() {
+    let app = TestApp::spawn().await;
+    let admin = app.org("Acme").await;
+    let me: Value =
+        app.client.get(app.control.url("/api/v1/me")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let org = me["org_id"].as_str().unwrap();
+    let res = app
+        .client
+        .patch(app.control.url(&format!("/api/v1/orgs/{org}")))
+        .bearer_auth(hookline_test_support::OPERATOR_TOKEN)
+        .json(&json!({"max_endpoints": 1, "max_keys": 2}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!((v["max_endpoints"].as_i64(), v["max_keys"].as_i64()), (Some(1), Some(2)));
+    app.endpoint(&admin, json!({"url": "http://127.0.0.1:9/a", "events": ["*"]})).await;
+    let res = app
+        .client
+        .post(app.control.url("/api/v1/webhooks"))
+        .bearer_auth(&admin)
+        .json(&json!({"url": "http://127.0.0.1:9/b", "events": ["*"]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(res).await;
+    assert_eq!((status, p["type"].as_str()), (409, Some("https://hookline.dev/problems/quota_exceeded")));
+    assert!(p["detail"].as_str().unwrap().contains("max_endpoints"));
+    app.control_post(&admin, "/api/v1/keys", json!({"name": "second", "role": "read_only"})).await;
+    let res = app
+        .client
+        .post(app.control.url("/api/v1/keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "third", "role": "read_only"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(res).await;
+    assert_eq!(status, 409);
+    assert!(p["detail"].as_str().unwrap().contains("max_keys"));
+    let res = app
+        .client
+        .patch(app.control.url(&format!("/api/v1/orgs/{org}")))
+        .bearer_auth(hookline_test_support::OPERATOR_TOKEN)
+        .json(&json!({"max_keys": -1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(res).await.0, 422);
+}
