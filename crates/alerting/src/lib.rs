@@ -104,6 +104,7 @@ impl Alerting {
 
 /// Starts the consumers and the scheduler in this process.
 pub fn start(kit: Arc<Kit>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    metrics::init();
     let a = Alerting::new(kit)?;
     let outcomes = a.spawn_consumer(topology::QUEUE_OUTCOMES_ALERTING);
     let dead = a.spawn_consumer(topology::QUEUE_DEAD_ALERTING);

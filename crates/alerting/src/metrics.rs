@@ -36,3 +36,23 @@ pub static RETENTION_DELETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers")
 });
+
+/// Registers every alerting metric and its known label values.
+pub fn init() {
+    for rule in crate::rules::RULES {
+        for t in ["opened", "resolved"] {
+            ALERTS.with_label_values(&[rule, t]);
+        }
+    }
+    for c in ["email", "slack"] {
+        for r in ["sent", "failed"] {
+            NOTIFICATIONS.with_label_values(&[c, r]);
+        }
+    }
+    for r in ["gone", "failing"] {
+        ENDPOINTS_DISABLED.with_label_values(&[r]);
+    }
+    for k in ["deliveries", "events", "key_hashes", "endpoint_secrets", "bookkeeping"] {
+        RETENTION_DELETED.with_label_values(&[k]);
+    }
+}

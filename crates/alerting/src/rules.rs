@@ -64,7 +64,7 @@ pub async fn emit(
         delivery_count: targets.len() as i32,
         created_at: now,
     };
-    Ok(hookline_store::events::fan_out(c, &event, &targets, "fresh").await?.len())
+    Ok(hookline_store::events::fan_out(c, &event, &targets, "fresh", None).await?.len())
 }
 
 pub fn alert_payload(a: &AlertRow) -> serde_json::Value {

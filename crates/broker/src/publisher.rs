@@ -21,6 +21,18 @@ use crate::topology;
 
 /// Header carrying the attempt number, so consumers never parse `x-death`.
 pub const HEADER_ATTEMPT: &str = "x-hookline-attempt";
+/// W3C trace context of the request that caused the message.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+
+/// The `traceparent` header of a received message.
+pub fn traceparent_of(props: &BasicProperties) -> Option<String> {
+    let headers = props.headers().as_ref()?;
+    match headers.inner().get(HEADER_TRACEPARENT)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
 /// Redeclare a retry queue at least this often while publishing to it, which
 /// keeps its `x-expires` timer from firing while it holds messages.
 const RETRY_REDECLARE_EVERY: Duration = Duration::from_secs(30);
@@ -91,6 +103,7 @@ impl Broker {
         routing_key: &str,
         kind: &str,
         attempt: Option<u32>,
+        traceparent: Option<&str>,
         payload: &[u8],
     ) -> anyhow::Result<()> {
         let result = async {
@@ -99,11 +112,14 @@ impl Broker {
                 .with_delivery_mode(2)
                 .with_content_type(ShortString::from(CONTENT_TYPE))
                 .with_type(ShortString::from(kind));
+            let mut headers = FieldTable::default();
             if let Some(a) = attempt {
-                let mut headers = FieldTable::default();
                 headers.insert(ShortString::from(HEADER_ATTEMPT), AMQPValue::LongUInt(a));
-                props = props.with_headers(headers);
             }
+            if let Some(tp) = traceparent {
+                headers.insert(ShortString::from(HEADER_TRACEPARENT), AMQPValue::LongString(tp.into()));
+            }
+            props = props.with_headers(headers);
             let confirm = channel
                 .basic_publish(
                     ShortString::from(exchange),
@@ -130,12 +146,13 @@ impl Broker {
     }
 
     /// Publishes a task to the work queue.
-    pub async fn publish_task(&self, task: &DeliveryTask) -> anyhow::Result<()> {
+    pub async fn publish_task(&self, task: &DeliveryTask, traceparent: Option<&str>) -> anyhow::Result<()> {
         self.publish(
             topology::EXCHANGE_DELIVERIES,
             topology::ROUTING_WORK,
             TYPE_DELIVERY_TASK,
             Some(task.attempt),
+            traceparent,
             &task.encode_to_vec(),
         )
         .await
@@ -143,7 +160,12 @@ impl Broker {
 
     /// Publishes a task to the delay queue for `delay`, from which it returns
     /// to the work queue when the delay has passed.
-    pub async fn publish_delayed(&self, task: &DeliveryTask, delay: Duration) -> anyhow::Result<()> {
+    pub async fn publish_delayed(
+        &self,
+        task: &DeliveryTask,
+        delay: Duration,
+        traceparent: Option<&str>,
+    ) -> anyhow::Result<()> {
         let delay_ms = (delay.as_millis() as u64).max(1);
         let queue = topology::retry_queue_name(delay_ms);
         let needs_declare = {
@@ -158,7 +180,7 @@ impl Broker {
             }
             self.retry_declared.lock().await.insert(delay_ms, Instant::now());
         }
-        self.publish("", &queue, TYPE_DELIVERY_TASK, Some(task.attempt), &task.encode_to_vec()).await
+        self.publish("", &queue, TYPE_DELIVERY_TASK, Some(task.attempt), traceparent, &task.encode_to_vec()).await
     }
 
     /// Publishes an outcome for the alerting service.
@@ -167,6 +189,7 @@ impl Broker {
             topology::EXCHANGE_OUTCOMES,
             outcome.kind().routing_key(),
             TYPE_DELIVERY_OUTCOME,
+            None,
             None,
             &outcome.encode_to_vec(),
         )

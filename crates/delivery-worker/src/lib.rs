@@ -147,7 +147,9 @@ impl Worker {
             let this = Arc::clone(self);
             tokio::spawn(async move {
                 metrics::IN_FLIGHT.inc();
-                let disposition = process::process_one(&this, &delivery.data, delivery.redelivered).await;
+                let traceparent = hookline_broker::publisher::traceparent_of(&delivery.properties);
+                let disposition =
+                    process::process_one(&this, &delivery.data, delivery.redelivered, traceparent.as_deref()).await;
                 let acked = match disposition {
                     Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
                     Disposition::DeadLetter => delivery.acker.reject(BasicRejectOptions { requeue: false }).await,
@@ -198,6 +200,7 @@ impl Worker {
 /// Starts the worker's background tasks (consumer, sweeper, DLQ gauge) in
 /// this process; the returned handle finishes once drained after cancel.
 pub fn start(kit: Arc<Kit>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    metrics::init();
     let worker = Worker::new(kit.clone())?;
     worker.spawn_dlq_gauge();
     sweeper::spawn(kit);

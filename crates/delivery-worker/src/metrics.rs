@@ -59,3 +59,22 @@ pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("hookline_deliveries_in_flight", "Deliveries being processed in this process.")
         .expect("metric registers")
 });
+
+/// Registers every worker metric and its known label values.
+pub fn init() {
+    LazyLock::force(&SUCCESS);
+    for r in ["dns", "connect", "tls", "timeout", "http_status", "body"] {
+        FAILURE.with_label_values(&[r]);
+    }
+    for o in ["success", "failure"] {
+        DURATION.with_label_values(&[o]);
+    }
+    for c in ["concurrency", "rate"] {
+        PARKED.with_label_values(&[c]);
+    }
+    LazyLock::force(&ATTEMPTS_TO_SUCCESS);
+    LazyLock::force(&DEAD_LETTERED);
+    LazyLock::force(&DLQ_SIZE);
+    LazyLock::force(&CONSUMERS);
+    LazyLock::force(&IN_FLIGHT);
+}

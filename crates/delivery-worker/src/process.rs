@@ -17,6 +17,7 @@ use hookline_domain::event::webhook_body;
 use hookline_domain::id::{AttemptId, DeliveryId, EndpointId};
 use hookline_domain::retry::{NextStep, RetryPolicy};
 use hookline_domain::signing::sign_delivery;
+use hookline_domain::trace::TraceParent;
 use hookline_service_kit::secrets;
 use hookline_store::deliveries::{AttemptOutcome, AttemptRow, DeliveryRow};
 use hookline_store::endpoints::EndpointRow;
@@ -42,7 +43,7 @@ pub enum Disposition {
 pub const PARK_DELAY: Duration = Duration::from_millis(1000);
 pub const USER_AGENT: &str = concat!("Hookline/", env!("CARGO_PKG_VERSION"));
 
-pub async fn process_one(w: &Arc<Worker>, payload: &[u8], redelivered: bool) -> Disposition {
+pub async fn process_one(w: &Arc<Worker>, payload: &[u8], redelivered: bool, traceparent: Option<&str>) -> Disposition {
     let task = match DeliveryTask::decode(payload) {
         Ok(t) if t.version == MESSAGE_VERSION => t,
         Ok(t) => {
@@ -57,8 +58,17 @@ pub async fn process_one(w: &Arc<Worker>, payload: &[u8], redelivered: bool) -> 
             return Disposition::DeadLetter;
         }
     };
-    let span = tracing::info_span!("delivery", delivery_id = %task.delivery_id, org_id = %task.org_id, attempt = task.attempt, redelivered);
-    match step(w, &task).instrument(span).await {
+    let trace = traceparent.and_then(TraceParent::parse).unwrap_or_else(TraceParent::root);
+    let span = tracing::info_span!(
+        "delivery",
+        delivery_id = %task.delivery_id,
+        org_id = %task.org_id,
+        attempt = task.attempt,
+        redelivered,
+        trace_id = %trace.trace_id_hex()
+    );
+    hookline_service_kit::telemetry::attach_parent(&span, &trace);
+    match step(w, &task, &trace).instrument(span).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(delivery_id = %task.delivery_id, error = format!("{e:#}"), "delivery step failed; requeueing the message");
@@ -91,7 +101,7 @@ fn policy(ep: &EndpointRow) -> RetryPolicy {
     }
 }
 
-async fn step(w: &Arc<Worker>, task: &DeliveryTask) -> anyhow::Result<Disposition> {
+async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyhow::Result<Disposition> {
     let delivery_id = DeliveryId::parse(&task.delivery_id)?.as_uuid();
     let attempt = task.attempt.max(1) as i32;
     let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
@@ -104,7 +114,7 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask) -> anyhow::Result<Dispositio
     };
 
     if attempt <= delivery.attempt_count || matches!(delivery.status.as_str(), "delivered" | "cancelled") {
-        return already_done(w, task, &delivery, &endpoint).await;
+        return already_done(w, task, &delivery, &endpoint, trace).await;
     }
     if delivery.status == "dead_letter" {
         // A stale copy of a message whose delivery was dead-lettered after it.
@@ -120,14 +130,14 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask) -> anyhow::Result<Dispositio
     // One slow endpoint must not hold the worker's slots: over its cap, park.
     let Some(_slot) = w.try_endpoint_slot(endpoint.id) else {
         metrics::PARKED.with_label_values(&["concurrency"]).inc();
-        return park(w, task, PARK_DELAY).await;
+        return park(w, task, PARK_DELAY, trace).await;
     };
     if let Some(rps) = endpoint.rate_limit_per_second {
         if let Err(wait) = w.endpoint_rate_check(endpoint.id, rps) {
             metrics::PARKED.with_label_values(&["rate"]).inc();
             // Round up to 250 ms steps so parking uses few distinct delay queues.
             let ms = wait.as_millis().max(1).div_ceil(250) * 250;
-            return park(w, task, Duration::from_millis(ms as u64)).await;
+            return park(w, task, Duration::from_millis(ms as u64), trace).await;
         }
     }
 
@@ -164,13 +174,15 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask) -> anyhow::Result<Dispositio
     headers.insert("webhook-id", hv(&msg_id));
     headers.insert("webhook-timestamp", hv(&ts.to_string()));
     headers.insert("webhook-signature", hv(&sigs.standard));
+    // The receiver continues the trace that began at the ingest request.
+    headers.insert("traceparent", hv(&trace.child().to_string()));
     let request_headers = recorded_headers(&headers);
 
     let url = url::Url::parse(&endpoint.url)?;
     let timeout = Duration::from_secs(endpoint.timeout_seconds.clamp(1, 60) as u64);
     let response = post(&w.client, &url, headers, body, timeout, w.kit.settings.allow_private_targets).await;
     drop(_slot);
-    finish(w, task, &delivery, &endpoint, attempt, response, request_headers).await
+    finish(w, task, &delivery, &endpoint, attempt, response, request_headers, trace).await
 }
 
 /// The request headers kept with the attempt, signatures shortened.
@@ -204,6 +216,7 @@ async fn finish(
     attempt: i32,
     response: Response,
     request_headers: serde_json::Value,
+    trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
     let now = Utc::now();
     let gone = response.status == Some(410);
@@ -286,7 +299,7 @@ async fn finish(
                     Ok(Disposition::DeadLetter)
                 }
                 NextStep::RetryAfter(delay) => {
-                    let d = schedule(w, task, delivery.id, attempt + 1, delay).await?;
+                    let d = schedule(w, task, delivery.id, attempt + 1, delay, trace).await?;
                     publish_outcome(w, task, delivery, OutcomeKind::RetryScheduled, Some(&response)).await;
                     Ok(d)
                 }
@@ -303,22 +316,28 @@ async fn schedule(
     delivery_id: uuid::Uuid,
     next: i32,
     delay: Duration,
+    trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
     let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
     if !hookline_store::deliveries::claim_next_attempt(&mut conn, delivery_id, next).await? {
         return Ok(Disposition::Ack);
     }
     let retry = DeliveryTask { attempt: next as u32, reason: TaskReason::Retry as i32, ..task.clone() };
-    if let Err(e) = w.kit.broker.publish_delayed(&retry, delay).await {
+    if let Err(e) = w.kit.broker.publish_delayed(&retry, delay, Some(&trace.to_string())).await {
         hookline_store::deliveries::unclaim_attempt(&mut conn, delivery_id, next).await?;
         return Err(e.context("publishing the retry"));
     }
     Ok(Disposition::Ack)
 }
 
-async fn park(w: &Arc<Worker>, task: &DeliveryTask, delay: Duration) -> anyhow::Result<Disposition> {
+async fn park(
+    w: &Arc<Worker>,
+    task: &DeliveryTask,
+    delay: Duration,
+    trace: &TraceParent,
+) -> anyhow::Result<Disposition> {
     let parked = DeliveryTask { reason: TaskReason::Parked as i32, ..task.clone() };
-    w.kit.broker.publish_delayed(&parked, delay).await?;
+    w.kit.broker.publish_delayed(&parked, delay, Some(&trace.to_string())).await?;
     Ok(Disposition::Ack)
 }
 
@@ -329,6 +348,7 @@ async fn already_done(
     task: &DeliveryTask,
     delivery: &DeliveryRow,
     endpoint: &EndpointRow,
+    trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
     match delivery.status.as_str() {
         "delivered" | "cancelled" => Ok(Disposition::Ack),
@@ -342,7 +362,8 @@ async fn already_done(
                 NextStep::RetryAfter(d) => d,
                 NextStep::DeadLetter => Duration::ZERO,
             };
-            schedule(w, task, delivery.id, delivery.attempt_count + 1, delay.max(Duration::from_millis(100))).await
+            schedule(w, task, delivery.id, delivery.attempt_count + 1, delay.max(Duration::from_millis(100)), trace)
+                .await
         }
     }
 }

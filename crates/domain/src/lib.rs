@@ -12,4 +12,5 @@ pub mod net;
 pub mod retry;
 pub mod scope;
 pub mod signing;
+pub mod trace;
 pub mod webhook_url;

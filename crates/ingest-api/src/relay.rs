@@ -37,6 +37,15 @@ pub static PUBLISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers")
 });
 
+/// Registers the relay's metrics.
+pub fn init_metrics() {
+    LazyLock::force(&OUTBOX_LAG);
+    LazyLock::force(&OUTBOX_PENDING);
+    for t in hookline_domain::event::BUILTIN_SCHEMAS.iter().map(|(n, _)| *n) {
+        PUBLISHED.with_label_values(&[t]);
+    }
+}
+
 fn reason(text: &str) -> TaskReason {
     match text {
         "manual" => TaskReason::Manual,
@@ -55,7 +64,7 @@ pub async fn relay_once(kit: &Kit) -> anyhow::Result<usize> {
         if rows.is_empty() {
             return Ok(0);
         }
-        let tasks: Vec<(DeliveryTask, String)> = rows
+        let tasks: Vec<(DeliveryTask, String, Option<String>)> = rows
             .iter()
             .map(|r| {
                 (
@@ -71,16 +80,17 @@ pub async fn relay_once(kit: &Kit) -> anyhow::Result<usize> {
                         reason: reason(&r.reason) as i32,
                     },
                     r.event_type.clone(),
+                    r.traceparent.clone(),
                 )
             })
             .collect();
-        let results = join_all(tasks.iter().map(|(t, _)| broker.publish_task(t))).await;
+        let results = join_all(tasks.iter().map(|(t, _, tp)| broker.publish_task(t, tp.as_deref()))).await;
         if let Some(e) = results.into_iter().find_map(Result::err) {
             return Err(e.context("publishing to RabbitMQ"));
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         hookline_store::outbox::mark_published(c, &ids).await.context("marking outbox rows published")?;
-        for (_, event_type) in &tasks {
+        for (_, event_type, _) in &tasks {
             PUBLISHED.with_label_values(&[event_type.as_str()]).inc();
         }
         Ok(rows.len())
@@ -98,6 +108,7 @@ async fn measure(kit: &Kit) {
 
 /// Runs the relay until `kit.cancel` fires; `kit.outbox_wake` starts a pass at once.
 pub fn spawn(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
+    init_metrics();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(250);
         let mut last_measure = std::time::Instant::now() - Duration::from_secs(10);

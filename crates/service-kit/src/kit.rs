@@ -52,6 +52,7 @@ impl Kit {
         service: &'static str,
         cancel: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
+        crate::metrics::init();
         let master_key = Arc::new(settings.require_master_key()?);
         let pool = db::pool(settings.database_url.expose(), settings.database_pool_size)?;
         db::ping(&pool).await.map_err(|e| {

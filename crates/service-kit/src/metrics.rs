@@ -80,3 +80,20 @@ pub fn render() -> String {
     let families = prometheus::gather();
     prometheus::TextEncoder::new().encode_to_string(&families).unwrap_or_default()
 }
+
+/// Registers every shared metric and its known label values, so dashboards
+/// show zeros rather than gaps before the first event.
+pub fn init() {
+    for p in ["key", "org"] {
+        RATE_LIMIT_HITS.with_label_values(&[p]);
+    }
+    for r in ["hit", "miss"] {
+        AUTH_CACHE.with_label_values(&[r]);
+    }
+    for d in ["postgres", "rabbitmq", "redis"] {
+        DEPENDENCY_UP.with_label_values(&[d]);
+    }
+    LazyLock::force(&RATE_LIMITER_FALLBACK);
+    LazyLock::force(&HTTP_REQUESTS);
+    LazyLock::force(&HTTP_DURATION);
+}

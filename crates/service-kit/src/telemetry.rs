@@ -64,3 +64,19 @@ pub fn init(service: &'static str, settings: &Settings) -> anyhow::Result<Teleme
     tracing_subscriber::registry().with(fmt_layer).with(otel_layer).try_init()?;
     Ok(TelemetryGuard { provider })
 }
+
+/// Makes `span` a child of a remote W3C trace context, so exported spans
+/// join the caller's trace. A no-op when no exporter is configured.
+pub fn attach_parent(span: &tracing::Span, tp: &hookline_domain::trace::TraceParent) {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let flags = if tp.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+    let sc = SpanContext::new(
+        TraceId::from_bytes(tp.trace_id),
+        SpanId::from_bytes(tp.span_id),
+        flags,
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc));
+}

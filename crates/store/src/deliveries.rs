@@ -247,7 +247,13 @@ pub async fn requeue(conn: &mut AsyncPgConnection, row: &DeliveryRow, reason: &s
     }
     crate::outbox::insert(
         conn,
-        &[NewOutbox { org_id: row.org_id, delivery_id: row.id, reason: reason.to_owned(), attempt: next }],
+        &[NewOutbox {
+            org_id: row.org_id,
+            delivery_id: row.id,
+            reason: reason.to_owned(),
+            attempt: next,
+            traceparent: None,
+        }],
     )
     .await?;
     Ok(true)

@@ -61,6 +61,7 @@ pub async fn fan_out(
     event: &EventRow,
     endpoints: &[Uuid],
     reason: &str,
+    traceparent: Option<&str>,
 ) -> QueryResult<Vec<Uuid>> {
     insert(conn, event).await?;
     let now = event.created_at;
@@ -92,6 +93,7 @@ pub async fn fan_out(
             delivery_id: d.id,
             reason: reason.to_owned(),
             attempt: 1,
+            traceparent: traceparent.map(str::to_owned),
         })
         .collect();
     crate::outbox::insert(conn, &outbox).await?;

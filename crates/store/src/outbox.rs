@@ -15,6 +15,7 @@ pub struct NewOutbox {
     pub delivery_id: Uuid,
     pub reason: String,
     pub attempt: i32,
+    pub traceparent: Option<String>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, rows: &[NewOutbox]) -> QueryResult<()> {
@@ -36,6 +37,7 @@ pub struct Pending {
     pub endpoint_id: Uuid,
     pub event_id: Uuid,
     pub event_type: String,
+    pub traceparent: Option<String>,
 }
 
 /// Locks the oldest unpublished rows. Rows another relay holds are skipped,
@@ -68,6 +70,7 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<
             deliveries::endpoint_id,
             deliveries::event_id,
             deliveries::event_type,
+            outbox::traceparent,
         ))
         .load(conn)
         .await

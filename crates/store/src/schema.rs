@@ -188,6 +188,7 @@ diesel::table! {
         attempt -> Int4,
         created_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
+        traceparent -> Nullable<Text>,
     }
 }
 

@@ -72,9 +72,13 @@ async fn operational_events_reach_subscribed_endpoints_signed_and_never_the_fail
     .await;
     assert!(got.iter().all(|g| g.hex_valid && g.standard_valid), "signed like any delivery");
     // Both endpoint_failing and delivery_dead_lettered open on the second failure; either may arrive first.
-    let opened: Vec<_> = got.iter().filter(|g| g.header("x-webhook-event") == Some("alert.opened")).map(|g| g.json()).collect();
+    let opened: Vec<_> =
+        got.iter().filter(|g| g.header("x-webhook-event") == Some("alert.opened")).map(|g| g.json()).collect();
     assert!(opened.iter().all(|o| o["data"]["webhook_id"] == ep.as_str()));
-    assert!(opened.iter().any(|o| o["data"]["rule"] == "endpoint_failing" || o["data"]["rule"] == "delivery_dead_lettered"), "{opened:?}");
+    assert!(
+        opened.iter().any(|o| o["data"]["rule"] == "endpoint_failing" || o["data"]["rule"] == "delivery_dead_lettered"),
+        "{opened:?}"
+    );
     let dead = got.iter().find(|g| g.header("x-webhook-event") == Some("delivery.dead_lettered")).unwrap().json();
     assert_eq!(dead["data"]["webhook_id"], ep.as_str());
     // The failing endpoint (subscribed to *) receives lead events only, never operational ones.

@@ -424,7 +424,13 @@ pub async fn send_test(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -
         hookline_store::deliveries::insert_many(c, std::slice::from_ref(&d)).await?;
         hookline_store::outbox::insert(
             c,
-            &[NewOutbox { org_id: d.org_id, delivery_id: d.id, reason: "manual".into(), attempt: 1 }],
+            &[NewOutbox {
+                org_id: d.org_id,
+                delivery_id: d.id,
+                reason: "manual".into(),
+                attempt: 1,
+                traceparent: None,
+            }],
         )
         .await?;
         audit::record(

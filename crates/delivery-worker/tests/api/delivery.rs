@@ -148,3 +148,34 @@ async fn a_forced_broker_disconnect_during_a_burst_loses_nothing() {
     let ids: BTreeSet<_> = got.iter().map(|x| x.header("x-webhook-delivery-id").unwrap().to_owned()).collect();
     assert_eq!(ids.len(), 30, "every delivery arrived");
 }
+
+#[tokio::test]
+async fn the_callers_trace_reaches_the_receiver() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::FailFirst { n: 1, status: 500 });
+    s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 100}})).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let res = s
+        .client
+        .post(s.ingest.url("/api/v1/events/leads"))
+        .bearer_auth(&s.key)
+        .header("traceparent", incoming)
+        .json(&json!({"id": "l1", "name": "Ada", "email": "ada@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    // The first attempt fails; the retry travels through a delay queue and keeps the trace.
+    let got = wait_received(&r, 2, Duration::from_secs(20)).await;
+    for g in &got {
+        let tp = g.header("traceparent").expect("traceparent sent");
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace id: {tp}");
+        assert_ne!(parts[2], "00f067aa0ba902b7", "a span of our own");
+    }
+    // Without one, a trace is started.
+    s.send_lead("l2").await;
+    let got = wait_received(&r, 3, Duration::from_secs(20)).await;
+    assert!(hookline_domain::trace::TraceParent::parse(got[2].header("traceparent").unwrap()).is_some());
+}

@@ -1,5 +1,6 @@
 //! The `hookline` binary, run as a real process against the machine's services.
 
+mod deploy;
 mod faults;
 
 use std::process::{Command, Stdio};

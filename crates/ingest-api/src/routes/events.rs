@@ -201,6 +201,7 @@ async fn store_event(
     occurred_at: DateTime<Utc>,
     idem: Option<String>,
     hash: Vec<u8>,
+    trace: hookline_domain::trace::TraceParent,
 ) -> Result<Stored, ApiError> {
     let endpoints = subscribers(kit, org, event_type).await?;
     let event_id = EventId::new();
@@ -238,7 +239,13 @@ async fn store_event(
         .collect();
     let outbox: Vec<NewOutbox> = deliveries
         .iter()
-        .map(|d| NewOutbox { org_id: d.org_id, delivery_id: d.id, reason: "fresh".into(), attempt: 1 })
+        .map(|d| NewOutbox {
+            org_id: d.org_id,
+            delivery_id: d.id,
+            reason: "fresh".into(),
+            attempt: 1,
+            traceparent: Some(trace.to_string()),
+        })
         .collect();
 
     for round in 0..2 {
@@ -323,7 +330,17 @@ async fn accept(
     }
     let hash = request_hash(event_type.as_str(), &data, timestamp);
     let occurred_at = timestamp.unwrap_or_else(Utc::now);
-    match store_event(kit, auth.org_id, event_type.as_str(), data, occurred_at, idem, hash).await? {
+    // Continue the caller's trace (W3C traceparent) or start one; it travels with every delivery.
+    let trace = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(hookline_domain::trace::TraceParent::parse)
+        .map(|t| t.child())
+        .unwrap_or_else(hookline_domain::trace::TraceParent::root);
+    tracing::Span::current().record("trace_id", trace.trace_id_hex());
+    hookline_service_kit::telemetry::attach_parent(&tracing::Span::current(), &trace);
+    match store_event(kit, auth.org_id, event_type.as_str(), data, occurred_at, idem, hash, trace).await? {
         Stored::New(a) => Ok(HttpResponse::Accepted().json(a)),
         Stored::Replayed(a) => Ok(HttpResponse::Accepted().insert_header(("Idempotent-Replayed", "true")).json(a)),
     }

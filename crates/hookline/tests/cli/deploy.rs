@@ -1,0 +1,107 @@
+//! The deployment files parse, and every metric they chart or alert on is
+//! really exported by a running Hookline.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use hookline_test_support::{http, serve, TestEnv};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            yaml_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn compose_kustomize_prometheus_and_grafana_files_parse() {
+    let mut files = vec![root().join("docker-compose.yml")];
+    yaml_files(&root().join("deploy"), &mut files);
+    yaml_files(&root().join(".github"), &mut files);
+    assert!(files.len() >= 15, "{files:?}");
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(!docs.is_empty(), "{} is empty", f.display());
+    }
+    let compose =
+        &yaml_rust2::YamlLoader::load_from_str(&std::fs::read_to_string(root().join("docker-compose.yml")).unwrap())
+            .unwrap()[0];
+    for svc in [
+        "postgres",
+        "rabbitmq",
+        "redis",
+        "prometheus",
+        "grafana",
+        "gateway",
+        "control-api",
+        "ingest-api",
+        "worker",
+        "alerting",
+    ] {
+        assert!(!compose["services"][svc].is_badvalue(), "compose lacks {svc}");
+    }
+    let kustomization = &yaml_rust2::YamlLoader::load_from_str(
+        &std::fs::read_to_string(root().join("deploy/k8s/base/kustomization.yaml")).unwrap(),
+    )
+    .unwrap()[0];
+    for r in kustomization["resources"].as_vec().unwrap() {
+        assert!(root().join("deploy/k8s/base").join(r.as_str().unwrap()).exists(), "{r:?} listed but missing");
+    }
+    for d in std::fs::read_dir(root().join("deploy/grafana/dashboards")).unwrap() {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.unwrap().path()).unwrap()).unwrap();
+        assert!(!v["panels"].as_array().unwrap().is_empty());
+    }
+}
+
+/// Metric names used in the dashboards and alert rules.
+fn referenced_metrics() -> BTreeSet<String> {
+    let mut text = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    for d in std::fs::read_dir(root().join("deploy/grafana/dashboards")).unwrap() {
+        text.push_str(&std::fs::read_to_string(d.unwrap().path()).unwrap());
+    }
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_lowercase() || bytes[i] == b'_' || bytes[i].is_ascii_digit()) {
+            i += 1;
+        }
+        let word = &text[start..i];
+        if ["webhook_", "hookline_", "http_", "process_"].iter().any(|p| word.starts_with(p)) && word.len() > 8 {
+            let base = ["_bucket", "_sum", "_count"].iter().find_map(|s| word.strip_suffix(s)).unwrap_or(word);
+            names.insert(base.to_owned());
+        }
+        i = i.max(start + 1);
+    }
+    names
+}
+
+#[tokio::test]
+async fn every_metric_in_the_dashboards_and_alerts_is_exported() {
+    let names = referenced_metrics();
+    assert!(names.len() >= 15, "{names:?}");
+    let env = TestEnv::new().await;
+    let kit = env.kit(&[]).await;
+    let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
+    hookline_ingest_api::relay::spawn(kit.clone());
+    hookline_delivery_worker::start(kit.clone()).unwrap();
+    hookline_alerting::start(kit.clone()).unwrap();
+    // One request so the HTTP metrics have a sample.
+    http().get(server.url("/health")).send().await.unwrap();
+    let text = http().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let exported: BTreeSet<&str> =
+        text.lines().filter(|l| l.starts_with("# TYPE ")).filter_map(|l| l.split(' ').nth(2)).collect();
+    let missing: Vec<_> = names.iter().filter(|n| !exported.contains(n.as_str())).collect();
+    assert!(missing.is_empty(), "referenced but not exported: {missing:?}");
+    kit.cancel.cancel();
+}
