@@ -173,7 +173,20 @@ async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Noti
             let mut disabled = false;
             // The failure rate is judged on every attempt, good or bad: it opens
             // above the threshold and resolves once the window is back under it.
-            if matches!(kind, OutcomeKind::Delivered | OutcomeKind::RetryScheduled | OutcomeKind::DeadLettered | OutcomeKind::EndpointGone) {
+            // A success only matters to the rate rule when an alert may resolve.
+            let window_start = Utc::now() - Duration::minutes(i64::from(s.failure_rate_window_minutes));
+            let judge_rate = match kind {
+                OutcomeKind::RetryScheduled | OutcomeKind::DeadLettered | OutcomeKind::EndpointGone => true,
+                OutcomeKind::Delivered => {
+                    let recent_failure = hookline_store::deliveries::endpoint_health(c, endpoint)
+                        .await?
+                        .and_then(|h| h.last_failure_at)
+                        .is_some_and(|t| t >= window_start);
+                    recent_failure || hookline_store::alerts::has_unresolved(c, endpoint, HIGH_FAILURE_RATE).await?
+                }
+                _ => false,
+            };
+            if judge_rate {
                 let window = Utc::now() - Duration::minutes(i64::from(s.failure_rate_window_minutes));
                 let rate = hookline_store::alerts::failure_rate(c, endpoint, window).await?;
                 if rate.attempts >= i64::from(s.failure_rate_min_attempts) && rate.failed * 100 > i64::from(s.failure_rate_percent) * rate.attempts {

@@ -52,8 +52,8 @@ pub struct BenchArgs {
 
 #[derive(Default)]
 struct Receipts {
-    /// delivery id -> (first receipt latency from send in µs, receipts)
-    deliveries: HashMap<String, (u64, u32)>,
+    /// delivery id -> (first receipt latency from send in µs, receipts, first receipt time in µs)
+    deliveries: HashMap<String, (u64, u32, u64)>,
     first_attempt_failures: usize,
 }
 
@@ -160,7 +160,7 @@ async fn serve_receiver(rx: Arc<Receiver>, listener: TcpListener) {
                         r.first_attempt_failures += 1;
                     } else {
                         let sent = find_u64(&body, "bench_sent_us").unwrap_or(now_us);
-                        let e = r.deliveries.entry(id).or_insert((now_us.saturating_sub(sent), 0));
+                        let e = r.deliveries.entry(id).or_insert((now_us.saturating_sub(sent), 0, now_us));
                         e.1 += 1;
                     }
                 }
@@ -320,13 +320,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     progress.abort();
     eprintln!();
     let r = rx.receipts.lock().unwrap();
-    let e2e: Vec<u64> = r.deliveries.values().map(|(l, _)| *l).collect();
-    let last_receipt_s = r.deliveries.values().map(|(l, _)| *l).max().unwrap_or(0);
-    let duplicates = r.deliveries.values().map(|(_, n)| (*n as usize).saturating_sub(1)).sum();
+    let e2e: Vec<u64> = r.deliveries.values().map(|(l, _, _)| *l).collect();
+    let receipts_at: Vec<u64> = r.deliveries.values().map(|(_, _, t)| *t).collect();
+    let duplicates = r.deliveries.values().map(|(_, n, _)| (*n as usize).saturating_sub(1)).sum();
     let delivered = r.deliveries.len();
     let wall = send_start.elapsed().as_secs_f64().max(ingest_seconds);
-    let _ = last_receipt_s;
     let lat = std::mem::take(&mut *latencies.lock().unwrap());
+    let svg = plot(&e2e, &receipts_at, &args.scenario);
     let accepted = lat.len();
     let report = Report {
         scenario: args.scenario.clone(),
@@ -350,6 +350,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&args.out)?;
     let path = format!("{}/{}-{}.json", args.out, chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), args.scenario);
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    let svg_path = path.replace(".json", ".svg");
+    std::fs::write(&svg_path, svg)?;
+    std::fs::write(path.replace(".json", ".md"), markdown(&report, &svg_path))?;
     println!(
         "{}: ingest {:.0} events/s (202 p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors); delivered {}/{} at {:.0}/s, end-to-end p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} duplicates, {} missing\n  written to {path}",
         report.scenario,
@@ -369,4 +372,78 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         report.missing,
     );
     Ok(report)
+}
+
+/// One page: the end-to-end latency distribution and deliveries per second over time.
+fn plot(latencies_us: &[u64], receipts_us: &[u64], title: &str) -> String {
+    let (w, h, pad) = (900.0_f64, 260.0_f64, 40.0_f64);
+    let mut out = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{}' font-family='sans-serif' font-size='11'>\n<text x='{pad}' y='18' font-size='14'>{title}</text>\n",
+        2.0 * h + 60.0
+    );
+    // Latency histogram on log-spaced bins from 0.1 ms to 100 s.
+    let bins = 60usize;
+    let edge = |i: usize| 100.0_f64 * 10f64.powf(i as f64 * 6.0 / bins as f64); // µs
+    let mut counts = vec![0u64; bins];
+    for l in latencies_us {
+        let i = (((*l).max(100) as f64 / 100.0).log10() * bins as f64 / 6.0) as usize;
+        counts[i.min(bins - 1)] += 1;
+    }
+    let max = *counts.iter().max().unwrap_or(&1).max(&1) as f64;
+    let top = 30.0;
+    out += &format!("<text x='{pad}' y='{}'>end-to-end latency (send to receipt), log scale</text>\n", top + 10.0);
+    let bw = (w - 2.0 * pad) / bins as f64;
+    for (i, c) in counts.iter().enumerate() {
+        let bh = (*c as f64 / max) * (h - 50.0);
+        out += &format!(
+            "<rect x='{:.1}' y='{:.1}' width='{:.1}' height='{:.1}' fill='#3b82f6'/>\n",
+            pad + i as f64 * bw,
+            top + h - 20.0 - bh,
+            bw - 1.0,
+            bh
+        );
+    }
+    for (i, label) in [(0, "0.1 ms"), (10, "1 ms"), (20, "10 ms"), (30, "100 ms"), (40, "1 s"), (50, "10 s")] {
+        let _ = edge(i);
+        out += &format!("<text x='{:.1}' y='{}'>{label}</text>\n", pad + i as f64 * bw, top + h);
+    }
+    // Deliveries per second over time.
+    let top2 = top + h + 30.0;
+    let end = receipts_us.iter().max().copied().unwrap_or(0) / 1_000_000 + 1;
+    let mut per_s = vec![0u64; end as usize];
+    for t in receipts_us {
+        per_s[(*t / 1_000_000) as usize] += 1;
+    }
+    let maxs = *per_s.iter().max().unwrap_or(&1).max(&1) as f64;
+    out += &format!("<text x='{pad}' y='{}'>deliveries per second (peak {maxs:.0})</text>\n", top2 + 10.0);
+    let pts: Vec<String> = per_s
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{:.1},{:.1}",
+                pad + i as f64 * (w - 2.0 * pad) / per_s.len().max(1) as f64,
+                top2 + h - 20.0 - (*c as f64 / maxs) * (h - 50.0)
+            )
+        })
+        .collect();
+    out += &format!("<polyline fill='none' stroke='#10b981' stroke-width='2' points='{}'/>\n", pts.join(" "));
+    out += &format!(
+        "<text x='{pad}' y='{}'>0 s</text><text x='{:.1}' y='{}'>{end} s</text>\n",
+        top2 + h,
+        w - pad - 20.0,
+        top2 + h
+    );
+    out + "</svg>\n"
+}
+
+fn markdown(r: &Report, svg: &str) -> String {
+    format!(
+        "# Hookline benchmark: {}\n\n{} events, {} in flight, rate {} (0 = saturating), {} endpoints, {} hanging, {:.0}% first attempts failed on purpose.\n\n         | | figure |\n|---|---|\n         | ingest throughput | {:.0} events/s |\n| 202 latency p50 / p90 / p99 / max | {:.1} / {:.1} / {:.1} / {:.1} ms |\n| ingest errors | {} |\n         | deliveries | {} of {} ({} missing, {} duplicates) |\n| delivery throughput | {:.0} /s |\n         | send to receipt p50 / p90 / p99 / max | {:.1} / {:.1} / {:.1} / {:.1} ms |\n\n![plots]({})\n",
+        r.scenario, r.events, r.concurrency, r.rate, r.endpoints, r.hanging, r.fail_rate * 100.0,
+        r.ingest_events_per_second, r.ingest_202.p50_ms, r.ingest_202.p90_ms, r.ingest_202.p99_ms, r.ingest_202.max_ms, r.ingest_errors,
+        r.delivered, r.expected_deliveries, r.missing, r.duplicates, r.deliveries_per_second,
+        r.end_to_end.p50_ms, r.end_to_end.p90_ms, r.end_to_end.p99_ms, r.end_to_end.max_ms,
+        std::path::Path::new(svg).file_name().and_then(|f| f.to_str()).unwrap_or_default()
+    )
 }

@@ -162,7 +162,7 @@ impl Settings {
         );
         let settings = Self {
             database_url: Secret(database_url),
-            database_pool_size: parse_num("HOOKLINE_DATABASE_POOL_SIZE", 16, 1, 1000)? as usize,
+            database_pool_size: parse_num("HOOKLINE_DATABASE_POOL_SIZE", 32, 1, 1000)? as usize,
             amqp_url: Secret(amqp_url),
             redis_url: Secret(redis_url),
             redis_prefix: get("HOOKLINE_REDIS_PREFIX").unwrap_or_else(|| "hookline:".into()),

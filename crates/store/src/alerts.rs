@@ -198,11 +198,13 @@ pub struct Rate {
     pub failed: i64,
 }
 
-/// Attempts and failed attempts of an endpoint since `since`.
+/// Attempts and failed attempts of an endpoint since `since`, over at most
+/// the latest 1000 attempts (bounded cost however busy the endpoint is).
 pub async fn failure_rate(conn: &mut AsyncPgConnection, endpoint_id: Uuid, since: DateTime<Utc>) -> QueryResult<Rate> {
     diesel::sql_query(
-        "SELECT count(*) AS attempts, count(*) FILTER (WHERE NOT succeeded) AS failed \
-         FROM delivery_attempts WHERE endpoint_id = $1 AND created_at >= $2",
+        "SELECT count(*) AS attempts, count(*) FILTER (WHERE NOT succeeded) AS failed FROM ( \
+           SELECT succeeded FROM delivery_attempts WHERE endpoint_id = $1 AND created_at >= $2 \
+           ORDER BY created_at DESC LIMIT 1000) recent",
     )
     .bind::<SqlUuid, _>(endpoint_id)
     .bind::<Timestamptz, _>(since)
@@ -282,5 +284,17 @@ pub async fn stale_failing(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Stal
            AND (h.last_success_at IS NULL OR h.last_success_at < h.failing_since)",
     )
     .load(conn)
+    .await
+}
+
+/// Whether the endpoint has an unresolved alert of `rule`.
+pub async fn has_unresolved(conn: &mut AsyncPgConnection, endpoint_id: Uuid, rule: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        alerts::table
+            .filter(alerts::endpoint_id.eq(endpoint_id))
+            .filter(alerts::rule.eq(rule))
+            .filter(alerts::state.ne("resolved")),
+    ))
+    .get_result(conn)
     .await
 }

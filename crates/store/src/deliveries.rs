@@ -151,23 +151,38 @@ pub async fn record_attempt(
         .await?;
     let dead = outcome.status == "dead_letter";
     if attempt.succeeded {
-        diesel::insert_into(endpoint_health::table)
-            .values((
-                endpoint_health::endpoint_id.eq(attempt.endpoint_id),
-                endpoint_health::org_id.eq(attempt.org_id),
-                endpoint_health::last_success_at.eq(Some(now)),
-            ))
-            .on_conflict(endpoint_health::endpoint_id)
-            .do_update()
-            .set((
-                endpoint_health::consecutive_failures.eq(0),
-                endpoint_health::consecutive_dead_letters.eq(0),
-                endpoint_health::failing_since.eq(None::<DateTime<Utc>>),
-                endpoint_health::last_success_at.eq(Some(now)),
-                endpoint_health::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .await?;
+        // Healthy endpoints are the common case: touch their row at most every
+        // few seconds, so deliveries to one endpoint do not queue on its lock.
+        let updated = diesel::update(
+            endpoint_health::table.find(attempt.endpoint_id).filter(
+                endpoint_health::consecutive_failures
+                    .ne(0)
+                    .or(endpoint_health::consecutive_dead_letters.ne(0))
+                    .or(endpoint_health::failing_since.is_not_null())
+                    .or(endpoint_health::last_success_at.is_null())
+                    .or(endpoint_health::last_success_at.lt(now - chrono::Duration::seconds(5))),
+            ),
+        )
+        .set((
+            endpoint_health::consecutive_failures.eq(0),
+            endpoint_health::consecutive_dead_letters.eq(0),
+            endpoint_health::failing_since.eq(None::<DateTime<Utc>>),
+            endpoint_health::last_success_at.eq(Some(now)),
+            endpoint_health::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+        if updated == 0 {
+            diesel::insert_into(endpoint_health::table)
+                .values((
+                    endpoint_health::endpoint_id.eq(attempt.endpoint_id),
+                    endpoint_health::org_id.eq(attempt.org_id),
+                    endpoint_health::last_success_at.eq(Some(now)),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+        }
     } else {
         diesel::insert_into(endpoint_health::table)
             .values((
