@@ -156,6 +156,20 @@ pub async fn disable(
     Ok(true)
 }
 
+/// Whether a success could change anything: the endpoint has an unresolved
+/// alert, or is counted as failing.
+async fn needs_attention(c: Tx<'_>, endpoint: Uuid) -> diesel::QueryResult<bool> {
+    if hookline_store::alerts::has_any_unresolved(c, endpoint).await? {
+        return Ok(true);
+    }
+    let health = hookline_store::deliveries::endpoint_health(c, endpoint).await?;
+    Ok(health.is_some_and(|h| {
+        h.consecutive_failures > 0
+            || h.failing_since.is_some()
+            || h.last_failure_at.is_some_and(|t| t > Utc::now() - Duration::hours(1))
+    }))
+}
+
 async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Notice>, bool)> {
     let delivery_id = DeliveryId::parse(&o.delivery_id)?.as_uuid();
     let endpoint = EndpointId::parse(&o.endpoint_id)?.as_uuid();
@@ -163,6 +177,10 @@ async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Noti
     let kind = o.kind();
     let operational = EventType::parse(&o.event_type).map(|t| t.is_operational()).unwrap_or(false);
     let mut conn = a.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    if kind == OutcomeKind::Delivered && !needs_attention(&mut conn, endpoint).await? {
+        // The common case: a healthy endpoint delivered. Nothing to open or resolve, nothing to write.
+        return Ok((Vec::new(), false));
+    }
     let (notices, disabled) = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
             let mut notices = Vec::new();

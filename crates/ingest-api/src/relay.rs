@@ -18,8 +18,10 @@ use diesel_async::AsyncConnection;
 use futures_util::future::join_all;
 use hookline_broker::messages::{DeliveryTask, TaskReason, MESSAGE_VERSION};
 use hookline_domain::id::{DeliveryId, EndpointId, EventId, OrgId};
+use hookline_domain::trace::TraceParent;
 use hookline_service_kit::kit::Kit;
 use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
+use tracing::Instrument;
 
 pub static OUTBOX_LAG: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("hookline_outbox_lag_seconds", "Age of the oldest unpublished outbox row, in seconds.")
@@ -84,7 +86,18 @@ pub async fn relay_once(kit: &Kit) -> anyhow::Result<usize> {
                 )
             })
             .collect();
-        let results = join_all(tasks.iter().map(|(t, _, tp)| broker.publish_task(t, tp.as_deref()))).await;
+        let results = join_all(tasks.iter().map(|(t, _, tp)| {
+            // Each message continues the trace of the request that wrote its row.
+            let parent = tp.as_deref().and_then(TraceParent::parse);
+            let span =
+                tracing::info_span!("relay.publish", delivery_id = %t.delivery_id, trace_id = tracing::field::Empty);
+            if let Some(p) = &parent {
+                span.record("trace_id", p.trace_id_hex());
+                hookline_service_kit::telemetry::attach_parent(&span, p);
+            }
+            broker.publish_task(t, tp.as_deref()).instrument(span)
+        }))
+        .await;
         if let Some(e) = results.into_iter().find_map(Result::err) {
             return Err(e.context("publishing to RabbitMQ"));
         }

@@ -298,3 +298,12 @@ pub async fn has_unresolved(conn: &mut AsyncPgConnection, endpoint_id: Uuid, rul
     .get_result(conn)
     .await
 }
+
+/// Whether the endpoint has any unresolved alert.
+pub async fn has_any_unresolved(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        alerts::table.filter(alerts::endpoint_id.eq(endpoint_id)).filter(alerts::state.ne("resolved")),
+    ))
+    .get_result(conn)
+    .await
+}

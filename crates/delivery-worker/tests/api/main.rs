@@ -6,3 +6,4 @@ mod examples;
 mod helpers;
 mod replay;
 mod retries;
+mod traces;

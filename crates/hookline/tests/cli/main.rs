@@ -1,6 +1,7 @@
 //! The `hookline` binary, run as a real process against the machine's services.
 
 mod deploy;
+mod example;
 mod faults;
 
 use std::process::{Command, Stdio};

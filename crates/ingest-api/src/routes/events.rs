@@ -21,6 +21,7 @@ use hookline_store::deliveries::DeliveryRow;
 use hookline_store::events::EventRow;
 use hookline_store::outbox::NewOutbox;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// How long an idempotency key is remembered.
@@ -338,9 +339,12 @@ async fn accept(
         .and_then(hookline_domain::trace::TraceParent::parse)
         .map(|t| t.child())
         .unwrap_or_else(hookline_domain::trace::TraceParent::root);
-    tracing::Span::current().record("trace_id", trace.trace_id_hex());
-    hookline_service_kit::telemetry::attach_parent(&tracing::Span::current(), &trace);
-    match store_event(kit, auth.org_id, event_type.as_str(), data, occurred_at, idem, hash, trace).await? {
+    let span = tracing::info_span!("ingest", org_id = %auth.org_id, event_type = %event_type, trace_id = %trace.trace_id_hex());
+    hookline_service_kit::telemetry::attach_parent(&span, &trace);
+    let stored = store_event(kit, auth.org_id, event_type.as_str(), data, occurred_at, idem, hash, trace)
+        .instrument(span)
+        .await?;
+    match stored {
         Stored::New(a) => Ok(HttpResponse::Accepted().json(a)),
         Stored::Replayed(a) => Ok(HttpResponse::Accepted().insert_header(("Idempotent-Replayed", "true")).json(a)),
     }
