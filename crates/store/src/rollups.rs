@@ -141,10 +141,13 @@ pub async fn delivery_groups(
         "day" => "to_char(date_trunc('day', hour AT TIME ZONE 'UTC'), 'YYYY-MM-DD\"T\"00:00:00\"Z\"')",
         _ => "'total'",
     };
+    // Plain per-bucket sums: native aggregates, no per-row function calls.
+    let buckets =
+        (1..=BUCKETS).map(|i| format!("coalesce(sum(latency_buckets[{i}]), 0)::bigint")).collect::<Vec<_>>().join(", ");
     diesel::sql_query(format!(
         "SELECT {key} AS key, coalesce(sum(attempts), 0)::bigint AS attempts, coalesce(sum(succeeded), 0)::bigint AS succeeded, \
          coalesce(sum(failed), 0)::bigint AS failed, coalesce(sum(delivered), 0)::bigint AS delivered, \
-         coalesce(sum(dead_lettered), 0)::bigint AS dead_lettered, hookline_array_sum(latency_buckets) AS latency_buckets \
+         coalesce(sum(dead_lettered), 0)::bigint AS dead_lettered, ARRAY[{buckets}] AS latency_buckets \
          FROM delivery_rollups WHERE org_id = $1 AND hour >= date_trunc('hour', $2::timestamptz) GROUP BY 1 ORDER BY 1"
     ))
     .bind::<SqlUuid, _>(org_id)
@@ -247,5 +250,33 @@ mod tests {
         let p95 = percentile(&b, 0.95).unwrap();
         assert!((250.0..=500.0).contains(&p95), "{p95}");
         assert_eq!(percentile(&vec![0; BUCKETS], 0.5), None);
+    }
+}
+
+impl DeliveryGroup {
+    /// Sums groups (the total of an organisation from its per-endpoint groups).
+    pub fn sum<'a>(key: &str, groups: impl IntoIterator<Item = &'a DeliveryGroup>) -> DeliveryGroup {
+        let mut total = DeliveryGroup {
+            key: key.to_owned(),
+            attempts: 0,
+            succeeded: 0,
+            failed: 0,
+            delivered: 0,
+            dead_lettered: 0,
+            latency_buckets: Some(vec![0; BUCKETS]),
+        };
+        for g in groups {
+            total.attempts += g.attempts;
+            total.succeeded += g.succeeded;
+            total.failed += g.failed;
+            total.delivered += g.delivered;
+            total.dead_lettered += g.dead_lettered;
+            if let (Some(t), Some(b)) = (total.latency_buckets.as_mut(), g.latency_buckets.as_ref()) {
+                for (x, y) in t.iter_mut().zip(b) {
+                    *x += y;
+                }
+            }
+        }
+        total
     }
 }

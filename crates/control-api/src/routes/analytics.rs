@@ -157,14 +157,13 @@ pub async fn compute(kit: &Kit, org: uuid::Uuid, window: &str) -> Result<Analyti
     let until = Utc::now();
     let since = until - span;
     let mut conn = kit.conn().await?;
-    let total = hookline_store::rollups::delivery_groups(&mut conn, org, since, "total").await?;
     let by_ep = hookline_store::rollups::delivery_groups(&mut conn, org, since, "endpoint").await?;
     let by_type = hookline_store::rollups::delivery_groups(&mut conn, org, since, "event_type").await?;
     let series = hookline_store::rollups::delivery_groups(&mut conn, org, since, group).await?;
-    let ev_total = hookline_store::rollups::event_groups(&mut conn, org, since, "total").await?;
     let ev_type = hookline_store::rollups::event_groups(&mut conn, org, since, "event_type").await?;
     let ev_series = hookline_store::rollups::event_groups(&mut conn, org, since, group).await?;
     let counts = hookline_store::rollups::endpoint_counts(&mut conn, org).await?;
+    let total = DeliveryGroup::sum("total", &by_ep);
     let hits = hookline_store::rollups::rate_limit_hits(&mut conn, org, since).await?;
     let events_of =
         |groups: &[EventGroup], key: &str| groups.iter().find(|g| g.key == key).map(|g| g.events).unwrap_or(0);
@@ -188,10 +187,10 @@ pub async fn compute(kit: &Kit, org: uuid::Uuid, window: &str) -> Result<Analyti
             disabled: counts.disabled,
         },
         totals: Totals {
-            events: ev_total.first().map(|g| g.events).unwrap_or(0),
-            deliveries: ev_total.first().map(|g| g.deliveries).unwrap_or(0),
+            events: ev_type.iter().map(|g| g.events).sum(),
+            deliveries: ev_type.iter().map(|g| g.deliveries).sum(),
             rate_limit_hits: hits,
-            figures: total.first().map(Figures::from).unwrap_or_else(empty),
+            figures: Figures::from(&total),
         },
         by_endpoint: by_ep
             .iter()
