@@ -13,7 +13,6 @@ use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
 use hookline_store::deliveries::{AttemptRow, DeliveryFilter, DeliveryRow};
 use hookline_store::events::EventRow;
-use hookline_store::outbox::NewOutbox;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -383,69 +382,41 @@ pub async fn send_test(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -
     let principal = auth.0.clone();
     let now = Utc::now();
     let event_id = EventId::new();
-    let delivery_id = DeliveryId::new();
     let mut conn = kit.conn().await?;
-    conn.transaction::<_, ApiError, _>(async |c| {
-        let ep = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), id.as_uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-        if !ep.is_active {
-            return Err(ApiError::conflict("endpoint_inactive", "the endpoint is disabled; enable it first"));
-        }
-        let event = EventRow {
-            id: event_id.as_uuid(),
-            org_id: principal.org_id.as_uuid(),
-            event_type: WEBHOOK_TEST.into(),
-            data: json!({"message": "This is a test event from Hookline.", "webhook_id": id.to_string()}),
-            occurred_at: now,
-            idempotency_key: None,
-            request_hash: None,
-            delivery_count: 1,
-            created_at: now,
-        };
-        hookline_store::events::insert(c, &event).await?;
-        let d = DeliveryRow {
-            id: delivery_id.as_uuid(),
-            org_id: principal.org_id.as_uuid(),
-            event_id: event_id.as_uuid(),
-            endpoint_id: ep.id,
-            event_type: WEBHOOK_TEST.into(),
-            status: "pending".into(),
-            attempt_count: 0,
-            last_status_code: None,
-            last_error: None,
-            last_attempt_at: None,
-            next_attempt_at: Some(now),
-            delivered_at: None,
-            created_at: now,
-            updated_at: now,
-            scheduled_attempt: 1,
-        };
-        hookline_store::deliveries::insert_many(c, std::slice::from_ref(&d)).await?;
-        hookline_store::outbox::insert(
-            c,
-            &[NewOutbox {
-                org_id: d.org_id,
-                delivery_id: d.id,
-                reason: "manual".into(),
-                attempt: 1,
-                traceparent: None,
-            }],
-        )
+    let delivery_id = conn
+        .transaction::<_, ApiError, _>(async |c| {
+            let ep = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), id.as_uuid())
+                .await?
+                .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+            if !ep.is_active {
+                return Err(ApiError::conflict("endpoint_inactive", "the endpoint is disabled; enable it first"));
+            }
+            let event = EventRow {
+                id: event_id.as_uuid(),
+                org_id: principal.org_id.as_uuid(),
+                event_type: WEBHOOK_TEST.into(),
+                data: json!({"message": "This is a test event from Hookline.", "webhook_id": id.to_string()}),
+                occurred_at: now,
+                idempotency_key: None,
+                request_hash: None,
+                delivery_count: 1,
+                created_at: now,
+            };
+            let ids = hookline_store::events::fan_out(c, &event, &[ep.id], "manual", None).await?;
+            let delivery_id = DeliveryId::from_uuid(ids[0]);
+            audit::record(
+                c,
+                principal.org_id,
+                Actor::Key(&principal),
+                "webhook.tested",
+                "webhook",
+                &id.to_string(),
+                json!({"delivery_id": delivery_id}),
+            )
+            .await?;
+            Ok(delivery_id)
+        })
         .await?;
-        audit::record(
-            c,
-            principal.org_id,
-            Actor::Key(&principal),
-            "webhook.tested",
-            "webhook",
-            &id.to_string(),
-            json!({"delivery_id": delivery_id}),
-        )
-        .await?;
-        Ok(())
-    })
-    .await?;
     kit.outbox_wake.notify_one();
     Ok(HttpResponse::Accepted().json(TestSent { delivery_id, event_id }))
 }

@@ -12,14 +12,12 @@ use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection;
 use futures_util::StreamExt;
 use hookline_domain::event::{builtin_schemas, EventType, PayloadSchema, SchemaViolation, LEAD_UPDATE, NEW_LEAD};
-use hookline_domain::id::{DeliveryId, EventId, OrgId};
+use hookline_domain::id::{EventId, OrgId};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::Auth;
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
 use hookline_service_kit::kit::Kit;
-use hookline_store::deliveries::DeliveryRow;
 use hookline_store::events::EventRow;
-use hookline_store::outbox::NewOutbox;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -218,49 +216,17 @@ async fn store_event(
         delivery_count: endpoints.len() as i32,
         created_at: now,
     };
-    let deliveries: Vec<DeliveryRow> = endpoints
-        .iter()
-        .map(|ep| DeliveryRow {
-            id: DeliveryId::new().as_uuid(),
-            org_id: org.as_uuid(),
-            event_id: event_id.as_uuid(),
-            endpoint_id: *ep,
-            event_type: event_type.to_owned(),
-            status: "pending".into(),
-            attempt_count: 0,
-            last_status_code: None,
-            last_error: None,
-            last_attempt_at: None,
-            next_attempt_at: Some(now),
-            delivered_at: None,
-            created_at: now,
-            updated_at: now,
-            scheduled_attempt: 1,
-        })
-        .collect();
-    let outbox: Vec<NewOutbox> = deliveries
-        .iter()
-        .map(|d| NewOutbox {
-            org_id: d.org_id,
-            delivery_id: d.id,
-            reason: "fresh".into(),
-            attempt: 1,
-            traceparent: Some(trace.to_string()),
-        })
-        .collect();
+    let traceparent = trace.to_string();
 
     for round in 0..2 {
         let mut conn = kit.conn().await?;
         let result = conn
             .transaction::<_, diesel::result::Error, _>(async |c| {
-                hookline_store::events::insert(c, &event).await?;
-                hookline_store::deliveries::insert_many(c, &deliveries).await?;
-                hookline_store::outbox::insert(c, &outbox).await?;
-                Ok(())
+                hookline_store::events::fan_out(c, &event, &endpoints, "fresh", Some(&traceparent)).await
             })
             .await;
         match result {
-            Ok(()) => {
+            Ok(deliveries) => {
                 kit.outbox_wake.notify_one();
                 kit.rollups.event(org.as_uuid(), event_type, deliveries.len() as i64);
                 return Ok(Stored::New(Accepted {
