@@ -232,27 +232,6 @@ pub async fn rate_limit_hits(conn: &mut AsyncPgConnection, org_id: Uuid, since: 
     Ok(s.n)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_and_percentiles() {
-        assert_eq!(bucket_of(3), 0);
-        assert_eq!(bucket_of(5), 0);
-        assert_eq!(bucket_of(6), 1);
-        assert_eq!(bucket_of(100_000), BUCKETS - 1);
-        let mut b = vec![0i64; BUCKETS];
-        b[bucket_of(40)] = 90;
-        b[bucket_of(400)] = 10;
-        let p50 = percentile(&b, 0.5).unwrap();
-        assert!((25.0..=50.0).contains(&p50), "{p50}");
-        let p95 = percentile(&b, 0.95).unwrap();
-        assert!((250.0..=500.0).contains(&p95), "{p95}");
-        assert_eq!(percentile(&vec![0; BUCKETS], 0.5), None);
-    }
-}
-
 impl DeliveryGroup {
     /// Sums groups (the total of an organisation from its per-endpoint groups).
     pub fn sum<'a>(key: &str, groups: impl IntoIterator<Item = &'a DeliveryGroup>) -> DeliveryGroup {
@@ -278,5 +257,26 @@ impl DeliveryGroup {
             }
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_and_percentiles() {
+        assert_eq!(bucket_of(3), 0);
+        assert_eq!(bucket_of(5), 0);
+        assert_eq!(bucket_of(6), 1);
+        assert_eq!(bucket_of(100_000), BUCKETS - 1);
+        let mut b = vec![0i64; BUCKETS];
+        b[bucket_of(40)] = 90;
+        b[bucket_of(400)] = 10;
+        let p50 = percentile(&b, 0.5).unwrap();
+        assert!((25.0..=50.0).contains(&p50), "{p50}");
+        let p95 = percentile(&b, 0.95).unwrap();
+        assert!((250.0..=500.0).contains(&p95), "{p95}");
+        assert_eq!(percentile(&[0; BUCKETS], 0.5), None);
     }
 }
