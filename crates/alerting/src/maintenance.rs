@@ -101,17 +101,17 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
     };
     for st in stale {
         let mut c = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let notices = c
+        let (notices, settings) = c
             .transaction::<_, diesel::result::Error, _>(async |c| {
                 let s = hookline_store::alerts::settings(c, st.org_id).await?;
                 let mut notices = Vec::new();
                 let reason = format!("no successful delivery for {} hours", st.hours);
                 rules::disable(c, &s, &mut notices, st.org_id, st.endpoint_id, &reason, false).await?;
-                Ok(notices)
+                Ok((notices, s))
             })
             .await?;
         a.kit.caches.invalidate(Topic::Endpoints).await;
-        a.notifier.dispatch(&a.kit, notices).await;
+        a.notifier.dispatch(&a.kit, &settings, notices).await;
     }
     Ok(removed)
 }

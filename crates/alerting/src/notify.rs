@@ -5,6 +5,7 @@
 use hookline_domain::id::{AlertId, EndpointId};
 use hookline_service_kit::config::Settings;
 use hookline_service_kit::kit::Kit;
+use hookline_store::alerts::SettingsRow;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -38,20 +39,14 @@ impl Notifier {
         Ok(Self { smtp, from, http, renotify_secs: settings.alert_renotify_secs as i64 })
     }
 
-    /// Sends what the committed notices call for.
-    pub async fn dispatch(&self, kit: &Kit, notices: Vec<Notice>) {
+    /// Sends what the committed notices call for, on the channels in `settings`
+    /// (the organisation's settings the notices were judged by).
+    pub async fn dispatch(&self, kit: &Kit, settings: &SettingsRow, notices: Vec<Notice>) {
         for n in notices {
             let (alert, verb, interval) = match &n {
                 Notice::Opened(a) => (a, "opened", 0),
                 Notice::Repeated(a) => (a, "still open", self.renotify_secs),
                 Notice::Resolved(a) => (a, "resolved", 0),
-            };
-            let settings = {
-                let Ok(mut conn) = kit.pool.get().await else { return };
-                match hookline_store::alerts::settings(&mut conn, alert.org_id).await {
-                    Ok(s) => s,
-                    Err(_) => return,
-                }
             };
             let subject = format!("[Hookline] {} {verb}: {}", alert.rule, alert.message);
             let body = format!(

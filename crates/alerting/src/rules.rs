@@ -170,7 +170,9 @@ async fn needs_attention(c: Tx<'_>, endpoint: Uuid) -> diesel::QueryResult<bool>
     }))
 }
 
-async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Notice>, bool)> {
+/// The notices to send, whether an endpoint was disabled, and the org's
+/// settings they were judged by (None when nothing was evaluated).
+async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Notice>, bool, Option<SettingsRow>)> {
     let delivery_id = DeliveryId::parse(&o.delivery_id)?.as_uuid();
     let endpoint = EndpointId::parse(&o.endpoint_id)?.as_uuid();
     let org_id = hookline_domain::id::OrgId::parse(&o.org_id)?.as_uuid();
@@ -179,13 +181,13 @@ async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Noti
     let mut conn = a.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
     if kind == OutcomeKind::Delivered && !needs_attention(&mut conn, endpoint).await? {
         // The common case: a healthy endpoint delivered. Nothing to open or resolve, nothing to write.
-        return Ok((Vec::new(), false));
+        return Ok((Vec::new(), false, None));
     }
-    let (notices, disabled) = conn
+    let (notices, disabled, settings) = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
             let mut notices = Vec::new();
             if !hookline_store::alerts::mark_outcome(c, delivery_id, o.attempt as i32, kind.routing_key()).await? {
-                return Ok((notices, false));
+                return Ok((notices, false, None));
             }
             let s = hookline_store::alerts::settings(c, org_id).await?;
             let mut disabled = false;
@@ -259,10 +261,10 @@ async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Noti
                 }
                 OutcomeKind::Cancelled | OutcomeKind::Unspecified => {}
             }
-            Ok((notices, disabled))
+            Ok((notices, disabled, Some(s)))
         })
         .await?;
-    Ok((notices, disabled))
+    Ok((notices, disabled, settings))
 }
 
 /// Evaluates one outcome message.
@@ -274,13 +276,13 @@ pub async fn process_outcome(a: &Alerting, payload: &[u8]) -> anyhow::Result<()>
             return Ok(());
         }
     };
-    let (notices, disabled) = evaluate(a, &o).await?;
+    let (notices, disabled, settings) = evaluate(a, &o).await?;
     if disabled {
         a.kit.caches.invalidate(Topic::Endpoints).await;
     }
-    if !notices.is_empty() {
+    if let (false, Some(settings)) = (notices.is_empty(), settings) {
         a.kit.outbox_wake.notify_one();
-        a.notifier.dispatch(&a.kit, notices).await;
+        a.notifier.dispatch(&a.kit, &settings, notices).await;
     }
     Ok(())
 }

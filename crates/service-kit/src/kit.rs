@@ -89,9 +89,19 @@ impl Kit {
         let auth = Arc::new(Authenticator::new(pool.clone(), pepper, caches.clone()));
         let limiter = Arc::new(RateLimiter::new(Some(redis.clone()), settings.rate_limit_fail_closed));
         let usage = Arc::new(UsageRecorder::default());
-        usage.spawn_flusher(pool.clone(), Duration::from_secs(settings.usage_flush_secs), cancel.clone());
+        crate::flushing::spawn_flusher(
+            usage.clone(),
+            pool.clone(),
+            Duration::from_secs(settings.usage_flush_secs),
+            cancel.clone(),
+        );
         let rollups = Arc::new(Rollups::default());
-        rollups.spawn_flusher(pool.clone(), Duration::from_secs(settings.usage_flush_secs), cancel.clone());
+        crate::flushing::spawn_flusher(
+            rollups.clone(),
+            pool.clone(),
+            Duration::from_secs(settings.usage_flush_secs),
+            cancel.clone(),
+        );
         Ok(Arc::new(Self {
             settings,
             service,

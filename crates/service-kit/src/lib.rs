@@ -7,6 +7,7 @@ pub mod caches;
 pub mod config;
 pub mod docs;
 pub mod error;
+pub mod flushing;
 pub mod kit;
 pub mod metrics;
 pub mod ops;

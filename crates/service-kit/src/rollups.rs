@@ -2,13 +2,11 @@
 //! seconds, so neither ingest nor delivery contends on a hot counter row.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hookline_store::db::PgPool;
 use hookline_store::rollups::{bucket_of, DeliveryIncrement, EventIncrement, BUCKETS};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 #[derive(Default, Clone)]
@@ -145,22 +143,12 @@ impl Rollups {
         }
         result
     }
+}
 
-    pub fn spawn_flusher(self: &Arc<Self>, pool: PgPool, every: Duration, cancel: CancellationToken) {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                let stop = tokio::select! {
-                    _ = cancel.cancelled() => true,
-                    _ = tokio::time::sleep(every) => false,
-                };
-                if let Err(e) = this.flush(&pool).await {
-                    tracing::warn!(error = format!("{e:#}"), "flushing analytics rollups failed; will retry");
-                }
-                if stop {
-                    return;
-                }
-            }
-        });
+impl crate::flushing::Flush for Rollups {
+    const WHAT: &'static str = "analytics rollups";
+
+    fn flush(&self, pool: &PgPool) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+        Rollups::flush(self, pool)
     }
 }

@@ -4,13 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use hookline_domain::id::{KeyId, OrgId};
 use hookline_store::db::PgPool;
 use hookline_store::keys::UsageIncrement;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
 struct Pending {
@@ -76,22 +74,12 @@ impl UsageRecorder {
         }
         result
     }
+}
 
-    pub fn spawn_flusher(self: &std::sync::Arc<Self>, pool: PgPool, every: Duration, cancel: CancellationToken) {
-        let this = std::sync::Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                let stop = tokio::select! {
-                    _ = cancel.cancelled() => true,
-                    _ = tokio::time::sleep(every) => false,
-                };
-                if let Err(e) = this.flush(&pool).await {
-                    tracing::warn!(error = format!("{e:#}"), "flushing API key usage failed; will retry");
-                }
-                if stop {
-                    return;
-                }
-            }
-        });
+impl crate::flushing::Flush for UsageRecorder {
+    const WHAT: &'static str = "API key usage";
+
+    fn flush(&self, pool: &PgPool) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+        UsageRecorder::flush(self, pool)
     }
 }

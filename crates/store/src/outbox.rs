@@ -92,8 +92,3 @@ pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Option<D
         .first(conn)
         .await
 }
-
-/// Deletes published rows older than `before` (retention).
-pub async fn prune(conn: &mut AsyncPgConnection, before: DateTime<Utc>) -> QueryResult<usize> {
-    diesel::delete(outbox::table.filter(outbox::published_at.lt(before))).execute(conn).await
-}

@@ -175,6 +175,21 @@ fn parse_delivery_id(id: &str) -> Result<DeliveryId, ApiError> {
     DeliveryId::parse(id).map_err(|_| ApiError::not_found("delivery"))
 }
 
+/// The organisation's endpoint, which must be enabled for new attempts.
+async fn active_endpoint(
+    c: &mut diesel_async::AsyncPgConnection,
+    org: hookline_domain::id::OrgId,
+    id: EndpointId,
+) -> Result<hookline_store::endpoints::EndpointRow, ApiError> {
+    let ep = hookline_store::endpoints::get(c, org.as_uuid(), id.as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    if !ep.is_active {
+        return Err(ApiError::conflict("endpoint_inactive", "the endpoint is disabled; enable it first"));
+    }
+    Ok(ep)
+}
+
 fn parse_endpoint_id(id: &str) -> Result<EndpointId, ApiError> {
     EndpointId::parse(id).map_err(|_| ApiError::not_found("webhook endpoint"))
 }
@@ -334,12 +349,7 @@ pub async fn recover(
     let mut conn = kit.conn().await?;
     let n = conn
         .transaction::<_, ApiError, _>(async |c| {
-            let ep = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), id.as_uuid())
-                .await?
-                .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-            if !ep.is_active {
-                return Err(ApiError::conflict("endpoint_inactive", "the endpoint is disabled; enable it first"));
-            }
+            let ep = active_endpoint(c, principal.org_id, id).await?;
             let rows =
                 hookline_store::deliveries::recoverable(c, principal.org_id.as_uuid(), ep.id, since, until).await?;
             let mut n = 0;
@@ -385,12 +395,7 @@ pub async fn send_test(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -
     let mut conn = kit.conn().await?;
     let delivery_id = conn
         .transaction::<_, ApiError, _>(async |c| {
-            let ep = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), id.as_uuid())
-                .await?
-                .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-            if !ep.is_active {
-                return Err(ApiError::conflict("endpoint_inactive", "the endpoint is disabled; enable it first"));
-            }
+            let ep = active_endpoint(c, principal.org_id, id).await?;
             let event = EventRow {
                 id: event_id.as_uuid(),
                 org_id: principal.org_id.as_uuid(),

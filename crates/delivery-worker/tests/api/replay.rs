@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use hookline_test_support::eventually;
+use hookline_test_support::queue_depth;
 use hookline_test_support::receiver::{Behaviour, TestReceiver};
 use reqwest::Method;
 use serde_json::json;
@@ -51,15 +53,20 @@ async fn deleting_an_endpoint_cancels_what_is_pending_and_keeps_history() {
     assert_eq!(status, 204);
     let d = s.wait_status(&ep, 1, "cancelled", Duration::from_secs(10)).await;
     assert_eq!(d[0]["attempts"], 1);
-    // The scheduled retry comes back and is dropped, not sent.
-    tokio::time::timeout(Duration::from_secs(4), async {
-        while r.count() < 2 {
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    // The scheduled retry comes back and is dropped, not sent: wait for it to
+    // reach its delay queue, then to leave it and the work queue.
+    let vhost = &s.env.vhost;
+    eventually(Duration::from_secs(10), "the retry on its delay queue", || async {
+        (queue_depth(vhost, "deliveries.retry.2000ms").await.unwrap_or(0) == 1).then_some(())
     })
-    .await
-    .expect_err("no attempt after deletion");
+    .await;
+    eventually(Duration::from_secs(10), "the retry to be consumed", || async {
+        let waiting = queue_depth(vhost, "deliveries.retry.2000ms").await.unwrap_or(1)
+            + queue_depth(vhost, "deliveries.work").await.unwrap_or(1);
+        (waiting == 0).then_some(())
+    })
+    .await;
+    assert_eq!(r.count(), 1, "no attempt after deletion");
 }
 
 #[tokio::test]

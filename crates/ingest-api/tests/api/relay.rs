@@ -58,8 +58,12 @@ async fn ingest_keeps_accepting_while_the_broker_is_unreachable_and_the_relay_ca
     hookline_test_support::close_vhost_connections(&app.env.vhost).await.unwrap();
     let relay = hookline_ingest_api::relay::spawn(app.kit().clone());
     send_many(&app, &key, 10).await;
-    // Nothing can be published yet, and nothing is lost.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing can be published yet, and nothing is lost: wait until a relay
+    // pass has seen the whole backlog while locked out.
+    eventually(Duration::from_secs(10), "a relay pass over the backlog", || async {
+        (hookline_ingest_api::relay::OUTBOX_PENDING.get() == 10).then_some(())
+    })
+    .await;
     assert_eq!(unpublished(&app).await, 10);
     c.put(&perms)
         .basic_auth("guest", Some("guest"))
