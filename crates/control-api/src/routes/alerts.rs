@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use hookline_domain::id::{AlertId, EndpointId, KeyId};
 use hookline_domain::scope::Scope;
-use hookline_service_kit::auth::Auth;
+use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
@@ -154,6 +154,10 @@ pub async fn list_alerts(
     auth: Auth,
     q: web::Query<AlertParams>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+}
+
+pub async fn list(kit: &Kit, auth: &Principal, q: &AlertParams) -> Result<ListResponse<AlertView>, ApiError> {
     auth.require(Scope::AlertsRead)?;
     let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
     if q.state.as_deref().is_some_and(|s| !STATES.contains(&s)) {
@@ -173,7 +177,7 @@ pub async fn list_alerts(
     let page = hookline_store::alerts::list(&mut conn, auth.org_id.as_uuid(), &f, before, limit).await?;
     let last = page.items.last().map(|a| a.id);
     let data: Vec<AlertView> = page.items.into_iter().map(AlertView::from).collect();
-    Ok(HttpResponse::Ok().json(ListResponse::new(data, page.has_more, last)))
+    Ok(ListResponse::new(data, page.has_more, last))
 }
 
 /// Get an alert
@@ -208,9 +212,13 @@ pub async fn get_alert(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -
     )
 )]
 pub async fn acknowledge(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(acknowledge_alert(&kit, &auth, &id).await?))
+}
+
+pub async fn acknowledge_alert(kit: &Kit, auth: &Principal, id: &str) -> Result<AlertView, ApiError> {
     auth.require(Scope::AlertsWrite)?;
-    let id = parse_alert_id(&id)?;
-    let principal = auth.0.clone();
+    let id = parse_alert_id(id)?;
+    let principal = auth.clone();
     let mut conn = kit.conn().await?;
     let a = conn
         .transaction::<_, ApiError, _>(async |c| {
@@ -238,7 +246,7 @@ pub async fn acknowledge(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>)
             Ok(a)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(AlertView::from(a)))
+    Ok(AlertView::from(a))
 }
 
 /// The organisation's alert thresholds and channels
@@ -248,10 +256,14 @@ pub async fn acknowledge(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>)
     responses((status = 200, description = "Current settings (defaults until changed)", body = AlertSettingsView))
 )]
 pub async fn get_settings(kit: web::Data<Kit>, auth: Auth) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(settings(&kit, &auth).await?))
+}
+
+pub async fn settings(kit: &Kit, auth: &Principal) -> Result<AlertSettingsView, ApiError> {
     auth.require(Scope::AlertsRead)?;
     let mut conn = kit.conn().await?;
     let s = hookline_store::alerts::settings(&mut conn, auth.org_id.as_uuid()).await?;
-    Ok(HttpResponse::Ok().json(AlertSettingsView::from(s)))
+    Ok(AlertSettingsView::from(s))
 }
 
 /// Replace the alert thresholds and channels
@@ -269,8 +281,12 @@ pub async fn put_settings(
     auth: Auth,
     body: web::Json<AlertSettingsInput>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(save_settings(&kit, &auth, body.into_inner()).await?))
+}
+
+/// Validates and replaces the settings, audited.
+pub async fn save_settings(kit: &Kit, auth: &Principal, b: AlertSettingsInput) -> Result<AlertSettingsView, ApiError> {
     auth.require(Scope::AlertsWrite)?;
-    let b = body.into_inner();
     let org = auth.org_id.as_uuid();
     let d = SettingsRow::defaults(org);
     let mut errors = Vec::new();
@@ -322,7 +338,7 @@ pub async fn put_settings(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let principal = auth.0.clone();
+    let principal = auth.clone();
     let mut conn = kit.conn().await?;
     let saved = conn
         .transaction::<_, ApiError, _>(async |c| {
@@ -353,5 +369,5 @@ pub async fn put_settings(
             Ok(saved)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(AlertSettingsView::from(saved)))
+    Ok(AlertSettingsView::from(saved))
 }

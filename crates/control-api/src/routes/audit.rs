@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use hookline_domain::id::KeyId;
 use hookline_domain::scope::Scope;
-use hookline_service_kit::auth::Auth;
+use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, Problem};
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
@@ -40,6 +40,10 @@ pub struct AuditParams {
     )
 )]
 pub async fn list_audit(kit: web::Data<Kit>, auth: Auth, q: web::Query<AuditParams>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+}
+
+pub async fn list(kit: &Kit, auth: &Principal, q: &AuditParams) -> Result<ListResponse<AuditView>, ApiError> {
     auth.require(Scope::AuditRead)?;
     let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
     let actor_key_id = match q.actor_key_id.as_deref() {
@@ -51,5 +55,5 @@ pub async fn list_audit(kit: web::Data<Kit>, auth: Auth, q: web::Query<AuditPara
     let page = hookline_store::audit::list(&mut conn, auth.org_id.as_uuid(), &filter, before, limit).await?;
     let last = page.items.last().map(|e| e.id);
     let data = page.items.into_iter().map(AuditView::from).collect();
-    Ok(HttpResponse::Ok().json(ListResponse::new(data, page.has_more, last)))
+    Ok(ListResponse::new(data, page.has_more, last))
 }

@@ -7,7 +7,7 @@ use diesel_async::AsyncConnection;
 use hookline_domain::event::WEBHOOK_TEST;
 use hookline_domain::id::{AttemptId, DeliveryId, EndpointId, EventId};
 use hookline_domain::scope::Scope;
-use hookline_service_kit::auth::Auth;
+use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, Problem};
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
@@ -209,6 +209,10 @@ pub async fn list_deliveries(
     auth: Auth,
     q: web::Query<DeliveryParams>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+}
+
+pub async fn list(kit: &Kit, auth: &Principal, q: &DeliveryParams) -> Result<ListResponse<DeliveryView>, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
     let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
     if let Some(s) = &q.status {
@@ -233,7 +237,7 @@ pub async fn list_deliveries(
     let page = hookline_store::deliveries::list(&mut conn, auth.org_id.as_uuid(), &filter, before, limit).await?;
     let last = page.items.last().map(|d| d.id);
     let data: Vec<DeliveryView> = page.items.into_iter().map(DeliveryView::from).collect();
-    Ok(HttpResponse::Ok().json(ListResponse::new(data, page.has_more, last)))
+    Ok(ListResponse::new(data, page.has_more, last))
 }
 
 /// A delivery, its payload and every attempt
@@ -247,8 +251,12 @@ pub async fn list_deliveries(
     )
 )]
 pub async fn get_delivery(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(get(&kit, &auth, &id).await?))
+}
+
+pub async fn get(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryDetail, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
-    let id = parse_delivery_id(&id)?;
+    let id = parse_delivery_id(id)?;
     let mut conn = kit.conn().await?;
     let d = hookline_store::deliveries::get_for_org(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
@@ -262,11 +270,7 @@ pub async fn get_delivery(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>
         &event.data,
     ))
     .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(DeliveryDetail {
-        delivery: d.into(),
-        payload,
-        attempt_log: attempts.into_iter().map(AttemptView::from).collect(),
-    }))
+    Ok(DeliveryDetail { delivery: d.into(), payload, attempt_log: attempts.into_iter().map(AttemptView::from).collect() })
 }
 
 /// Retry a failed or dead-lettered delivery now
@@ -281,9 +285,14 @@ pub async fn get_delivery(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>
     )
 )]
 pub async fn retry_delivery(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(retry(&kit, &auth, &id).await?))
+}
+
+/// Queues a new attempt of a failed or dead-lettered delivery.
+pub async fn retry(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryView, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
-    let id = parse_delivery_id(&id)?;
-    let principal = auth.0.clone();
+    let id = parse_delivery_id(id)?;
+    let principal = auth.clone();
     let mut conn = kit.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
@@ -317,7 +326,7 @@ pub async fn retry_delivery(kit: web::Data<Kit>, auth: Auth, id: web::Path<Strin
         })
         .await?;
     kit.outbox_wake.notify_one();
-    Ok(HttpResponse::Accepted().json(DeliveryView::from(row)))
+    Ok(DeliveryView::from(row))
 }
 
 /// Re-queue an endpoint's failed and dead-lettered deliveries in a window
@@ -339,13 +348,18 @@ pub async fn recover(
     id: web::Path<String>,
     body: web::Json<RecoverInput>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(recover_failures(&kit, &auth, &id, body.into_inner()).await?))
+}
+
+/// Re-queues an endpoint's failed and dead-lettered deliveries created in the window.
+pub async fn recover_failures(kit: &Kit, auth: &Principal, id: &str, body: RecoverInput) -> Result<Recovered, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
-    let id = parse_endpoint_id(&id)?;
+    let id = parse_endpoint_id(id)?;
     let until = body.until.unwrap_or_else(Utc::now);
     if body.since >= until {
         return Err(ApiError::invalid_field("since", "must be before until"));
     }
-    let (since, principal) = (body.since, auth.0.clone());
+    let (since, principal) = (body.since, auth.clone());
     let mut conn = kit.conn().await?;
     let n = conn
         .transaction::<_, ApiError, _>(async |c| {
@@ -372,7 +386,7 @@ pub async fn recover(
         })
         .await?;
     kit.outbox_wake.notify_one();
-    Ok(HttpResponse::Accepted().json(Recovered { requeued: n }))
+    Ok(Recovered { requeued: n })
 }
 
 /// Send a `webhook.test` event to this endpoint only
@@ -387,9 +401,14 @@ pub async fn recover(
     )
 )]
 pub async fn send_test(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(test(&kit, &auth, &id).await?))
+}
+
+/// Sends a `webhook.test` event to one endpoint.
+pub async fn test(kit: &Kit, auth: &Principal, id: &str) -> Result<TestSent, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let id = parse_endpoint_id(&id)?;
-    let principal = auth.0.clone();
+    let id = parse_endpoint_id(id)?;
+    let principal = auth.clone();
     let now = Utc::now();
     let event_id = EventId::new();
     let mut conn = kit.conn().await?;
@@ -423,7 +442,7 @@ pub async fn send_test(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -
         })
         .await?;
     kit.outbox_wake.notify_one();
-    Ok(HttpResponse::Accepted().json(TestSent { delivery_id, event_id }))
+    Ok(TestSent { delivery_id, event_id })
 }
 
 /// Delivery statistics of one endpoint
@@ -443,8 +462,12 @@ pub async fn stats(
     id: web::Path<String>,
     q: web::Query<StatsParams>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(endpoint_stats(&kit, &auth, &id, &q).await?))
+}
+
+pub async fn endpoint_stats(kit: &Kit, auth: &Principal, id: &str, q: &StatsParams) -> Result<EndpointStatsView, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
-    let id = parse_endpoint_id(&id)?;
+    let id = parse_endpoint_id(id)?;
     let window = q.window.clone().unwrap_or_else(|| "24h".into());
     let span = match window.as_str() {
         "1h" => Duration::hours(1),
@@ -459,7 +482,7 @@ pub async fn stats(
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     let s = hookline_store::deliveries::endpoint_stats(&mut conn, ep.id, Utc::now() - span).await?;
     let h = hookline_store::deliveries::endpoint_health(&mut conn, ep.id).await?;
-    Ok(HttpResponse::Ok().json(EndpointStatsView {
+    Ok(EndpointStatsView {
         webhook_id: id,
         window,
         attempts: s.attempts,
@@ -471,5 +494,5 @@ pub async fn stats(
         consecutive_failures: h.as_ref().map(|h| h.consecutive_failures).unwrap_or(0),
         last_success_at: h.as_ref().and_then(|h| h.last_success_at),
         last_failure_at: h.as_ref().and_then(|h| h.last_failure_at),
-    }))
+    })
 }

@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use hookline_domain::api_key::{ApiKey, KeyPepper};
 use hookline_domain::id::{KeyId, OrgId};
 use hookline_domain::scope::{effective_scopes, Role, Scope};
-use hookline_service_kit::auth::Auth;
+use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
@@ -247,8 +247,12 @@ fn parse_key_id(id: &str) -> Result<KeyId, ApiError> {
     )
 )]
 pub async fn create_key(kit: web::Data<Kit>, auth: Auth, body: web::Json<CreateKey>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(create(&kit, &auth, body.into_inner()).await?))
+}
+
+/// Validates and creates a key within the organisation's quota, audited.
+pub async fn create(kit: &Kit, auth: &Principal, body: CreateKey) -> Result<KeyView, ApiError> {
     auth.require(Scope::KeysWrite)?;
-    let body = body.into_inner();
     let mut errors = Vec::new();
     let name = validate_name(&body.name).map_err(|e| errors.push(e)).ok();
     let description = validate_description(body.description).map_err(|e| errors.push(e)).ok().flatten();
@@ -285,7 +289,7 @@ pub async fn create_key(kit: web::Data<Kit>, auth: Auth, body: web::Json<CreateK
         allowed_ips: allowed_ips.expect("validated"),
         expires_at,
     };
-    let principal = auth.0.clone();
+    let principal = auth.clone();
     let pepper = kit.auth.pepper().clone();
     let mut conn = kit.conn().await?;
     let view = conn
@@ -312,7 +316,7 @@ pub async fn create_key(kit: web::Data<Kit>, auth: Auth, body: web::Json<CreateK
             Ok(view)
         })
         .await?;
-    Ok(HttpResponse::Created().json(view))
+    Ok(view)
 }
 
 /// List API keys
@@ -330,6 +334,10 @@ pub async fn list_keys(
     auth: Auth,
     q: web::Query<KeyListParams>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+}
+
+pub async fn list(kit: &Kit, auth: &Principal, q: &KeyListParams) -> Result<ListResponse<KeyView>, ApiError> {
     auth.require(Scope::KeysRead)?;
     let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
     let filter = KeyFilter { role: q.role.map(|r| r.as_str().to_owned()), revoked: q.revoked };
@@ -337,7 +345,7 @@ pub async fn list_keys(
     let page = hookline_store::keys::list(&mut conn, auth.org_id.as_uuid(), &filter, before, limit).await?;
     let last = page.items.last().map(|r| r.id);
     let data = page.items.into_iter().map(|r| KeyView::from_row(r, None)).collect();
-    Ok(HttpResponse::Ok().json(ListResponse::new(data, page.has_more, last)))
+    Ok(ListResponse::new(data, page.has_more, last))
 }
 
 /// Get an API key
@@ -351,13 +359,17 @@ pub async fn list_keys(
     )
 )]
 pub async fn get_key(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(get(&kit, &auth, &id).await?))
+}
+
+pub async fn get(kit: &Kit, auth: &Principal, id: &str) -> Result<KeyView, ApiError> {
     auth.require(Scope::KeysRead)?;
-    let id = parse_key_id(&id)?;
+    let id = parse_key_id(id)?;
     let mut conn = kit.conn().await?;
     let row = hookline_store::keys::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("API key"))?;
-    Ok(HttpResponse::Ok().json(KeyView::from_row(row, None)))
+    Ok(KeyView::from_row(row, None))
 }
 
 /// Update an API key's name, description, rate limit, allowed IPs or expiry
@@ -379,9 +391,12 @@ pub async fn update_key(
     id: web::Path<String>,
     body: web::Json<UpdateKey>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(update(&kit, &auth, &id, body.into_inner()).await?))
+}
+
+pub async fn update(kit: &Kit, auth: &Principal, id: &str, body: UpdateKey) -> Result<KeyView, ApiError> {
     auth.require(Scope::KeysWrite)?;
-    let id = parse_key_id(&id)?;
-    let body = body.into_inner();
+    let id = parse_key_id(id)?;
     let mut errors = Vec::new();
     let mut changes = KeyChanges::default();
     if let Some(n) = &body.name {
@@ -405,7 +420,7 @@ pub async fn update_key(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let principal = auth.0.clone();
+    let principal = auth.clone();
     let mut conn = kit.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
@@ -429,7 +444,7 @@ pub async fn update_key(
         })
         .await?;
     kit.auth.invalidate().await;
-    Ok(HttpResponse::Ok().json(KeyView::from_row(row, None)))
+    Ok(KeyView::from_row(row, None))
 }
 
 /// Revoke an API key
@@ -446,9 +461,14 @@ pub async fn update_key(
     )
 )]
 pub async fn revoke_key(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    revoke(&kit, &auth, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn revoke(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiError> {
     auth.require(Scope::KeysWrite)?;
-    let id = parse_key_id(&id)?;
-    let principal = auth.0.clone();
+    let id = parse_key_id(id)?;
+    let principal = auth.clone();
     let mut conn = kit.conn().await?;
     conn.transaction::<_, ApiError, _>(async |c| {
         let row = hookline_store::keys::revoke(c, principal.org_id.as_uuid(), id.as_uuid())
@@ -468,7 +488,7 @@ pub async fn revoke_key(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) 
     })
     .await?;
     kit.auth.invalidate().await;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 /// Rotate an API key's secret
@@ -493,9 +513,15 @@ pub async fn rotate_key(
     id: web::Path<String>,
     body: Option<web::Json<RotateKey>>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(rotate(&kit, &auth, &id, body).await?))
+}
+
+/// Replaces the key's secret; the old one keeps working for the grace period.
+pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateKey) -> Result<KeyView, ApiError> {
     auth.require(Scope::KeysWrite)?;
-    let id = parse_key_id(&id)?;
-    let grace = body.map(|b| b.into_inner()).unwrap_or_default().grace_period_seconds.unwrap_or(0);
+    let id = parse_key_id(id)?;
+    let grace = body.grace_period_seconds.unwrap_or(0);
     if !(0..=MAX_GRACE_PERIOD_SECONDS).contains(&grace) {
         return Err(ApiError::invalid_field(
             "grace_period_seconds",
@@ -505,7 +531,7 @@ pub async fn rotate_key(
     let secret = ApiKey::generate();
     let hash = secret.hash(kit.auth.pepper());
     let previous_until = (grace > 0).then(|| Utc::now() + Duration::seconds(grace));
-    let principal = auth.0.clone();
+    let principal = auth.clone();
     let mut conn = kit.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
@@ -539,7 +565,7 @@ pub async fn rotate_key(
         })
         .await?;
     kit.auth.invalidate().await;
-    Ok(HttpResponse::Ok().json(KeyView::from_row(row, Some(secret.expose().to_owned()))))
+    Ok(KeyView::from_row(row, Some(secret.expose().to_owned())))
 }
 
 /// Requests and rate-limited requests per hour for a key

@@ -10,7 +10,7 @@ use hookline_domain::id::{EndpointId, OrgId};
 use hookline_domain::retry::RetryPolicy;
 use hookline_domain::scope::Scope;
 use hookline_domain::signing::WebhookSecret;
-use hookline_service_kit::auth::Auth;
+use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::caches::Topic;
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
 use hookline_service_kit::kit::Kit;
@@ -334,8 +334,13 @@ pub async fn create_webhook(
     auth: Auth,
     body: web::Json<WebhookInput>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(create(&kit, &auth, body.into_inner()).await?))
+}
+
+/// Validates and creates an endpoint within the organisation's quota; the view carries the new secret.
+pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let v = validate(&kit, auth.org_id, body.into_inner()).await?;
+    let v = validate(kit, auth.org_id, input).await?;
     let id = EndpointId::new();
     let secret = WebhookSecret::generate();
     let now = Utc::now();
@@ -362,7 +367,7 @@ pub async fn create_webhook(
         created_at: now,
         updated_at: now,
     };
-    let principal = auth.0.clone();
+    let principal = auth.clone();
     let details = audit_details(&v.config, v.headers.iter().map(|(k, _)| k.as_str()).collect());
     let mut conn = kit.conn().await?;
     let row = conn
@@ -395,7 +400,7 @@ pub async fn create_webhook(
         })
         .await?;
     kit.caches.invalidate(Topic::Endpoints).await;
-    Ok(HttpResponse::Created().json(view(&kit, row, Some(&secret))?))
+    view(kit, row, Some(&secret))
 }
 
 /// List webhook endpoints
@@ -410,13 +415,17 @@ pub async fn list_webhooks(
     auth: Auth,
     q: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+}
+
+pub async fn list(kit: &Kit, auth: &Principal, q: &PageParams) -> Result<ListResponse<WebhookView>, ApiError> {
     auth.require(Scope::WebhooksRead)?;
     let (limit, before) = q.resolve()?;
     let mut conn = kit.conn().await?;
     let page = hookline_store::endpoints::list(&mut conn, auth.org_id.as_uuid(), before, limit).await?;
     let last = page.items.last().map(|r| r.id);
-    let data = page.items.into_iter().map(|r| view(&kit, r, None)).collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(ListResponse::new(data, page.has_more, last)))
+    let data = page.items.into_iter().map(|r| view(kit, r, None)).collect::<Result<Vec<_>, _>>()?;
+    Ok(ListResponse::new(data, page.has_more, last))
 }
 
 /// Get a webhook endpoint
@@ -430,19 +439,23 @@ pub async fn list_webhooks(
     )
 )]
 pub async fn get_webhook(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(get(&kit, &auth, &id).await?))
+}
+
+pub async fn get(kit: &Kit, auth: &Principal, id: &str) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksRead)?;
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let mut conn = kit.conn().await?;
     let row = hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-    Ok(HttpResponse::Ok().json(view(&kit, row, None)?))
+    view(kit, row, None)
 }
 
-async fn save(kit: &Kit, auth: &Auth, id: EndpointId, v: Validated, action: &str) -> Result<EndpointRow, ApiError> {
+async fn save(kit: &Kit, auth: &Principal, id: EndpointId, v: Validated, action: &str) -> Result<EndpointRow, ApiError> {
     let mut config = v.config;
     config.headers = secrets::seal_headers(&kit.master_key, id.as_uuid(), &v.headers);
-    let principal = auth.0.clone();
+    let principal = auth.clone();
     let details = audit_details(&config, v.headers.iter().map(|(k, _)| k.as_str()).collect());
     let mut conn = kit.conn().await?;
     let action = action.to_owned();
@@ -491,11 +504,16 @@ pub async fn replace_webhook(
     id: web::Path<String>,
     body: web::Json<WebhookInput>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(replace(&kit, &auth, &id, body.into_inner()).await?))
+}
+
+/// Replaces the whole configuration (not the secret).
+pub async fn replace(kit: &Kit, auth: &Principal, id: &str, input: WebhookInput) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let id = parse_id(&id)?;
-    let v = validate(&kit, auth.org_id, body.into_inner()).await?;
-    let row = save(&kit, &auth, id, v, "webhook.replaced").await?;
-    Ok(HttpResponse::Ok().json(view(&kit, row, None)?))
+    let id = parse_id(id)?;
+    let v = validate(kit, auth.org_id, input).await?;
+    let row = save(kit, auth, id, v, "webhook.replaced").await?;
+    view(kit, row, None)
 }
 
 /// Update some of a webhook endpoint's fields
@@ -516,16 +534,20 @@ pub async fn update_webhook(
     id: web::Path<String>,
     body: web::Json<WebhookPatch>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(update(&kit, &auth, &id, body.into_inner()).await?))
+}
+
+/// Changes the fields the patch names, validated as a whole.
+pub async fn update(kit: &Kit, auth: &Principal, id: &str, patch: WebhookPatch) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let id = parse_id(&id)?;
-    let patch = body.into_inner();
+    let id = parse_id(id)?;
     let existing = {
         let mut conn = kit.conn().await?;
         hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
             .await?
             .ok_or_else(|| ApiError::not_found("webhook endpoint"))?
     };
-    let current = view(&kit, existing, None)?;
+    let current = view(kit, existing, None)?;
     let merged = WebhookInput {
         url: patch.url.unwrap_or(current.url),
         description: patch.description.unwrap_or(current.description),
@@ -553,9 +575,9 @@ pub async fn update_webhook(
         is_active: Some(patch.is_active.unwrap_or(current.is_active)),
         rate_limit_per_second: patch.rate_limit_per_second.unwrap_or(current.rate_limit_per_second),
     };
-    let v = validate(&kit, auth.org_id, merged).await?;
-    let row = save(&kit, &auth, id, v, "webhook.updated").await?;
-    Ok(HttpResponse::Ok().json(view(&kit, row, None)?))
+    let v = validate(kit, auth.org_id, merged).await?;
+    let row = save(kit, auth, id, v, "webhook.updated").await?;
+    view(kit, row, None)
 }
 
 /// Delete a webhook endpoint
@@ -573,7 +595,7 @@ pub async fn update_webhook(
 pub async fn delete_webhook(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
     let id = parse_id(&id)?;
-    let principal = auth.0.clone();
+    let principal = auth.clone();
     let mut conn = kit.conn().await?;
     conn.transaction::<_, ApiError, _>(async |c| {
         let cancelled = hookline_store::endpoints::soft_delete(c, principal.org_id.as_uuid(), id.as_uuid())
@@ -617,15 +639,21 @@ pub async fn rotate_secret(
     id: web::Path<String>,
     body: Option<web::Json<RotateSecret>>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(rotate(&kit, &auth, &id, body).await?))
+}
+
+/// Replaces the signing secret; the previous one keeps signing for the grace period.
+pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateSecret) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let id = parse_id(&id)?;
-    let grace = body.map(|b| b.into_inner()).unwrap_or_default().grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+    let id = parse_id(id)?;
+    let grace = body.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
     if !(0..=7 * 24 * 3600).contains(&grace) {
         return Err(ApiError::invalid_field("grace_period_seconds", "must be between 0 and 604800"));
     }
     let secret = WebhookSecret::generate();
     let sealed = secrets::seal_secret(&kit.master_key, id.as_uuid(), &secret);
-    let principal = auth.0.clone();
+    let principal = auth.clone();
     let mut conn = kit.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
@@ -661,5 +689,5 @@ pub async fn rotate_secret(
         })
         .await?;
     kit.caches.invalidate(Topic::Endpoints).await;
-    Ok(HttpResponse::Ok().json(view(&kit, row, Some(&secret))?))
+    view(kit, row, Some(&secret))
 }
