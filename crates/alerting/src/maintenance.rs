@@ -77,6 +77,8 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
         removed.endpoint_secrets =
             hookline_store::retention::scrub_deleted_endpoint_secrets(&mut c, KEY_SCRUB_DAYS).await?;
         removed.bookkeeping = hookline_store::retention::prune_bookkeeping(&mut c, 7).await?;
+        let idle = chrono::Duration::seconds(a.kit.settings.admin_session_idle_secs as i64);
+        removed.bookkeeping += hookline_store::sessions::prune(&mut c, idle).await?;
     }
     for (kind, n) in [
         ("deliveries", removed.deliveries),

@@ -3,6 +3,7 @@
 //! admin UI. [`configure`] mounts every route on an actix `ServiceConfig`, so
 //! `hookline run all` can serve it beside the ingest API on one port.
 
+pub mod admin;
 pub mod audit;
 pub mod openapi;
 pub mod routes;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::deliveries::configure(cfg);
     routes::webhooks::configure(cfg);
     routes::event_types::configure(cfg);
+    admin::configure(cfg);
 }
 
 /// What this API serves, for [`hookline_service_kit::server::build`].

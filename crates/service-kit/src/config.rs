@@ -70,6 +70,8 @@ pub struct Settings {
     pub alert_renotify_secs: u64,
     /// How often retention and the time-based rules run.
     pub maintenance_interval_secs: u64,
+    /// An admin UI session ends after this long without a request.
+    pub admin_session_idle_secs: u64,
 }
 
 pub const ENV_PREFIX: &str = "HOOKLINE_";
@@ -187,6 +189,7 @@ impl Settings {
             smtp_from: get("HOOKLINE_SMTP_FROM").unwrap_or_else(|| "Hookline <alerts@hookline.localhost>".into()),
             alert_renotify_secs: parse_num("HOOKLINE_ALERT_RENOTIFY_SECS", 900, 1, 86_400)?,
             maintenance_interval_secs: parse_num("HOOKLINE_MAINTENANCE_INTERVAL_SECS", 3600, 1, 86_400)?,
+            admin_session_idle_secs: parse_num("HOOKLINE_ADMIN_SESSION_IDLE_SECS", 1800, 30, 7 * 86_400)?,
         };
         if let Some(u) = &settings.smtp_url {
             anyhow::ensure!(

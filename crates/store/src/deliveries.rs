@@ -359,3 +359,24 @@ pub struct HealthRow {
 pub async fn endpoint_health(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<Option<HealthRow>> {
     endpoint_health::table.find(endpoint_id).select(HealthRow::as_select()).first(conn).await.optional()
 }
+
+#[derive(QueryableByName)]
+struct Fingerprint {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    fingerprint: String,
+}
+
+/// A digest of the organisation's 50 newest deliveries (status and attempt
+/// count) and of its open alerts: it changes when a delivery is created or
+/// attempted or an alert opens, and costs one short index scan.
+pub async fn activity_fingerprint(conn: &mut AsyncPgConnection, org_id: Uuid) -> QueryResult<String> {
+    diesel::sql_query(
+        "SELECT md5(coalesce((SELECT string_agg(d.id::text || d.status || d.attempt_count::text, ',' ORDER BY d.id DESC) \
+           FROM (SELECT id, status, attempt_count FROM deliveries WHERE org_id = $1 ORDER BY id DESC LIMIT 50) d), '') \
+           || (SELECT count(*) FROM alerts WHERE org_id = $1 AND state = 'open')::text) AS fingerprint",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(org_id)
+    .get_result::<Fingerprint>(conn)
+    .await
+    .map(|f| f.fingerprint)
+}

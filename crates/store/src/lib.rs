@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod retention;
 pub mod rollups;
 pub mod schema;
+pub mod sessions;
 
 pub use diesel_async::AsyncPgConnection;
 

@@ -15,6 +15,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    admin_sessions (token_hash) {
+        token_hash -> Bytea,
+        org_id -> Uuid,
+        key_id -> Uuid,
+        created_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     delivery_rollups (org_id, hour, endpoint_id, event_type) {
         org_id -> Uuid,
         hour -> Timestamptz,
@@ -279,4 +290,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     alert_notifications,
     delivery_rollups,
     event_rollups,
+    admin_sessions,
 );

@@ -10,6 +10,7 @@
 //! [`receiver::TestReceiver`] is a real HTTP server on port 0 that records
 //! what it receives and can be told to fail, hang, or answer slowly.
 
+pub mod browser;
 pub mod receiver;
 pub mod smtp;
 

@@ -270,7 +270,11 @@ pub async fn get(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryDetail
         &event.data,
     ))
     .map_err(ApiError::internal)?;
-    Ok(DeliveryDetail { delivery: d.into(), payload, attempt_log: attempts.into_iter().map(AttemptView::from).collect() })
+    Ok(DeliveryDetail {
+        delivery: d.into(),
+        payload,
+        attempt_log: attempts.into_iter().map(AttemptView::from).collect(),
+    })
 }
 
 /// Retry a failed or dead-lettered delivery now
@@ -352,7 +356,12 @@ pub async fn recover(
 }
 
 /// Re-queues an endpoint's failed and dead-lettered deliveries created in the window.
-pub async fn recover_failures(kit: &Kit, auth: &Principal, id: &str, body: RecoverInput) -> Result<Recovered, ApiError> {
+pub async fn recover_failures(
+    kit: &Kit,
+    auth: &Principal,
+    id: &str,
+    body: RecoverInput,
+) -> Result<Recovered, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
     let id = parse_endpoint_id(id)?;
     let until = body.until.unwrap_or_else(Utc::now);
@@ -465,7 +474,12 @@ pub async fn stats(
     Ok(HttpResponse::Ok().json(endpoint_stats(&kit, &auth, &id, &q).await?))
 }
 
-pub async fn endpoint_stats(kit: &Kit, auth: &Principal, id: &str, q: &StatsParams) -> Result<EndpointStatsView, ApiError> {
+pub async fn endpoint_stats(
+    kit: &Kit,
+    auth: &Principal,
+    id: &str,
+    q: &StatsParams,
+) -> Result<EndpointStatsView, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
     let id = parse_endpoint_id(id)?;
     let window = q.window.clone().unwrap_or_else(|| "24h".into());

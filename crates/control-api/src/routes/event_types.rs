@@ -6,7 +6,7 @@ use diesel_async::AsyncConnection;
 use hookline_domain::event::{EventType, PayloadSchema, BUILTIN_SCHEMAS};
 use hookline_domain::id::EventTypeId;
 use hookline_domain::scope::Scope;
-use hookline_service_kit::auth::Auth;
+use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::caches::Topic;
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
 use hookline_service_kit::kit::Kit;
@@ -169,13 +169,18 @@ pub async fn create_event_type(
     responses((status = 200, description = "Every event type, built-in first", body = EventTypeList))
 )]
 pub async fn list_event_types(kit: web::Data<Kit>, auth: Auth) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(EventTypeList { data: list(&kit, &auth).await?, next_cursor: None }))
+}
+
+/// The built-in types, then the organisation's own.
+pub async fn list(kit: &Kit, auth: &Principal) -> Result<Vec<EventTypeView>, ApiError> {
     auth.require(Scope::WebhooksRead)?;
     let mut conn = kit.conn().await?;
     let mut data = builtin_views();
     data.extend(
         hookline_store::event_types::list(&mut conn, auth.org_id.as_uuid()).await?.into_iter().map(custom_view),
     );
-    Ok(HttpResponse::Ok().json(EventTypeList { data, next_cursor: None }))
+    Ok(data)
 }
 
 /// Get an event type and its schema

@@ -452,7 +452,13 @@ pub async fn get(kit: &Kit, auth: &Principal, id: &str) -> Result<WebhookView, A
     view(kit, row, None)
 }
 
-async fn save(kit: &Kit, auth: &Principal, id: EndpointId, v: Validated, action: &str) -> Result<EndpointRow, ApiError> {
+async fn save(
+    kit: &Kit,
+    auth: &Principal,
+    id: EndpointId,
+    v: Validated,
+    action: &str,
+) -> Result<EndpointRow, ApiError> {
     let mut config = v.config;
     config.headers = secrets::seal_headers(&kit.master_key, id.as_uuid(), &v.headers);
     let principal = auth.clone();

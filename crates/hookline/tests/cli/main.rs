@@ -1,5 +1,6 @@
 //! The `hookline` binary, run as a real process against the machine's services.
 
+mod admin_ui;
 mod deploy;
 mod example;
 mod faults;

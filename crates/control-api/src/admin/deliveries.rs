@@ -1,0 +1,228 @@
+//! Deliveries: a filtered list that updates itself, a detail view with the
+//! payload and every attempt, retry, and the dead-letter view.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use hookline_domain::scope::Scope;
+use hookline_service_kit::error::ApiError;
+use hookline_service_kit::kit::Kit;
+use maud::{html, Markup};
+
+use super::keys::parse_utc;
+use super::layout::{csrf, html_response, notice, opt_time, page, status_badge, Nav};
+use super::see_other;
+use super::session::{AdminForm, AdminSession, Refusal};
+use crate::routes::deliveries::{self as api, DeliveryParams, STATUSES};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/deliveries", web::get().to(list))
+        .route("/deliveries/rows", web::get().to(rows))
+        .route("/deliveries/{id}", web::get().to(show))
+        .route("/deliveries/{id}/retry", web::post().to(retry))
+        .route("/dead-letters", web::get().to(dead_letters));
+}
+
+/// The filters as typed; blank means "any".
+#[derive(serde::Deserialize, Default, Clone)]
+pub struct Filters {
+    webhook_id: Option<String>,
+    status: Option<String>,
+    event: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    notice: Option<String>,
+}
+
+fn blank(v: &Option<String>) -> Option<String> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+impl Filters {
+    fn params(&self) -> Result<DeliveryParams, ApiError> {
+        let since = parse_utc("since", self.since.as_deref()).map_err(|e| ApiError::validation(vec![e]))?;
+        let until = parse_utc("until", self.until.as_deref()).map_err(|e| ApiError::validation(vec![e]))?;
+        Ok(DeliveryParams {
+            webhook_id: blank(&self.webhook_id),
+            status: blank(&self.status),
+            event: blank(&self.event),
+            since,
+            until,
+            limit: Some(50),
+            cursor: blank(&self.cursor),
+        })
+    }
+
+    /// The query string that reproduces these filters (without the cursor).
+    fn query(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("webhook_id", &self.webhook_id),
+            ("status", &self.status),
+            ("event", &self.event),
+            ("since", &self.since),
+            ("until", &self.until),
+        ] {
+            if let Some(v) = blank(v) {
+                q.append_pair(k, &v);
+            }
+        }
+        q.finish()
+    }
+}
+
+/// The table body, which refreshes itself when the event stream reports a change.
+async fn table(kit: &Kit, s: &AdminSession, f: &Filters) -> Result<Markup, ApiError> {
+    let page = api::list(kit, &s.principal, &f.params()?).await?;
+    let live = f.cursor.is_none();
+    let src = format!("/admin/deliveries/rows?{}", f.query());
+    Ok(html! {
+        div #deliveries.table-wrap
+            hx-get=[live.then_some(&src)] hx-trigger=[live.then_some("live from:body")] hx-swap="outerHTML" aria-live="polite" {
+            table {
+                caption.sr-only { "Deliveries, newest first" }
+                thead { tr { th { "Created" } th { "Event" } th { "Webhook" } th { "Status" } th { "Attempts" } th { "Last answer" } th { "Next attempt" } } }
+                tbody {
+                    @for d in &page.data {
+                        tr data-delivery=(d.id) {
+                            td { a href={ "/admin/deliveries/" (d.id) } { (opt_time(Some(d.created_at))) } }
+                            td { code { (d.event) } }
+                            td { a href={ "/admin/webhooks/" (d.webhook_id) } { code { (d.webhook_id) } } }
+                            td { (status_badge(&d.status)) }
+                            td.num { (d.attempts) }
+                            td {
+                                @if let Some(c) = d.last_status_code { (c) " " }
+                                @if let Some(e) = &d.last_error { span.muted { (e) } }
+                            }
+                            td { (opt_time(d.next_attempt_at)) }
+                        }
+                    }
+                    @if page.data.is_empty() { tr { td colspan="7" { "No deliveries match." } } }
+                }
+            }
+            @if let Some(c) = &page.next_cursor {
+                p { a href={ "/admin/deliveries?" (f.query()) "&cursor=" (c) } { "Older deliveries →" } }
+            }
+        }
+    })
+}
+
+fn filter_form(f: &Filters, fixed_status: Option<&str>) -> Markup {
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
+    let action = if fixed_status.is_some() { "/admin/dead-letters" } else { "/admin/deliveries" };
+    html! {
+        form.filters method="get" action=(action) role="search" {
+            div.field { label for="f-webhook" { "Webhook id" } input id="f-webhook" name="webhook_id" value=(v(&f.webhook_id)) placeholder="ep_…"; }
+            @if fixed_status.is_none() {
+                div.field {
+                    label for="f-status" { "Status" }
+                    select id="f-status" name="status" {
+                        option value="" { "any" }
+                        @for st in STATUSES { option value=(st) selected[f.status.as_deref() == Some(st)] { (st) } }
+                    }
+                }
+            }
+            div.field { label for="f-event" { "Event type" } input id="f-event" name="event" value=(v(&f.event)) placeholder="new_lead"; }
+            div.field { label for="f-since" { "Since (UTC)" } input id="f-since" name="since" type="datetime-local" value=(v(&f.since)); }
+            div.field { label for="f-until" { "Until (UTC)" } input id="f-until" name="until" type="datetime-local" value=(v(&f.until)); }
+            div.field { button type="submit" { "Filter" } }
+        }
+    }
+}
+
+async fn render(kit: &Kit, s: &AdminSession, f: Filters, nav: Nav, title: &str) -> Result<HttpResponse, Refusal> {
+    let fixed = (nav == Nav::DeadLetters).then_some("dead_letter");
+    let body = match table(kit, s, &f).await {
+        Ok(t) => html! { (notice(f.notice.as_deref())) (filter_form(&f, fixed)) (t) },
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            let msg = e.problem().detail.unwrap_or_default();
+            html! { (filter_form(&f, fixed)) p.notice.error role="alert" { "Check the filters: " (msg) } }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(page(s, nav, title, body))
+}
+
+async fn list(kit: web::Data<Kit>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {
+    render(&kit, &s, f.into_inner(), Nav::Deliveries, "Deliveries").await
+}
+
+async fn dead_letters(kit: web::Data<Kit>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {
+    let mut f = f.into_inner();
+    f.status = Some("dead_letter".into());
+    render(&kit, &s, f, Nav::DeadLetters, "Dead letters").await
+}
+
+async fn rows(kit: web::Data<Kit>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {
+    Ok(html_response(StatusCode::OK, table(&kit, &s, &f).await?))
+}
+
+async fn show(
+    kit: web::Data<Kit>,
+    s: AdminSession,
+    id: web::Path<String>,
+    q: web::Query<Filters>,
+) -> Result<HttpResponse, Refusal> {
+    let body = detail(&kit, &s, &id, q.notice.as_deref()).await?;
+    Ok(page(&s, Nav::Deliveries, "Delivery", body))
+}
+
+async fn detail(kit: &Kit, s: &AdminSession, id: &str, notice_code: Option<&str>) -> Result<Markup, ApiError> {
+    let d = api::get(kit, &s.principal, id).await?;
+    let payload = serde_json::to_string_pretty(&d.payload).unwrap_or_default();
+    let retryable = matches!(d.delivery.status.as_str(), "failed" | "dead_letter");
+    Ok(html! {
+        (notice(notice_code))
+        div #delivery hx-get={ "/admin/deliveries/" (d.delivery.id) "?fragment=1" } hx-trigger="live from:body" hx-select="#delivery" hx-swap="outerHTML" {
+            dl.facts {
+                dt { "Id" } dd { code { (d.delivery.id) } }
+                dt { "Event" } dd { code { (d.delivery.event) } " " span.muted { (d.delivery.event_id) } }
+                dt { "Webhook" } dd { a href={ "/admin/webhooks/" (d.delivery.webhook_id) } { code { (d.delivery.webhook_id) } } }
+                dt { "Status" } dd data-testid="delivery-status" { (status_badge(&d.delivery.status)) }
+                dt { "Attempts" } dd { (d.delivery.attempts) }
+                dt { "Created" } dd { (opt_time(Some(d.delivery.created_at))) }
+                dt { "Delivered" } dd { (opt_time(d.delivery.delivered_at)) }
+                dt { "Next attempt" } dd { (opt_time(d.delivery.next_attempt_at)) }
+            }
+            @if retryable && s.can(Scope::DeliveriesRetry) {
+                form method="post" action={ "/admin/deliveries/" (d.delivery.id) "/retry" } {
+                    (csrf(s)) button.primary type="submit" { "Retry now" }
+                }
+            }
+            section.card aria-labelledby="payload" {
+                h2 #payload { "Payload" }
+                pre.payload { code { (payload) } }
+            }
+            section aria-labelledby="attempts" {
+                h2 #attempts { "Attempts" }
+                @if d.attempt_log.is_empty() { p.muted { "No attempt yet." } }
+                @for a in d.attempt_log.iter().rev() {
+                    details.attempt open[a.attempt as usize == d.attempt_log.len()] {
+                        summary {
+                            "Attempt " (a.attempt) " · "
+                            (status_badge(if a.succeeded { "delivered" } else { "failed" }))
+                            " · " @if let Some(c) = a.status_code { "HTTP " (c) } @else { (a.error_class.clone().unwrap_or_default()) }
+                            " · " (a.latency_ms) " ms · " (opt_time(Some(a.created_at)))
+                        }
+                        @if let Some(e) = &a.error { p.notice.error { (e) } }
+                        h3 { "Request headers" }
+                        pre { code { (serde_json::to_string_pretty(&a.request_headers).unwrap_or_default()) } }
+                        @if let Some(h) = &a.response_headers {
+                            h3 { "Response headers" }
+                            pre { code { (serde_json::to_string_pretty(h).unwrap_or_default()) } }
+                        }
+                        @if let Some(b) = &a.response_body {
+                            h3 { "Response body (first 4 KiB)" }
+                            pre { code { (b) } }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+async fn retry(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    let d = api::retry(&kit, &f.session.principal, &id).await?;
+    Ok(see_other(format!("/admin/deliveries/{}?notice=retried", d.id)))
+}

@@ -1,0 +1,445 @@
+//! Webhook endpoints: list, create, edit, reveal-once secret after rotation,
+//! test event, enable/disable, recovery of failures, per-endpoint stats.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use hookline_domain::scope::Scope;
+use hookline_service_kit::error::{ApiError, FieldError};
+use hookline_service_kit::kit::Kit;
+use hookline_service_kit::pagination::PageParams;
+use maud::{html, Markup};
+
+use super::keys::parse_utc;
+use super::layout::{
+    csrf, millis, notice, opt_time, page, page_with, percent, status_badge, text_input, FormErrors, InputAttrs, Nav,
+};
+use super::see_other;
+use super::session::{AdminForm, AdminSession, Refusal};
+use crate::routes::deliveries::{self as deliveries_api, RecoverInput, StatsParams};
+use crate::routes::event_types;
+use crate::routes::webhooks::{self as api, RetryPolicyInput, RotateSecret, WebhookInput, WebhookPatch, WebhookView};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhooks", web::get().to(list))
+        .route("/webhooks", web::post().to(create))
+        .route("/webhooks/new", web::get().to(new_form))
+        .route("/webhooks/{id}", web::get().to(show))
+        .route("/webhooks/{id}", web::post().to(save))
+        .route("/webhooks/{id}/rotate-secret", web::post().to(rotate))
+        .route("/webhooks/{id}/test", web::post().to(test))
+        .route("/webhooks/{id}/enable", web::post().to(enable))
+        .route("/webhooks/{id}/disable", web::post().to(disable))
+        .route("/webhooks/{id}/recover", web::post().to(recover));
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct Query {
+    notice: Option<String>,
+    cursor: Option<String>,
+}
+
+pub fn health(w: &WebhookView, consecutive_failures: i32) -> &'static str {
+    if !w.is_active {
+        "disabled"
+    } else if consecutive_failures > 0 {
+        "failing"
+    } else {
+        "healthy"
+    }
+}
+
+async fn list(kit: web::Data<Kit>, s: AdminSession, q: web::Query<Query>) -> Result<HttpResponse, Refusal> {
+    let page_params = PageParams { limit: Some(100), cursor: q.cursor.clone() };
+    let hooks = api::list(&kit, &s.principal, &page_params).await?;
+    let body = html! {
+        (notice(q.notice.as_deref()))
+        @if s.can(Scope::WebhooksWrite) { p { a.button.primary href="/admin/webhooks/new" { "Add a webhook" } } }
+        div.table-wrap {
+            table {
+                caption.sr-only { "Webhook endpoints" }
+                thead { tr { th { "URL" } th { "Description" } th { "Events" } th { "State" } th { "Created" } } }
+                tbody {
+                    @for w in &hooks.data {
+                        tr {
+                            td { a href={ "/admin/webhooks/" (w.id) } { (w.url) } }
+                            td { (w.description.clone().unwrap_or_default()) }
+                            td { (w.events.join(", ")) }
+                            td { (status_badge(if w.is_active { "active" } else { "disabled" })) }
+                            td { (opt_time(Some(w.created_at))) }
+                        }
+                    }
+                    @if hooks.data.is_empty() { tr { td colspan="5" { "No webhooks yet." } } }
+                }
+            }
+        }
+        @if let Some(c) = &hooks.next_cursor { p { a href={ "/admin/webhooks?cursor=" (c) } { "Older webhooks →" } } }
+    };
+    Ok(page(&s, Nav::Webhooks, "Webhooks", body))
+}
+
+/// The form's values, as typed.
+#[derive(Clone)]
+struct Values {
+    url: String,
+    description: String,
+    events: Vec<String>,
+    max_retries: String,
+    timeout: String,
+    initial_delay_ms: String,
+    multiplier: String,
+    max_delay_ms: String,
+    headers: String,
+    rate: String,
+    active: bool,
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            description: String::new(),
+            events: vec![],
+            max_retries: "5".into(),
+            timeout: "30".into(),
+            initial_delay_ms: "1000".into(),
+            multiplier: "2".into(),
+            max_delay_ms: "3600000".into(),
+            headers: String::new(),
+            rate: String::new(),
+            active: true,
+        }
+    }
+}
+
+impl Values {
+    fn of(w: &WebhookView) -> Self {
+        Self {
+            url: w.url.clone(),
+            description: w.description.clone().unwrap_or_default(),
+            events: w.events.clone(),
+            max_retries: w.max_retries.to_string(),
+            timeout: w.timeout.to_string(),
+            initial_delay_ms: w.retry_policy.initial_delay_ms.to_string(),
+            multiplier: w.retry_policy.multiplier.to_string(),
+            max_delay_ms: w.retry_policy.max_delay_ms.to_string(),
+            headers: w.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("\n"),
+            rate: w.rate_limit_per_second.map(|r| r.to_string()).unwrap_or_default(),
+            active: w.is_active,
+        }
+    }
+
+    fn read(f: &AdminForm) -> Self {
+        let g = |n: &str| f.get(n).unwrap_or_default().to_owned();
+        Self {
+            url: g("url"),
+            description: g("description"),
+            events: f.all("events"),
+            max_retries: g("max_retries"),
+            timeout: g("timeout"),
+            initial_delay_ms: g("initial_delay_ms"),
+            multiplier: g("multiplier"),
+            max_delay_ms: g("max_delay_ms"),
+            headers: g("headers"),
+            rate: g("rate_limit_per_second"),
+            active: f.checked("is_active"),
+        }
+    }
+
+    /// The API's input; number fields that do not parse are named.
+    fn input(&self) -> Result<WebhookInput, ApiError> {
+        let mut errors = Vec::new();
+        fn num<T: std::str::FromStr>(errors: &mut Vec<FieldError>, field: &str, v: &str) -> Option<T> {
+            let v = v.trim();
+            if v.is_empty() {
+                return None;
+            }
+            v.parse()
+                .map_err(|_| errors.push(FieldError { field: field.into(), message: "must be a number".into() }))
+                .ok()
+        }
+        let max_retries = num(&mut errors, "max_retries", &self.max_retries);
+        let timeout = num(&mut errors, "timeout", &self.timeout);
+        let initial = num(&mut errors, "retry_policy.initial_delay_ms", &self.initial_delay_ms);
+        let multiplier = num(&mut errors, "retry_policy.multiplier", &self.multiplier);
+        let max_delay = num(&mut errors, "retry_policy.max_delay_ms", &self.max_delay_ms);
+        let rate = num(&mut errors, "rate_limit_per_second", &self.rate);
+        let mut headers = BTreeMap::new();
+        for (i, line) in self.headers.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+            match line.split_once(':') {
+                Some((k, v)) => {
+                    headers.insert(k.trim().to_owned(), v.trim().to_owned());
+                }
+                None => errors.push(FieldError {
+                    field: format!("headers[{i}]"),
+                    message: format!("`{line}` is not `Name: value`"),
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        let description = Some(self.description.trim().to_owned()).filter(|d| !d.is_empty());
+        Ok(WebhookInput {
+            url: self.url.clone(),
+            description,
+            events: self.events.clone(),
+            max_retries,
+            timeout,
+            retry_policy: Some(RetryPolicyInput { initial_delay_ms: initial, multiplier, max_delay_ms: max_delay }),
+            headers: Some(headers),
+            is_active: Some(self.active),
+            rate_limit_per_second: rate,
+        })
+    }
+}
+
+async fn form(
+    kit: &Kit,
+    s: &AdminSession,
+    action: &str,
+    v: &Values,
+    errors: &FormErrors,
+    submit: &str,
+) -> Result<Markup, ApiError> {
+    let types = event_types::list(kit, &s.principal).await?;
+    let n = |a: InputAttrs| InputAttrs { kind: "number", inputmode: Some("decimal"), ..a };
+    Ok(html! {
+        (errors.summary())
+        form.webhook method="post" action=(action) {
+            (csrf(s))
+            (text_input("Endpoint URL", "url", &v.url, errors, InputAttrs { kind: "url", required: true, placeholder: Some("https://crm.example.com/hooks"), ..Default::default() }))
+            (text_input("Description", "description", &v.description, errors, InputAttrs::default()))
+            fieldset {
+                legend { "Events" }
+                label.check { input type="checkbox" name="events" value="*" checked[v.events.iter().any(|e| e == "*")]; " every event type (*)" }
+                @for t in &types {
+                    label.check {
+                        input type="checkbox" name="events" value=(t.name) checked[v.events.contains(&t.name)];
+                        " " code { (t.name) }
+                        @if let Some(d) = &t.description { " " small.muted { (d) } }
+                    }
+                }
+                (errors.field("events"))
+            }
+            div.grid {
+                (text_input("Retries after the first attempt", "max_retries", &v.max_retries, errors, n(InputAttrs { hint: Some("0 to 20"), ..Default::default() })))
+                (text_input("Timeout (seconds)", "timeout", &v.timeout, errors, n(InputAttrs { hint: Some("1 to 60"), ..Default::default() })))
+                (text_input("First retry after (ms)", "retry_policy.initial_delay_ms", &v.initial_delay_ms, errors, n(InputAttrs::default())))
+                (text_input("Backoff multiplier", "retry_policy.multiplier", &v.multiplier, errors, n(InputAttrs::default())))
+                (text_input("Longest wait (ms)", "retry_policy.max_delay_ms", &v.max_delay_ms, errors, n(InputAttrs::default())))
+                (text_input("Deliveries per second at most", "rate_limit_per_second", &v.rate, errors, n(InputAttrs { hint: Some("Empty: no limit."), ..Default::default() })))
+            }
+            div.field {
+                label for="headers" { "Custom headers" }
+                textarea id="headers" name="headers" rows="3" placeholder="Authorization: Bearer …" { (v.headers) }
+                small.hint { "One `Name: value` per line; stored encrypted." }
+                (errors.field("headers"))
+            }
+            label.check { input type="checkbox" name="is_active" value="on" checked[v.active]; " Active" }
+            div { button.primary type="submit" { (submit) } }
+        }
+    })
+}
+
+async fn new_form(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse, Refusal> {
+    s.principal.require(Scope::WebhooksWrite)?;
+    let body = form(&kit, &s, "/admin/webhooks", &Values::default(), &FormErrors::default(), "Create webhook").await?;
+    Ok(page(&s, Nav::Webhooks, "Add a webhook", body))
+}
+
+fn secret_page(s: &AdminSession, w: &WebhookView, title: &str) -> HttpResponse {
+    page(
+        s,
+        Nav::Webhooks,
+        title,
+        html! {
+            div.notice.warn role="alert" { p { strong { "This is the only time the signing secret is shown. Copy it into your receiver now." } } }
+            div.secret {
+                label for="secret" { "Signing secret for " (w.url) }
+                code #secret data-testid="secret" { (w.secret.clone().unwrap_or_default()) }
+                button type="button" data-copy="secret" { "Copy" }
+            }
+            p { a href={ "/admin/webhooks/" (w.id) } { "Done: go to the webhook" } }
+        },
+    )
+}
+
+async fn create(kit: web::Data<Kit>, f: AdminForm) -> Result<HttpResponse, Refusal> {
+    let v = Values::read(&f);
+    let s = &f.session;
+    let result = match v.input() {
+        Ok(input) => api::create(&kit, &s.principal, input).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(w) => Ok(secret_page(s, &w, "Webhook created")),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::CONFLICT => {
+            let body = form(&kit, s, "/admin/webhooks", &v, &FormErrors::from_api(&e), "Create webhook").await?;
+            Ok(page_with(s, Nav::Webhooks, "Add a webhook", e.status, body))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn show(
+    kit: web::Data<Kit>,
+    s: AdminSession,
+    id: web::Path<String>,
+    q: web::Query<Query>,
+) -> Result<HttpResponse, Refusal> {
+    let w = api::get(&kit, &s.principal, &id).await?;
+    let body = detail(&kit, &s, &w, &Values::of(&w), &FormErrors::default(), q.notice.as_deref()).await?;
+    Ok(page(&s, Nav::Webhooks, "Webhook", body))
+}
+
+async fn detail(
+    kit: &Kit,
+    s: &AdminSession,
+    w: &WebhookView,
+    v: &Values,
+    errors: &FormErrors,
+    notice_code: Option<&str>,
+) -> Result<Markup, ApiError> {
+    let stats = deliveries_api::endpoint_stats(
+        kit,
+        &s.principal,
+        &w.id.to_string(),
+        &StatsParams { window: Some("24h".into()) },
+    )
+    .await?;
+    let writable = s.can(Scope::WebhooksWrite);
+    let edit = if writable {
+        Some(form(kit, s, &format!("/admin/webhooks/{}", w.id), v, errors, "Save").await?)
+    } else {
+        None
+    };
+    let default_since = (chrono::Utc::now() - chrono::Duration::hours(24)).format("%Y-%m-%dT%H:%M").to_string();
+    Ok(html! {
+        (notice(notice_code))
+        dl.facts {
+            dt { "URL" } dd { code { (w.url) } }
+            dt { "Id" } dd { code { (w.id) } }
+            dt { "Health" } dd { (status_badge(health(w, stats.consecutive_failures))) @if let Some(r) = &w.disabled_reason { " " span.muted { (r) } } }
+            dt { "Events" } dd { (w.events.join(", ")) }
+            @if let Some(t) = w.previous_secret_expires_at { dt { "Previous secret signs until" } dd { (opt_time(Some(t))) } }
+        }
+        section.card aria-labelledby="stats" {
+            h2 #stats { "Last 24 hours" }
+            div.tiles {
+                div.tile { span.label { "Attempts" } span.value { (stats.attempts) } }
+                div.tile { span.label { "Success rate" } span.value { (percent(stats.success_rate)) } }
+                div.tile { span.label { "Failed" } span.value { (stats.failed) } }
+                div.tile { span.label { "p50 latency" } span.value { (millis(stats.p50_latency_ms)) } }
+                div.tile { span.label { "p95 latency" } span.value { (millis(stats.p95_latency_ms)) } }
+                div.tile { span.label { "Failures in a row" } span.value { (stats.consecutive_failures) } }
+            }
+            p { a href={ "/admin/deliveries?webhook_id=" (w.id) } { "This webhook's deliveries →" } }
+        }
+        @if writable {
+            section.card aria-labelledby="actions" {
+                h2 #actions { "Actions" }
+                div.actions {
+                    @if w.is_active {
+                        form method="post" action={ "/admin/webhooks/" (w.id) "/test" } {
+                            (csrf(s)) button type="submit" { "Send a test event" }
+                        }
+                        form method="post" action={ "/admin/webhooks/" (w.id) "/disable" } data-confirm="Disable this webhook? Its pending deliveries wait until it is enabled again." {
+                            (csrf(s)) button type="submit" { "Disable" }
+                        }
+                    } @else {
+                        form method="post" action={ "/admin/webhooks/" (w.id) "/enable" } {
+                            (csrf(s)) button.primary type="submit" { "Enable" }
+                        }
+                    }
+                }
+                form method="post" action={ "/admin/webhooks/" (w.id) "/rotate-secret" } data-confirm="Rotate the signing secret?" {
+                    (csrf(s))
+                    div.field {
+                        label for="grace" { "The old secret keeps signing for" }
+                        select id="grace" name="grace_period_seconds" {
+                            option value="0" { "no time" }
+                            option value="3600" { "1 hour" }
+                            option value="86400" selected { "1 day" }
+                            option value="604800" { "7 days" }
+                        }
+                    }
+                    button type="submit" { "Rotate secret" }
+                }
+                @if s.can(Scope::DeliveriesRetry) {
+                    form method="post" action={ "/admin/webhooks/" (w.id) "/recover" } {
+                        (csrf(s))
+                        div.field {
+                            label for="since" { "Retry failed and dead-lettered deliveries since (UTC)" }
+                            input id="since" name="since" type="datetime-local" value=(default_since) required;
+                        }
+                        button type="submit" { "Recover" }
+                    }
+                }
+            }
+            section.card aria-labelledby="edit" {
+                h2 #edit { "Configuration" }
+                @if let Some(e) = edit { (e) }
+            }
+        }
+    })
+}
+
+async fn save(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    let v = Values::read(&f);
+    let s = &f.session;
+    let result = match v.input() {
+        Ok(input) => api::replace(&kit, &s.principal, &id, input).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(w) => Ok(see_other(format!("/admin/webhooks/{}?notice=webhook_saved", w.id))),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            let w = api::get(&kit, &s.principal, &id).await?;
+            let body = detail(&kit, s, &w, &v, &FormErrors::from_api(&e), None).await?;
+            Ok(page_with(s, Nav::Webhooks, "Webhook", e.status, body))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn rotate(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    let grace = f
+        .text("grace_period_seconds")
+        .map(|v| {
+            v.parse::<i64>().map_err(|_| ApiError::invalid_field("grace_period_seconds", "must be a whole number"))
+        })
+        .transpose()?;
+    let w = api::rotate(&kit, &f.session.principal, &id, RotateSecret { grace_period_seconds: grace }).await?;
+    Ok(secret_page(&f.session, &w, "Secret rotated"))
+}
+
+async fn test(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    let sent = deliveries_api::test(&kit, &f.session.principal, &id).await?;
+    Ok(see_other(format!("/admin/deliveries/{}?notice=test_sent", sent.delivery_id)))
+}
+
+async fn set_active(kit: &Kit, f: &AdminForm, id: &str, active: bool) -> Result<HttpResponse, Refusal> {
+    let patch = WebhookPatch { is_active: Some(active), ..Default::default() };
+    let w = api::update(kit, &f.session.principal, id, patch).await?;
+    let code = if active { "webhook_enabled" } else { "webhook_disabled" };
+    Ok(see_other(format!("/admin/webhooks/{}?notice={code}", w.id)))
+}
+
+async fn enable(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    set_active(&kit, &f, &id, true).await
+}
+
+async fn disable(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    set_active(&kit, &f, &id, false).await
+}
+
+async fn recover(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    let since = parse_utc("since", f.get("since"))
+        .map_err(|e| ApiError::validation(vec![e]))?
+        .ok_or_else(|| ApiError::invalid_field("since", "is required"))?;
+    let r =
+        deliveries_api::recover_failures(&kit, &f.session.principal, &id, RecoverInput { since, until: None }).await?;
+    Ok(see_other(format!("/admin/deliveries?webhook_id={id}&notice=recovered_{}", r.requeued.min(10_000))))
+}
