@@ -72,6 +72,8 @@ pub struct Settings {
     pub maintenance_interval_secs: u64,
     /// An admin UI session ends after this long without a request.
     pub admin_session_idle_secs: u64,
+    /// A request body must arrive within this many seconds (slow clients are cut off).
+    pub body_timeout_secs: u64,
 }
 
 pub const ENV_PREFIX: &str = "HOOKLINE_";
@@ -190,6 +192,7 @@ impl Settings {
             alert_renotify_secs: parse_num("HOOKLINE_ALERT_RENOTIFY_SECS", 900, 1, 86_400)?,
             maintenance_interval_secs: parse_num("HOOKLINE_MAINTENANCE_INTERVAL_SECS", 3600, 1, 86_400)?,
             admin_session_idle_secs: parse_num("HOOKLINE_ADMIN_SESSION_IDLE_SECS", 1800, 30, 7 * 86_400)?,
+            body_timeout_secs: parse_num("HOOKLINE_BODY_TIMEOUT_SECS", 30, 1, 3600)?,
         };
         if let Some(u) = &settings.smtp_url {
             anyhow::ensure!(

@@ -34,6 +34,7 @@ pub fn build(
     let index = web::Data::new(spec.index.clone());
     let server = HttpServer::new(move || {
         let mut app = App::new()
+            .wrap(actix_web::middleware::from_fn(body_deadline))
             .wrap(actix_web::middleware::from_fn(crate::auth::rate_limit_headers))
             .wrap(actix_web::middleware::from_fn(crate::metrics::http_metrics))
             .app_data(data.clone())
@@ -72,6 +73,37 @@ pub async fn serve(kit: Arc<Kit>, spec: ServerSpec, addr: std::net::SocketAddr) 
     });
     server.await?;
     Ok(())
+}
+
+/// Gives the request body `HOOKLINE_BODY_TIMEOUT_SECS` to arrive in full:
+/// a client that sends its headers and then trickles (or stalls) its body
+/// gets an error instead of holding a connection and a handler forever.
+async fn body_deadline(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    use futures_util::StreamExt;
+    let secs = req.app_data::<web::Data<Kit>>().map(|k| k.settings.body_timeout_secs).unwrap_or(30);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let payload = req.take_payload();
+    let guarded = futures_util::stream::unfold(Some(payload), move |state| async move {
+        let mut payload = state?;
+        match tokio::time::timeout_at(deadline, payload.next()).await {
+            Ok(Some(item)) => Some((item, Some(payload))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(actix_web::error::PayloadError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the request body did not arrive within {secs} s"),
+                ))),
+                None,
+            )),
+        }
+    });
+    req.set_payload(actix_web::dev::Payload::from(Box::pin(guarded)
+        as std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>>));
+    next.call(req).await
 }
 
 async fn root(index: web::Data<serde_json::Value>) -> actix_web::HttpResponse {

@@ -30,6 +30,8 @@ pub enum Behaviour {
     Slow(Duration),
     /// Close the connection with a TCP reset instead of answering.
     Reset,
+    /// 302 to this URL.
+    Redirect(String),
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +177,7 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             Behaviour::RetryAfter { status, secs } => (*status, format!("Retry-After: {secs}\r\n")),
             Behaviour::Hang | Behaviour::Reset => (0, String::new()),
             Behaviour::Slow(_) => (200, String::new()),
+            Behaviour::Redirect(to) => (302, format!("Location: {to}\r\n")),
         };
         {
             let mut st = state.lock().unwrap();

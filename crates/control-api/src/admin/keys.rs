@@ -44,12 +44,7 @@ pub fn parse_utc(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc
 }
 
 fn lines(v: Option<&str>) -> Vec<String> {
-    v.unwrap_or_default()
-        .split(['\n', ','])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    v.unwrap_or_default().split(['\n', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 fn key_state(k: &KeyView) -> &'static str {
@@ -71,6 +66,7 @@ struct CreateValues {
     rate: String,
     ips: String,
     expires: String,
+    scopes: Vec<String>,
 }
 
 async fn list(kit: web::Data<Kit>, s: AdminSession, q: web::Query<ListQuery>) -> Result<HttpResponse, Refusal> {
@@ -131,6 +127,13 @@ async fn list_body(
                         small.hint { "read_only reads; read_write also sends events and manages webhooks; admin also manages keys and alerts." }
                         (errors.field("scopes"))
                     }
+                    fieldset {
+                        legend { "Scopes" }
+                        small.hint { "Leave all unticked for every scope of the role; tick some to narrow the key." }
+                        @for sc in Scope::ALL {
+                            label.check { input type="checkbox" name="scopes" value=(sc.as_str()) checked[values.scopes.iter().any(|v| v == sc.as_str())]; " " code { (sc.as_str()) } }
+                        }
+                    }
                     (text_input("Description", "description", &values.description, errors, InputAttrs::default()))
                     (text_input("Requests per hour", "rate_limit_per_hour", &values.rate, errors, InputAttrs { kind: "number", inputmode: Some("numeric"), hint: Some("Empty: the default limit."), ..Default::default() }))
                     div.field {
@@ -156,9 +159,17 @@ async fn create(kit: web::Data<Kit>, form: AdminForm) -> Result<HttpResponse, Re
         rate: form.get("rate_limit_per_hour").unwrap_or_default().to_owned(),
         ips: form.get("allowed_ips").unwrap_or_default().to_owned(),
         expires: form.get("expires_at").unwrap_or_default().to_owned(),
+        scopes: form.all("scopes"),
     };
     let result = async {
         let mut errors = Vec::new();
+        let mut scopes = Vec::new();
+        for v in &values.scopes {
+            match v.parse::<Scope>() {
+                Ok(sc) => scopes.push(sc),
+                Err(e) => errors.push(FieldError { field: "scopes".into(), message: e.to_string() }),
+            }
+        }
         let role = match values.role.parse::<Role>() {
             Ok(r) => Some(r),
             Err(_) => {
@@ -186,7 +197,7 @@ async fn create(kit: web::Data<Kit>, form: AdminForm) -> Result<HttpResponse, Re
         let body = CreateKey {
             name: values.name.clone(),
             role: role.expect("checked"),
-            scopes: None,
+            scopes: (!scopes.is_empty()).then_some(scopes),
             rate_limit_per_hour: rate,
             expires_at,
             allowed_ips: Some(lines(form.get("allowed_ips"))),

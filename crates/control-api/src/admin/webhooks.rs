@@ -31,7 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/webhooks/{id}/test", web::post().to(test))
         .route("/webhooks/{id}/enable", web::post().to(enable))
         .route("/webhooks/{id}/disable", web::post().to(disable))
-        .route("/webhooks/{id}/recover", web::post().to(recover));
+        .route("/webhooks/{id}/recover", web::post().to(recover))
+        .route("/webhooks/{id}/delete", web::post().to(delete));
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -382,6 +383,13 @@ async fn detail(
                 h2 #edit { "Configuration" }
                 @if let Some(e) = edit { (e) }
             }
+            section.card.danger aria-labelledby="delete" {
+                h2 #delete { "Delete" }
+                p { "Pending deliveries to this webhook are cancelled; its delivery history stays." }
+                form method="post" action={ "/admin/webhooks/" (w.id) "/delete" } data-confirm={ "Delete the webhook for " (w.url) "?" } {
+                    (csrf(s)) button.danger type="submit" { "Delete webhook" }
+                }
+            }
         }
     })
 }
@@ -442,4 +450,9 @@ async fn recover(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Re
     let r =
         deliveries_api::recover_failures(&kit, &f.session.principal, &id, RecoverInput { since, until: None }).await?;
     Ok(see_other(format!("/admin/deliveries?webhook_id={id}&notice=recovered_{}", r.requeued.min(10_000))))
+}
+
+async fn delete(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    api::delete(&kit, &f.session.principal, &id).await?;
+    Ok(see_other("/admin/webhooks?notice=webhook_deleted".into()))
 }

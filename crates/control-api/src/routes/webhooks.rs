@@ -599,8 +599,14 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, patch: WebhookPatch) 
     )
 )]
 pub async fn delete_webhook(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    delete(&kit, &auth, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Soft-deletes the endpoint and cancels its pending deliveries.
+pub async fn delete(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let principal = auth.clone();
     let mut conn = kit.conn().await?;
     conn.transaction::<_, ApiError, _>(async |c| {
@@ -621,7 +627,7 @@ pub async fn delete_webhook(kit: web::Data<Kit>, auth: Auth, id: web::Path<Strin
     })
     .await?;
     kit.caches.invalidate(Topic::Endpoints).await;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 /// Rotate a webhook endpoint's signing secret

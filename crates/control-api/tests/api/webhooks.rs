@@ -120,6 +120,18 @@ async fn private_targets_are_refused_unless_allowed() {
         "http://169.254.169.254/latest/meta-data".into(),
         "http://localhost/hook".into(),
         format!("http://{name}/hook"),
+        // Other spellings of private addresses.
+        "http://[fd00::1]/hook".into(),
+        "http://[fe80::1]/hook".into(),
+        "http://[::ffff:127.0.0.1]/hook".into(),
+        "http://[::ffff:169.254.169.254]/hook".into(),
+        "http://2130706433/hook".into(),
+        "http://0177.0.0.1/hook".into(),
+        "http://0x7f.0.0.1/hook".into(),
+        "http://127.1/hook".into(),
+        "http://0.0.0.0/hook".into(),
+        "http://192.168.1.1/hook".into(),
+        "http://100.64.0.1/hook".into(),
     ] {
         let (status, p) = problem(app.call(Method::POST, "/api/v1/webhooks", &admin, Some(hook(&url))).await).await;
         assert_eq!(status, 422, "{url}");

@@ -179,3 +179,19 @@ async fn the_callers_trace_reaches_the_receiver() {
     let got = wait_received(&r, 3, Duration::from_secs(20)).await;
     assert!(hookline_domain::trace::TraceParent::parse(got[2].header("traceparent").unwrap()).is_some());
 }
+
+#[tokio::test]
+async fn redirects_are_never_followed() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let inner = TestReceiver::start().await;
+    // A public-looking endpoint pointing somewhere internal: the worker must
+    // treat the 302 as an answer, not a hop.
+    r.set(Behaviour::Redirect(inner.url("/latest/meta-data")));
+    let ep = s.endpoint(&r, "/hook", json!({"max_retries": 0})).await;
+    s.send_lead("lead_redirect").await;
+    let d = s.wait_status(&ep, 1, "dead_letter", Duration::from_secs(20)).await;
+    assert_eq!(d[0]["last_status_code"], 302);
+    assert_eq!(r.count(), 1);
+    assert_eq!(inner.count(), 0, "the redirect target was never contacted");
+}

@@ -193,6 +193,8 @@ async fn an_admin_manages_keys_webhooks_deliveries_and_alerts_in_the_browser() {
     b.type_into(&b.find("#name").await, "Reporting").await;
     b.run_js("document.getElementById('role').value = 'read_only'", json!([])).await;
     b.type_into(&b.find("#allowed_ips").await, "127.0.0.1").await;
+    b.click_on("input[name=scopes][value='deliveries:read']").await;
+    b.click_on("input[name=scopes][value='keys:read']").await;
     b.click_on("form[action='/admin/keys'] button[type=submit]").await;
     b.wait_for_text("Key created", Duration::from_secs(10)).await;
     let secret = b.text(&b.find("[data-testid=secret]").await).await;
@@ -201,6 +203,7 @@ async fn an_admin_manages_keys_webhooks_deliveries_and_alerts_in_the_browser() {
     let (st, me) = s.api(reqwest::Method::GET, &secret, "/api/v1/me", None).await;
     assert_eq!(st, 200, "the shown key works: {me}");
     assert_eq!(me["role"], "read_only");
+    assert_eq!(me["scopes"], json!(["keys:read", "deliveries:read"]), "narrowed to the ticked scopes");
     b.goto(&format!("{}/admin/keys", s.url)).await;
     b.wait_for_text("Reporting", Duration::from_secs(5)).await;
     assert!(!b.source().await.contains(&secret), "the secret is not shown again");
@@ -341,6 +344,12 @@ async fn tenant_data_shows_as_text_and_a_phone_width_window_works() {
     let width = b.run_js("return document.documentElement.scrollWidth <= window.innerWidth + 1", json!([])).await;
     assert_eq!(width, true, "no sideways scrolling of the page at phone width");
     b.screenshot("22-webhooks-phone").await;
+    b.goto(&format!("{}/admin/webhooks/{id}", s.url)).await;
+    b.click_on("form[action$='/delete'] button").await;
+    b.accept_dialog().await;
+    b.wait_for_text("The webhook was deleted.", Duration::from_secs(10)).await;
+    let (st, _) = s.api(reqwest::Method::GET, &admin, &format!("/api/v1/webhooks/{id}"), None).await;
+    assert_eq!(st, 404);
 }
 
 #[tokio::test]

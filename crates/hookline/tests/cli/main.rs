@@ -4,6 +4,7 @@ mod admin_ui;
 mod deploy;
 mod example;
 mod faults;
+mod secrets;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -304,3 +304,89 @@ async fn endpoint_and_key_caps_answer_409_naming_the_quota() {
         .unwrap();
     assert_eq!(problem(res).await.0, 422);
 }
+
+#[tokio::test]
+async fn hostile_bodies_and_headers_get_a_clear_4xx_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let key = app.org("Acme").await;
+    app.endpoint(&key, json!({"url": "http://127.0.0.1:9/a", "events": ["*"]})).await;
+    let c = &app.client;
+    let url = app.ingest.url("/api/v1/events");
+    let raw =
+        |body: Vec<u8>| c.post(&url).bearer_auth(&key).header("content-type", "application/json").body(body).send();
+    // Deeply nested JSON: refused as invalid, not a stack overflow.
+    let deep = format!("{{\"event_type\":\"x\",\"data\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let status = raw(deep.into_bytes()).await.map(|r| r.status().as_u16()).unwrap_or(0);
+    assert!(status == 400 || status == 413, "deep nesting: {status}");
+    // Nesting within the size limit but beyond any sane depth.
+    let nested = format!(
+        "{{\"event_type\":\"new_lead\",\"data\":{{\"id\":\"l\",\"name\":\"A\",\"email\":\"a@example.com\",\"x\":{}1{}}}}}",
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    let (status, _) = problem(raw(nested.into_bytes()).await.unwrap()).await;
+    assert!(status == 400 || status == 422, "nesting: {status}");
+    // Invalid UTF-8.
+    let mut bad = br#"{"event_type":"new_lead","data":{"id":"l","name":""#.to_vec();
+    bad.extend_from_slice(&[0xff, 0xfe, 0xfd]);
+    bad.extend_from_slice(br#"","email":"a@example.com"}}"#);
+    let (status, p) = problem(raw(bad).await.unwrap()).await;
+    assert_eq!(status, 400, "{p}");
+    // A chunked body with no Content-Length that grows past the limit.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = app.ingest.addr.trim_start_matches("http://").to_owned();
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
+        for _ in 0..400 {
+            if s.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+        let mut buf = vec![0u8; 64];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf)).await.unwrap().unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || text.starts_with("HTTP/1.1 413"), "{text}");
+    }
+    // Huge headers: refused (431) or the connection is closed; never a crash.
+    let res = c.post(&url).bearer_auth(&key).header("x-padding", "a".repeat(64 * 1024)).json(&lead("l")).send().await;
+    if let Ok(res) = res {
+        assert!(res.status().is_client_error(), "huge header: {}", res.status());
+    }
+    // A wrong content type.
+    let res = c.post(&url).bearer_auth(&key).header("content-type", "text/plain").body("hi").send().await.unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    // The service still answers, and nothing was written.
+    assert_eq!(app.send(&key, "/api/v1/events/leads", &lead("ok")).await.status(), 202);
+    let mut conn = db(&app).await;
+    assert_eq!(events::table.count().get_result::<i64>(&mut conn).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off_without_holding_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&[("HOOKLINE_BODY_TIMEOUT_SECS", "2")]).await;
+    let key = app.org("Acme").await;
+    let addr = app.ingest.addr.trim_start_matches("http://").to_owned();
+    // Send the headers, promise a body, then stall.
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/events/leads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    // Meanwhile other clients are served.
+    for i in 0..5 {
+        assert_eq!(app.send(&key, "/api/v1/events/leads", &lead(&format!("l{i}"))).await.status(), 202);
+    }
+    // The stalled request is answered with an error once the body deadline passes.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), stalled.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server closes a stalled request");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+}

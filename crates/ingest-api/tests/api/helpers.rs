@@ -15,8 +15,12 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
         let env = TestEnv::new().await;
-        let kit = env.kit(&[]).await;
+        let kit = env.kit(extra).await;
         let ingest = serve(kit.clone(), hookline_ingest_api::server_spec(&kit));
         let control = serve(kit.clone(), hookline_control_api::server_spec(&kit));
         Self { env, ingest, control, client: http() }
