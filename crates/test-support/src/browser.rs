@@ -190,6 +190,14 @@ impl Browser {
             .to_owned()
     }
 
+    /// The text of the first element matching `css`, if there is one now
+    /// (a live region may replace it at any moment, so this never panics).
+    pub async fn text_of(&self, css: &str) -> Option<String> {
+        let el = self.try_find(css).await?;
+        let v = self.try_call(reqwest::Method::GET, &format!("/element/{}/text", el.0), None).await.ok()?;
+        v.as_str().map(str::to_owned)
+    }
+
     /// The visible text of the whole page.
     pub async fn page_text(&self) -> String {
         let body = self.find("body").await;

@@ -234,8 +234,7 @@ async fn an_admin_manages_keys_webhooks_deliveries_and_alerts_in_the_browser() {
     let (st, _) = s.api(reqwest::Method::POST, &admin, &format!("/api/v1/webhooks/{webhook_id}/test"), None).await;
     assert_eq!(st, 202);
     let row = eventually(Duration::from_secs(20), "the delivery to show up delivered", || async {
-        let row = b.try_find("#deliveries tr[data-delivery]").await?;
-        let text = b.text(&row).await;
+        let text = b.text_of("#deliveries tr[data-delivery]").await?;
         text.contains("delivered").then_some(text)
     })
     .await;
@@ -280,8 +279,7 @@ async fn an_admin_manages_keys_webhooks_deliveries_and_alerts_in_the_browser() {
     b.click_on("form[action$='/retry'] button").await;
     b.wait_for_text("A new attempt was queued.", Duration::from_secs(10)).await;
     eventually(Duration::from_secs(20), "the retry to be delivered", || async {
-        let t = b.text(&b.find("[data-testid=delivery-status]").await).await;
-        (t == "delivered").then_some(())
+        (b.text_of("[data-testid=delivery-status]").await? == "delivered").then_some(())
     })
     .await;
     assert_eq!(r.count(), 3, "first test, failed attempt, successful retry");

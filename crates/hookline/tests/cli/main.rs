@@ -4,6 +4,7 @@ mod admin_ui;
 mod deploy;
 mod example;
 mod faults;
+mod schemathesis;
 mod secrets;
 
 use std::process::{Command, Stdio};
