@@ -11,6 +11,7 @@
 //! what it receives and can be told to fail, hang, or answer slowly.
 
 pub mod browser;
+pub mod proxy;
 pub mod receiver;
 pub mod smtp;
 

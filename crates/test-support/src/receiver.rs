@@ -32,6 +32,10 @@ pub enum Behaviour {
     Reset,
     /// 302 to this URL.
     Redirect(String),
+    /// A hostile endpoint, request by request: 30 % answer 500, some reset
+    /// the connection, some hang, one in fifty answers a 50 MiB body, the
+    /// rest 200. Deterministic in the request count.
+    Chaotic,
 }
 
 #[derive(Debug, Clone)]
@@ -178,7 +182,13 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             Behaviour::Hang | Behaviour::Reset => (0, String::new()),
             Behaviour::Slow(_) => (200, String::new()),
             Behaviour::Redirect(to) => (302, format!("Location: {to}\r\n")),
+            Behaviour::Chaotic => match chaos_kind(state.lock().unwrap().served) {
+                ChaosKind::Fail => (500, String::new()),
+                ChaosKind::Hang | ChaosKind::Reset => (0, String::new()),
+                ChaosKind::Huge | ChaosKind::Ok => (200, String::new()),
+            },
         };
+        let kind = chaos_kind(state.lock().unwrap().served);
         {
             let mut st = state.lock().unwrap();
             st.served += 1;
@@ -193,6 +203,28 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             });
         }
         match behaviour {
+            Behaviour::Chaotic if kind == ChaosKind::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Behaviour::Chaotic if kind == ChaosKind::Reset => {
+                let _ = stream.set_zero_linger();
+                return;
+            }
+            Behaviour::Chaotic if kind == ChaosKind::Huge => {
+                let head =
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {HUGE}\r\n\r\n");
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let block = vec![b' '; 1 << 20];
+                for _ in 0..HUGE / block.len() {
+                    if stream.write_all(&block).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             Behaviour::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 return;
@@ -213,6 +245,31 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         if stream.write_all(response.as_bytes()).await.is_err() || stream.write_all(reply).await.is_err() {
             return;
         }
+    }
+}
+
+const HUGE: usize = 50 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChaosKind {
+    Ok,
+    Fail,
+    Reset,
+    Hang,
+    Huge,
+}
+
+/// What the `served`-th request to a chaotic receiver gets (the count is
+/// taken before this request is recorded).
+fn chaos_kind(served: usize) -> ChaosKind {
+    // A multiplicative hash spreads the kinds without a random generator.
+    let h = (served as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+    match h % 100 {
+        0..=29 => ChaosKind::Fail,
+        30..=34 => ChaosKind::Reset,
+        35..=37 => ChaosKind::Hang,
+        38..=39 => ChaosKind::Huge,
+        _ => ChaosKind::Ok,
     }
 }
 

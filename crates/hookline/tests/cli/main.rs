@@ -1,6 +1,7 @@
 //! The `hookline` binary, run as a real process against the machine's services.
 
 mod admin_ui;
+mod chaos;
 mod deploy;
 mod example;
 mod faults;

@@ -1,0 +1,395 @@
+//! The fault suite: the services run as separate processes against the
+//! machine's Postgres, RabbitMQ and Redis, a steady load of events goes to a
+//! recording receiver, and one fault is injected at a time. After the load
+//! drains the invariant is checked from the database and the receiver's log:
+//! every accepted event's every delivery was received at least once or is
+//! `dead_letter` with all its attempts recorded, and nothing is left pending.
+//! Each run prints its tally; a run that loses one delivery fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use hookline_test_support::proxy::TcpProxy;
+use hookline_test_support::receiver::{Behaviour, TestReceiver};
+use hookline_test_support::{close_vhost_connections, eventually, http, TestEnv, OPERATOR_TOKEN};
+use serde_json::{json, Value};
+
+use crate::hookline;
+
+const LOAD_SECS: u64 = 12;
+const RATE: u64 = 40;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Service {
+    name: &'static str,
+    port: u16,
+    child: Child,
+}
+
+struct Chaos {
+    env: TestEnv,
+    redis: TcpProxy,
+    services: Vec<Service>,
+    key: String,
+    receiver: TestReceiver,
+}
+
+impl Chaos {
+    async fn start(ingest_instances: usize, workers: usize) -> Self {
+        let env = TestEnv::new().await;
+        let redis = TcpProxy::start(hookline_test_support::redis_server().trim_start_matches("redis://")).await;
+        let mut c = Chaos { env, redis, services: vec![], key: String::new(), receiver: TestReceiver::start().await };
+        c.spawn("control-api").await;
+        for _ in 0..ingest_instances {
+            c.spawn("ingest-api").await;
+        }
+        for _ in 0..workers {
+            c.spawn("worker").await;
+        }
+        c.spawn("alerting").await;
+        let org: Value = http()
+            .post(c.url("control-api", "/api/v1/orgs"))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&json!({"name": "Chaos"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        c.key = org["api_key"]["key"].as_str().unwrap().to_owned();
+        c
+    }
+
+    fn command(&self, service: &str, port: u16) -> std::process::Command {
+        let mut cmd = hookline(
+            &self.env,
+            &[
+                ("HOOKLINE_LISTEN", &format!("127.0.0.1:{port}")),
+                ("HOOKLINE_OPERATOR_TOKEN", OPERATOR_TOKEN),
+                ("HOOKLINE_ALLOW_PRIVATE_TARGETS", "true"),
+                ("HOOKLINE_REDIS_URL", &format!("redis://{}", self.redis.addr())),
+                ("HOOKLINE_DEFAULT_RATE_LIMIT_PER_HOUR", "10000000"),
+                ("HOOKLINE_DATABASE_POOL_SIZE", "8"),
+                ("RUST_LOG", "warn"),
+            ],
+        );
+        cmd.args(["run", service]).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd
+    }
+
+    async fn spawn(&mut self, name: &'static str) {
+        let port = free_port();
+        let child = self.command(name, port).spawn().unwrap();
+        let url = format!("http://127.0.0.1:{port}/health");
+        eventually(Duration::from_secs(30), &format!("{name} to answer /health"), || async {
+            http().get(&url).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
+        })
+        .await;
+        self.services.push(Service { name, port, child });
+    }
+
+    fn url(&self, name: &str, path: &str) -> String {
+        let s = self.services.iter().find(|s| s.name == name).unwrap();
+        format!("http://127.0.0.1:{}{path}", s.port)
+    }
+
+    fn ingest_urls(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter(|s| s.name == "ingest-api")
+            .map(|s| format!("http://127.0.0.1:{}/api/v1/events/leads", s.port))
+            .collect()
+    }
+
+    /// SIGKILLs the first `name` process and starts a fresh one on the same port.
+    async fn kill_and_restart(&mut self, name: &'static str) {
+        let i = self.services.iter().position(|s| s.name == name).unwrap();
+        let mut s = self.services.remove(i);
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+        let child = self.command(name, s.port).spawn().unwrap();
+        let url = format!("http://127.0.0.1:{}/health", s.port);
+        eventually(Duration::from_secs(30), &format!("{name} to come back"), || async {
+            http().get(&url).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
+        })
+        .await;
+        self.services.push(Service { name, port: s.port, child });
+    }
+
+    async fn endpoint(&self, body: Value) -> String {
+        let mut b = json!({"url": self.receiver.url("/hook"), "events": ["*"]});
+        b.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+        let v: Value = http()
+            .post(self.url("control-api", "/api/v1/webhooks"))
+            .bearer_auth(&self.key)
+            .json(&b)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        self.receiver.set_secrets(&[v["secret"].as_str().unwrap()]);
+        v["id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Chaos {
+    fn drop(&mut self) {
+        for s in &mut self.services {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+    }
+}
+
+/// What the load generator saw.
+#[derive(Default)]
+struct Sent {
+    attempted: usize,
+    accepted: BTreeSet<String>,
+    refused: BTreeMap<String, usize>,
+}
+
+/// Sends `RATE` events a second for `LOAD_SECS` seconds, round-robin over
+/// the ingest instances, recording which were accepted (202).
+fn load(urls: Vec<String>, key: String) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Sent>>) {
+    let sent = Arc::new(Mutex::new(Sent::default()));
+    let out = sent.clone();
+    let handle = tokio::spawn(async move {
+        let c = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let start = Instant::now();
+        let total = RATE * LOAD_SECS;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..total {
+            let due = start + Duration::from_millis(i * 1000 / RATE);
+            tokio::time::sleep_until(due.into()).await;
+            let (c, url, key, sent) = (c.clone(), urls[i as usize % urls.len()].clone(), key.clone(), sent.clone());
+            tasks.spawn(async move {
+                let res = c
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&json!({"id": format!("lead-{i}"), "name": "Ada", "email": "ada@example.com"}))
+                    .send()
+                    .await;
+                let outcome = match res {
+                    Ok(r) if r.status() == 202 => {
+                        let v: Value = r.json().await.unwrap_or_default();
+                        Ok(v["event_id"].as_str().unwrap_or_default().to_owned())
+                    }
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(_) => Err("connection".to_owned()),
+                };
+                let mut s = sent.lock().unwrap();
+                s.attempted += 1;
+                match outcome {
+                    Ok(id) => {
+                        s.accepted.insert(id);
+                    }
+                    Err(why) => *s.refused.entry(why).or_default() += 1,
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+    (handle, out)
+}
+
+#[derive(diesel::QueryableByName, Debug)]
+struct Row {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    event_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    delivery_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempt_count: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    recorded_attempts: i64,
+}
+
+async fn deliveries(env: &TestEnv) -> Vec<Row> {
+    let mut conn = AsyncPgConnection::establish(&env.database_url()).await.unwrap();
+    diesel::sql_query(
+        "SELECT 'evt_' || replace(d.event_id::text, '-', '') AS event_id, \
+                'dlv_' || replace(d.id::text, '-', '') AS delivery_id, d.status, d.attempt_count, \
+                (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS recorded_attempts \
+         FROM deliveries d",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// Waits for the load to drain, then checks the invariant and prints the tally.
+async fn verify(c: &Chaos, fault: &str, sent: &Mutex<Sent>, drain: Duration) {
+    let (attempted, accepted, refused) = {
+        let s = sent.lock().unwrap();
+        (s.attempted, s.accepted.clone(), s.refused.clone())
+    };
+    assert!(accepted.len() * 2 > attempted, "{fault}: most events should be accepted ({refused:?})");
+    let rows = eventually(drain, &format!("{fault}: every delivery to settle"), || async {
+        let rows = deliveries(&c.env).await;
+        let mine: Vec<&Row> = rows.iter().filter(|r| accepted.contains(&r.event_id)).collect();
+        let settled =
+            mine.len() >= accepted.len() && mine.iter().all(|r| r.status == "delivered" || r.status == "dead_letter");
+        settled.then_some(rows)
+    })
+    .await;
+    let received = c.receiver.received();
+    // Receipts per delivery id, and of those the ones the receiver accepted
+    // (a 500, a reset or a hang is a failed attempt, not a duplicate).
+    let mut receipts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut accepted_receipts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &received {
+        if let Some(id) = r.header("x-webhook-delivery-id") {
+            *receipts.entry(id.to_owned()).or_default() += 1;
+            if (200..300).contains(&r.answered) {
+                *accepted_receipts.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    let mine: Vec<&Row> = rows.iter().filter(|r| accepted.contains(&r.event_id)).collect();
+    let events_with_deliveries: BTreeSet<&str> = mine.iter().map(|r| r.event_id.as_str()).collect();
+    let mut missing = Vec::new();
+    for e in &accepted {
+        if !events_with_deliveries.contains(e.as_str()) {
+            missing.push(format!("{e}: accepted but has no delivery"));
+        }
+    }
+    let (mut delivered, mut dead) = (0, 0);
+    for r in &mine {
+        match r.status.as_str() {
+            "delivered" => {
+                delivered += 1;
+                if !accepted_receipts.contains_key(&r.delivery_id) {
+                    missing.push(format!("{}: delivered but never received", r.delivery_id));
+                }
+            }
+            "dead_letter" => {
+                dead += 1;
+                if r.recorded_attempts != i64::from(r.attempt_count) {
+                    missing.push(format!(
+                        "{}: dead_letter with {} of {} attempts recorded",
+                        r.delivery_id, r.recorded_attempts, r.attempt_count
+                    ));
+                }
+            }
+            other => missing.push(format!("{}: left {other}", r.delivery_id)),
+        }
+    }
+    let pending = rows.iter().filter(|r| r.status == "pending" || r.status == "failed").count();
+    let duplicates: usize = accepted_receipts.values().map(|n| n - 1).sum();
+    eprintln!(
+        "chaos[{fault}]: sent={attempted} accepted={} refused={refused:?} deliveries={} delivered={delivered} \
+         dead_letter={dead} receipts={} duplicates={duplicates} pending={pending} missing={}",
+        accepted.len(),
+        mine.len(),
+        received.len(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "{fault}: lost deliveries: {missing:#?}");
+    assert_eq!(pending, 0, "{fault}: deliveries left pending");
+}
+
+#[tokio::test]
+async fn a_worker_sigkilled_three_times_mid_load() {
+    let mut c = Chaos::start(1, 2).await;
+    c.endpoint(json!({})).await;
+    let (load, sent) = load(c.ingest_urls(), c.key.clone());
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        c.kill_and_restart("worker").await;
+    }
+    load.await.unwrap();
+    verify(&c, "worker SIGKILL x3", &sent, Duration::from_secs(90)).await;
+}
+
+#[tokio::test]
+async fn every_broker_connection_force_closed_mid_load() {
+    let c = Chaos::start(1, 1).await;
+    c.endpoint(json!({})).await;
+    let (load, sent) = load(c.ingest_urls(), c.key.clone());
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        // The management API lists a connection a few seconds after it opens.
+        eventually(Duration::from_secs(20), "broker connections to close", || async {
+            close_vhost_connections(&c.env.vhost).await.ok().filter(|n| *n > 0)
+        })
+        .await;
+    }
+    load.await.unwrap();
+    verify(&c, "broker connections closed x2", &sent, Duration::from_secs(90)).await;
+}
+
+#[tokio::test]
+async fn postgres_backends_terminated_mid_load() {
+    let c = Chaos::start(1, 1).await;
+    c.endpoint(json!({})).await;
+    let (load, sent) = load(c.ingest_urls(), c.key.clone());
+    let admin = format!("{}/postgres", hookline_test_support::postgres_server());
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let mut conn = AsyncPgConnection::establish(&admin).await.unwrap();
+        diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind::<diesel::sql_types::Text, _>(&c.env.database)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    load.await.unwrap();
+    verify(&c, "postgres backends terminated x2", &sent, Duration::from_secs(90)).await;
+}
+
+#[tokio::test]
+async fn redis_unreachable_for_a_while_mid_load() {
+    let c = Chaos::start(1, 1).await;
+    c.endpoint(json!({})).await;
+    let (load, sent) = load(c.ingest_urls(), c.key.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.redis.cut();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    c.redis.restore();
+    load.await.unwrap();
+    let refused = sent.lock().unwrap().refused.clone();
+    assert!(refused.is_empty(), "the APIs keep serving under their fallback limiter: {refused:?}");
+    verify(&c, "redis unreachable 4 s", &sent, Duration::from_secs(90)).await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_resets_hangs_and_floods() {
+    let c = Chaos::start(1, 1).await;
+    c.receiver.set(Behaviour::Chaotic);
+    c.endpoint(json!({
+        "timeout": 2,
+        "max_retries": 12,
+        "retry_policy": {"initial_delay_ms": 200, "multiplier": 1.5, "max_delay_ms": 2000}
+    }))
+    .await;
+    let (load, sent) = load(c.ingest_urls(), c.key.clone());
+    load.await.unwrap();
+    verify(&c, "receiver 30% 500, resets, hangs, 50 MiB bodies", &sent, Duration::from_secs(150)).await;
+}
+
+#[tokio::test]
+async fn an_ingest_api_sigkilled_mid_load_is_healed_by_the_relay() {
+    let mut c = Chaos::start(2, 1).await;
+    c.endpoint(json!({})).await;
+    let (load, sent) = load(c.ingest_urls(), c.key.clone());
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        c.kill_and_restart("ingest-api").await;
+    }
+    load.await.unwrap();
+    verify(&c, "ingest-api SIGKILL x2", &sent, Duration::from_secs(90)).await;
+}
