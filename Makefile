@@ -6,20 +6,42 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/hookline/target
 CARGO ?= cargo
 
-.PHONY: dev test check-services build openapi openapi-check fmt lint bench clean
+.PHONY: dev test nextest fuzz check-services build openapi openapi-check fmt lint bench clean
 
 ## Migrate and run every service in one process on :8000.
 dev: check-services
 	$(CARGO) run -p hookline -- run all
 
-## The whole test suite against the real Postgres, RabbitMQ and Redis.
-test: check-services
+## The whole test suite against the real Postgres, RabbitMQ and Redis, then
+## a short run of every fuzz target from its stored corpus.
+test: nextest fuzz
+
+nextest: check-services
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		echo "cargo-nextest not found; using cargo test"; \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+# cargo-fuzz instruments with flags that need RUSTC_BOOTSTRAP on a stable toolchain.
+FUZZ_SECONDS ?= 10
+FUZZ_TARGETS := api_key signature event_payload retry_policy
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/hookline/fuzz-target
+
+## Each fuzz target for FUZZ_SECONDS (new finds go to a scratch directory).
+fuzz:
+	@command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz not found: cargo install cargo-fuzz --locked"; exit 1; }
+	@for t in $(FUZZ_TARGETS); do \
+		scratch=$$(mktemp -d); log=$$scratch/fuzz.log; \
+		echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
+		if RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) fuzz run --fuzz-dir fuzz $$t \
+			$$scratch fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 >$$log 2>&1; then \
+			grep -E '^Done' $$log; rm -rf $$scratch; \
+		else \
+			tail -n 60 $$log; echo "fuzz target $$t failed (artifacts in fuzz/artifacts/$$t)"; exit 1; \
+		fi; \
+	done
 
 ## Says clearly which backing service is missing.
 check-services:

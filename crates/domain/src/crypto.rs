@@ -82,17 +82,55 @@ impl fmt::Debug for MasterKey {
     }
 }
 
-/// Compares two byte strings in time that depends only on their lengths.
+/// Compares two byte strings in time that depends only on their lengths:
+/// every byte is visited, and `black_box` keeps the optimiser from turning
+/// the accumulation back into an early exit.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    #[cfg(test)]
+    tests::CONSTANT_TIME_CALLS.with(|c| c.set(c.get() + 1));
     if a.len() != b.len() {
         return false;
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| std::hint::black_box(acc | (x ^ y))) == 0
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    thread_local! {
+        /// Calls of [`constant_time_eq`] on this thread, so tests can prove a
+        /// comparison of secrets goes through it.
+        pub(crate) static CONSTANT_TIME_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// How many constant-time comparisons `f` made.
+    pub(crate) fn constant_time_calls(f: impl FnOnce()) -> usize {
+        let before = CONSTANT_TIME_CALLS.with(|c| c.get());
+        f();
+        CONSTANT_TIME_CALLS.with(|c| c.get()) - before
+    }
+
+    #[test]
+    fn secrets_are_compared_in_constant_time() {
+        use crate::api_key::{ApiKey, KeyPepper};
+        use crate::signing::{verify_hex, verify_standard, WebhookSecret};
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        let secret = WebhookSecret::generate();
+        let body = b"{}";
+        let hex = secret.sign_hex(body);
+        assert_eq!(constant_time_calls(|| assert!(verify_hex(&secret, body, &hex))), 1);
+        assert_eq!(constant_time_calls(|| assert!(!verify_hex(&secret, body, "00"))), 1);
+        let std = secret.sign_standard("msg_1", 1, body);
+        let header = format!("v1,bogus {std}");
+        assert_eq!(constant_time_calls(|| assert!(verify_standard(&secret, "msg_1", 1, body, &header))), 2);
+        let pepper = KeyPepper::new(b"pepper");
+        let key = ApiKey::generate();
+        let hash = key.hash(&pepper);
+        assert_eq!(constant_time_calls(|| assert!(hash.matches(key.hash(&pepper).as_bytes()))), 1);
+    }
 
     #[test]
     fn round_trips_and_binds_the_associated_data() {
