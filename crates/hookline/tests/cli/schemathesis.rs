@@ -29,8 +29,13 @@ async fn the_documented_api_holds_under_schemathesis() {
     let key = org["api_key"]["key"].as_str().unwrap().to_owned();
     let spec = server.url("/openapi.json");
     let auth = format!("Authorization: Bearer {key}");
+    // schemathesis keeps a cache in its working directory: not in the checkout.
+    let scratch = std::env::temp_dir().join(format!("hookline-schemathesis-{}", env.id));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let cwd = scratch.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(schemathesis())
+            .current_dir(cwd)
             .args([
                 "run",
                 &spec,
@@ -59,5 +64,6 @@ async fn the_documented_api_holds_under_schemathesis() {
     eprintln!("schemathesis: {}", summary.join(" | "));
     assert!(out.status.success(), "schemathesis found problems:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("passed"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&scratch);
     kit.cancel.cancel();
 }
