@@ -6,7 +6,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/hookline/target
 CARGO ?= cargo
 
-.PHONY: dev test nextest fuzz check-services build openapi openapi-check fmt lint bench clean
+.PHONY: dev test nextest fuzz soak check-services build openapi openapi-check fmt lint bench clean
 
 ## Migrate and run every service in one process on :8000.
 dev: check-services
@@ -59,6 +59,12 @@ fmt:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## 30 minutes of steady load with a fault every three minutes; plots every
+## service's memory to bench-results/soak-*.svg and checks nothing was lost.
+SOAK_SECS ?= 1800
+soak: check-services
+	HOOKLINE_SOAK_SECS=$(SOAK_SECS) $(CARGO) nextest run -p hookline --run-ignored only --no-capture -E 'test(=chaos::soak)'
 
 ## Drive a release build with the benchmark scenarios (results in bench-results/).
 bench: check-services

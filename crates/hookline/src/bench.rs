@@ -48,6 +48,9 @@ pub struct BenchArgs {
     /// A name for this run in the report.
     #[arg(long, default_value = "custom")]
     pub scenario: String,
+    /// Skip measuring the built-in receiver's own ceiling with wrk.
+    #[arg(long)]
+    pub skip_receiver_ceiling: bool,
 }
 
 #[derive(Default)]
@@ -100,6 +103,34 @@ pub struct Report {
     pub duplicates: usize,
     pub deliveries_per_second: f64,
     pub end_to_end: Percentiles,
+    /// What the built-in receiver answers per second under wrk alone (when wrk is installed).
+    pub receiver_ceiling_per_second: Option<f64>,
+}
+
+/// The built-in receiver's own ceiling, measured with wrk (a 250-byte POST,
+/// 2 threads, 32 connections, 5 s), so a report shows it is not the bottleneck.
+async fn receiver_ceiling(port: u16) -> Option<f64> {
+    let script = std::env::temp_dir().join(format!("hookline-bench-{port}.lua"));
+    let body = format!("{{\"event\":\"new_lead\",\"data\":{{\"pad\":\"{}\"}}}}", "x".repeat(220));
+    std::fs::write(
+        &script,
+        format!("wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"),
+    )
+    .ok()?;
+    let script_path = script.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("wrk")
+            .args(["-t2", "-c32", "-d5s", "-s"])
+            .arg(&script_path)
+            .arg(format!("http://127.0.0.1:{port}/ceiling"))
+            .output()
+    })
+    .await
+    .ok()?
+    .ok()?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok())
 }
 
 fn find_u64(body: &[u8], key: &str) -> Option<u64> {
@@ -146,6 +177,14 @@ async fn serve_receiver(rx: Arc<Receiver>, listener: TcpListener) {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     return;
                 }
+                if path.starts_with("/ceiling") {
+                    // The same parsing and answer, without bookkeeping: what wrk measures.
+                    let reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}";
+                    if stream.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let now_us = rx.start.elapsed().as_micros() as u64;
                 let id = header("x-webhook-delivery-id").unwrap_or_default();
                 let attempt = header("x-webhook-attempt").unwrap_or_default();
@@ -190,6 +229,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         total: AtomicUsize::new(0),
     });
     tokio::spawn(serve_receiver(rx.clone(), listener));
+    let receiver_ceiling = if args.skip_receiver_ceiling { None } else { receiver_ceiling(port).await };
+    if let Some(c) = receiver_ceiling {
+        println!("built-in receiver ceiling (wrk, 2 threads, 32 connections, 5 s): {c:.0} requests/s");
+    }
 
     let org: Value = client
         .post(format!("{}/api/v1/orgs", args.url))
@@ -346,6 +389,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         duplicates,
         deliveries_per_second: delivered as f64 / wall,
         end_to_end: percentiles(e2e),
+        receiver_ceiling_per_second: receiver_ceiling,
     };
     std::fs::create_dir_all(&args.out)?;
     let path = format!("{}/{}-{}.json", args.out, chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), args.scenario);
@@ -438,12 +482,44 @@ fn plot(latencies_us: &[u64], receipts_us: &[u64], title: &str) -> String {
 }
 
 fn markdown(r: &Report, svg: &str) -> String {
+    let ceiling = r
+        .receiver_ceiling_per_second
+        .map(|c| format!("{c:.0} requests/s (wrk, 2 threads, 32 connections)"))
+        .unwrap_or_else(|| "not measured (wrk not installed)".into());
     format!(
-        "# Hookline benchmark: {}\n\n{} events, {} in flight, rate {} (0 = saturating), {} endpoints, {} hanging, {:.0}% first attempts failed on purpose.\n\n         | | figure |\n|---|---|\n         | ingest throughput | {:.0} events/s |\n| 202 latency p50 / p90 / p99 / max | {:.1} / {:.1} / {:.1} / {:.1} ms |\n| ingest errors | {} |\n         | deliveries | {} of {} ({} missing, {} duplicates) |\n| delivery throughput | {:.0} /s |\n         | send to receipt p50 / p90 / p99 / max | {:.1} / {:.1} / {:.1} / {:.1} ms |\n\n![plots]({})\n",
-        r.scenario, r.events, r.concurrency, r.rate, r.endpoints, r.hanging, r.fail_rate * 100.0,
-        r.ingest_events_per_second, r.ingest_202.p50_ms, r.ingest_202.p90_ms, r.ingest_202.p99_ms, r.ingest_202.max_ms, r.ingest_errors,
-        r.delivered, r.expected_deliveries, r.missing, r.duplicates, r.deliveries_per_second,
-        r.end_to_end.p50_ms, r.end_to_end.p90_ms, r.end_to_end.p99_ms, r.end_to_end.max_ms,
+        "# Hookline benchmark: {}\n\n{} events, {} in flight, rate {} (0 = saturating), {} endpoints, {} hanging, \
+         {:.0}% first attempts failed on purpose.\n\n\
+         | | figure |\n|---|---|\n\
+         | ingest throughput | {:.0} events/s |\n\
+         | 202 latency p50 / p90 / p99 / max | {:.1} / {:.1} / {:.1} / {:.1} ms |\n\
+         | ingest errors | {} |\n\
+         | deliveries | {} of {} ({} missing, {} duplicates) |\n\
+         | delivery throughput | {:.0} /s |\n\
+         | send to receipt p50 / p90 / p99 / max | {:.1} / {:.1} / {:.1} / {:.1} ms |\n\
+         | built-in receiver ceiling | {} |\n\n![plots]({})\n",
+        r.scenario,
+        r.events,
+        r.concurrency,
+        r.rate,
+        r.endpoints,
+        r.hanging,
+        r.fail_rate * 100.0,
+        r.ingest_events_per_second,
+        r.ingest_202.p50_ms,
+        r.ingest_202.p90_ms,
+        r.ingest_202.p99_ms,
+        r.ingest_202.max_ms,
+        r.ingest_errors,
+        r.delivered,
+        r.expected_deliveries,
+        r.missing,
+        r.duplicates,
+        r.deliveries_per_second,
+        r.end_to_end.p50_ms,
+        r.end_to_end.p90_ms,
+        r.end_to_end.p99_ms,
+        r.end_to_end.max_ms,
+        ceiling,
         std::path::Path::new(svg).file_name().and_then(|f| f.to_str()).unwrap_or_default()
     )
 }

@@ -161,15 +161,19 @@ struct Sent {
 /// Sends `RATE` events a second for `LOAD_SECS` seconds, round-robin over
 /// the ingest instances, recording which were accepted (202).
 fn load(urls: Vec<String>, key: String) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Sent>>) {
+    load_for(urls, key, LOAD_SECS, RATE)
+}
+
+fn load_for(urls: Vec<String>, key: String, secs: u64, rate: u64) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Sent>>) {
     let sent = Arc::new(Mutex::new(Sent::default()));
     let out = sent.clone();
     let handle = tokio::spawn(async move {
         let c = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
         let start = Instant::now();
-        let total = RATE * LOAD_SECS;
+        let total = rate * secs;
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..total {
-            let due = start + Duration::from_millis(i * 1000 / RATE);
+            let due = start + Duration::from_millis(i * 1000 / rate);
             tokio::time::sleep_until(due.into()).await;
             let (c, url, key, sent) = (c.clone(), urls[i as usize % urls.len()].clone(), key.clone(), sent.clone());
             tasks.spawn(async move {
@@ -392,4 +396,126 @@ async fn an_ingest_api_sigkilled_mid_load_is_healed_by_the_relay() {
     }
     load.await.unwrap();
     verify(&c, "ingest-api SIGKILL x2", &sent, Duration::from_secs(90)).await;
+}
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// One line per service of (seconds, MiB) points, as an SVG page.
+fn memory_svg(series: &BTreeMap<String, Vec<(f64, f64)>>, title: &str) -> String {
+    let (w, h, pad) = (900.0, 360.0, 50.0);
+    let max_t = series.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+    let max_m = series.values().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let colours = ["#2450c8", "#d64545", "#2f9e62", "#9a5b00", "#7b3fb8", "#1c8c9c", "#555555"];
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\
+         <text x=\"{pad}\" y=\"20\" font-size=\"14\">{title}</text>\
+         <line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/>\
+         <text x=\"5\" y=\"{}\">{max_m:.0} MiB</text><text x=\"5\" y=\"{}\">0</text>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{max_t:.0} s</text>",
+        h - pad,
+        w - 10.0,
+        h - pad,
+        pad,
+        h - pad,
+        w - 10.0,
+        h - pad + 18.0
+    );
+    for (i, (name, points)) in series.iter().enumerate() {
+        let c = colours[i % colours.len()];
+        let pts: Vec<String> = points
+            .iter()
+            .map(|(t, m)| {
+                format!("{:.1},{:.1}", pad + (w - pad - 10.0) * t / max_t, (h - pad) - (h - pad - 30.0) * m / max_m)
+            })
+            .collect();
+        out.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\" points=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" fill=\"{c}\">{name}</text>",
+            pts.join(" "),
+            w - 200.0,
+            40.0 + 15.0 * i as f64
+        ));
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// `make soak`: HOOKLINE_SOAK_SECS (default 1800) of steady load with a
+/// fault every three minutes, every service's memory sampled every five
+/// seconds and plotted, and the invariant checked at the end.
+#[tokio::test]
+#[ignore = "a 30-minute soak; run with make soak"]
+async fn soak() {
+    let secs: u64 = std::env::var("HOOKLINE_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(1800);
+    let rate: u64 = std::env::var("HOOKLINE_SOAK_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let every: u64 = std::env::var("HOOKLINE_SOAK_FAULT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(180);
+    let mut c = Chaos::start(2, 2).await;
+    c.endpoint(json!({})).await;
+    let (load, sent) = load_for(c.ingest_urls(), c.key.clone(), secs, rate);
+    let start = Instant::now();
+    let mut memory: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut next_fault = Duration::from_secs(every);
+    let mut faults = 0usize;
+    while start.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let t = start.elapsed().as_secs_f64();
+        // A restarted service keeps its port, so its line continues.
+        for s in &c.services {
+            memory.entry(format!("{}:{}", s.name, s.port)).or_default().push((t, rss_mib(s.child.id())));
+        }
+        if start.elapsed() >= next_fault {
+            next_fault += Duration::from_secs(every);
+            match faults % 5 {
+                0 => c.kill_and_restart("worker").await,
+                1 => {
+                    let _ = close_vhost_connections(&c.env.vhost).await;
+                }
+                2 => {
+                    let admin = format!("{}/postgres", hookline_test_support::postgres_server());
+                    let mut conn = AsyncPgConnection::establish(&admin).await.unwrap();
+                    diesel::sql_query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    )
+                    .bind::<diesel::sql_types::Text, _>(&c.env.database)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                }
+                3 => {
+                    c.redis.cut();
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    c.redis.restore();
+                }
+                _ => c.kill_and_restart("ingest-api").await,
+            }
+            faults += 1;
+            eprintln!("soak: fault {faults} at {t:.0} s");
+        }
+    }
+    load.await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut csv = String::from("service,seconds,rss_mib\n");
+    for (name, points) in &memory {
+        for (t, m) in points {
+            csv.push_str(&format!("{name},{t:.1},{m:.1}\n"));
+        }
+    }
+    std::fs::write(dir.join(format!("soak-{stamp}.csv")), csv).unwrap();
+    let svg = memory_svg(&memory, &format!("Hookline soak: RSS per service over {secs} s, {faults} faults"));
+    std::fs::write(dir.join(format!("soak-{stamp}.svg")), svg).unwrap();
+    for (name, points) in &memory {
+        let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
+        eprintln!("soak: {name} peak RSS {peak:.1} MiB");
+    }
+    verify(&c, &format!("soak {secs} s, {faults} faults"), &sent, Duration::from_secs(300)).await;
 }

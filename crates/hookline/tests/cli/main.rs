@@ -1,6 +1,8 @@
 //! The `hookline` binary, run as a real process against the machine's services.
 
+mod access;
 mod admin_ui;
+mod bench;
 mod chaos;
 mod deploy;
 mod example;

@@ -1,0 +1,43 @@
+//! The bench tool itself, on a tiny scenario: the report's counts, never its speed.
+
+use hookline::bench::{run, BenchArgs};
+use hookline_test_support::{serve, TestEnv, OPERATOR_TOKEN};
+
+#[tokio::test]
+async fn a_tiny_bench_run_reports_every_delivery_and_writes_its_report() {
+    let env = TestEnv::new().await;
+    let kit = env.kit(&[]).await;
+    let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
+    hookline_ingest_api::relay::spawn(kit.clone());
+    hookline_delivery_worker::start(kit.clone()).unwrap();
+    let out = std::env::temp_dir().join(format!("hookline-bench-{}", env.id));
+    let report = run(BenchArgs {
+        url: server.addr.clone(),
+        operator_token: Some(OPERATOR_TOKEN.into()),
+        events: 150,
+        concurrency: 8,
+        rate: 0,
+        endpoints: 2,
+        hanging: 0,
+        fail_rate: 0.2,
+        drain_seconds: 60,
+        out: out.display().to_string(),
+        scenario: "tiny".into(),
+        skip_receiver_ceiling: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.ingest_errors, 0);
+    assert_eq!(report.expected_deliveries, 300, "150 events to 2 endpoints");
+    assert_eq!(report.delivered, 300);
+    assert_eq!(report.missing, 0);
+    let files: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    for ext in ["json", "md", "svg"] {
+        assert!(files.iter().any(|f| f.ends_with(&format!("tiny.{ext}"))), "{ext} report in {files:?}");
+    }
+    let md = std::fs::read_to_string(out.join(files.iter().find(|f| f.ends_with(".md")).unwrap())).unwrap();
+    assert!(md.contains("| deliveries | 300 of 300 (0 missing"), "{md}");
+    let _ = std::fs::remove_dir_all(&out);
+    kit.cancel.cancel();
+}
