@@ -35,6 +35,8 @@ struct Service {
 struct Chaos {
     env: TestEnv,
     redis: TcpProxy,
+    /// The ingest APIs reach RabbitMQ through this (the other services directly).
+    amqp: TcpProxy,
     services: Vec<Service>,
     key: String,
     receiver: TestReceiver,
@@ -44,7 +46,10 @@ impl Chaos {
     async fn start(ingest_instances: usize, workers: usize) -> Self {
         let env = TestEnv::new().await;
         let redis = TcpProxy::start(hookline_test_support::redis_server().trim_start_matches("redis://")).await;
-        let mut c = Chaos { env, redis, services: vec![], key: String::new(), receiver: TestReceiver::start().await };
+        let broker = hookline_test_support::amqp_server();
+        let amqp = TcpProxy::start(broker.rsplit('@').next().unwrap()).await;
+        let mut c =
+            Chaos { env, redis, amqp, services: vec![], key: String::new(), receiver: TestReceiver::start().await };
         c.spawn("control-api").await;
         for _ in 0..ingest_instances {
             c.spawn("ingest-api").await;
@@ -80,6 +85,11 @@ impl Chaos {
                 ("RUST_LOG", "warn"),
             ],
         );
+        if service == "ingest-api" {
+            let broker = hookline_test_support::amqp_server();
+            let credentials = broker.trim_start_matches("amqp://").split('@').next().unwrap().to_owned();
+            cmd.env("HOOKLINE_AMQP_URL", format!("amqp://{credentials}@{}/{}", self.amqp.addr(), self.env.vhost));
+        }
         cmd.args(["run", service]).stdout(Stdio::null()).stderr(Stdio::null());
         cmd
     }
@@ -396,6 +406,45 @@ async fn an_ingest_api_sigkilled_mid_load_is_healed_by_the_relay() {
     }
     load.await.unwrap();
     verify(&c, "ingest-api SIGKILL x2", &sent, Duration::from_secs(90)).await;
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[tokio::test]
+async fn an_ingest_api_killed_between_commit_and_publish_is_healed_by_the_relay() {
+    let mut c = Chaos::start(1, 1).await;
+    c.endpoint(json!({})).await;
+    // The ingest API loses the broker: it keeps committing, but cannot publish.
+    c.amqp.cut();
+    let mut sent = Sent::default();
+    let url = c.ingest_urls()[0].clone();
+    for i in 0..40 {
+        let res = http()
+            .post(&url)
+            .bearer_auth(&c.key)
+            .json(&json!({"id": format!("lead-{i}"), "name": "Ada", "email": "ada@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        sent.attempted += 1;
+        assert_eq!(res.status(), 202);
+        let v: Value = res.json().await.unwrap();
+        sent.accepted.insert(v["event_id"].as_str().unwrap().to_owned());
+    }
+    let mut conn = AsyncPgConnection::establish(&c.env.database_url()).await.unwrap();
+    let unpublished: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(unpublished.n > 0, "committed rows wait in the outbox");
+    // Killed with them unpublished; the next instance's relay must send them.
+    c.amqp.restore();
+    c.kill_and_restart("ingest-api").await;
+    verify(&c, "ingest-api SIGKILL between commit and publish", &Mutex::new(sent), Duration::from_secs(60)).await;
 }
 
 /// Resident memory of a process, in MiB.
