@@ -227,7 +227,8 @@ async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Noti
                     let url = hookline_store::endpoints::get_any(c, endpoint).await?.map(|e| e.url).unwrap_or_default();
                     if let Some(h) = &health {
                         if h.consecutive_failures >= s.endpoint_failing_threshold {
-                            let msg = format!("Endpoint {url} failed {} times in a row", h.consecutive_failures);
+                            let n = h.consecutive_failures;
+                            let msg = format!("Endpoint {url} failed {n} time{} in a row", if n == 1 { "" } else { "s" });
                             raise(c, &s, &mut notices, org_id, ENDPOINT_FAILING, endpoint, msg, json!({"consecutive_failures": h.consecutive_failures, "last_status_code": o.status_code, "error_class": o.error_class})).await?;
                         }
                     }
