@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use hookline_service_kit::error::{ApiError, FieldError};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 
 use super::session::{AdminSession, CSRF_FIELD};
 
@@ -46,8 +46,8 @@ fn head(title: &str) -> Markup {
     }
 }
 
-/// A full page for a signed-in session. `live` names the event stream that
-/// refreshes the page's live regions, when it has any.
+/// A full page for a signed-in session. Its live regions (elements with
+/// `hx-trigger="live from:body"`) refresh when `/admin/stream` reports a change.
 pub fn page(s: &AdminSession, nav: Nav, title: &str, body: Markup) -> HttpResponse {
     page_with(s, nav, title, StatusCode::OK, body)
 }
@@ -257,9 +257,4 @@ impl Default for InputAttrs {
     fn default() -> Self {
         Self { kind: "text", required: false, placeholder: None, inputmode: None, hint: None }
     }
-}
-
-/// Raw, already-safe markup (only for constant strings).
-pub fn raw(s: &'static str) -> PreEscaped<&'static str> {
-    PreEscaped(s)
 }
