@@ -121,14 +121,8 @@ impl Authenticator {
         if entry.previous_valid_until.is_some_and(|t| t <= now) {
             return Err(ApiError::unauthorized("this API key's secret was rotated and its grace period is over"));
         }
-        if !entry.allowed_ips.is_empty() {
-            let allowed = client_ip.is_some_and(|ip| {
-                let ip = canonical(ip);
-                entry.allowed_ips.iter().any(|net| net.contains(&ip))
-            });
-            if !allowed {
-                return Err(ApiError::forbidden("this API key may not be used from this IP address"));
-            }
+        if !ip_allowed(&entry.allowed_ips, client_ip) {
+            return Err(ApiError::forbidden("this API key may not be used from this IP address"));
         }
         Ok(Principal {
             key_id: entry.key_id,
@@ -163,6 +157,12 @@ impl Authenticator {
             previous_valid_until: if previous { row.previous_expires_at } else { None },
         }))
     }
+}
+
+/// Whether a key with this allowlist may be used from `ip` (an empty list
+/// allows any address; an unknown address passes no list).
+pub fn ip_allowed(allowed: &[IpNet], ip: Option<IpAddr>) -> bool {
+    allowed.is_empty() || ip.is_some_and(|ip| allowed.iter().any(|net| net.contains(&canonical(ip))))
 }
 
 /// IPv4-mapped IPv6 addresses compare as IPv4.

@@ -360,6 +360,19 @@ pub async fn endpoint_health(conn: &mut AsyncPgConnection, endpoint_id: Uuid) ->
     endpoint_health::table.find(endpoint_id).select(HealthRow::as_select()).first(conn).await.optional()
 }
 
+/// The health of several endpoints in one query; endpoints never attempted are absent.
+pub async fn endpoints_health(
+    conn: &mut AsyncPgConnection,
+    endpoint_ids: &[Uuid],
+) -> QueryResult<std::collections::HashMap<Uuid, HealthRow>> {
+    let rows: Vec<(Uuid, HealthRow)> = endpoint_health::table
+        .filter(endpoint_health::endpoint_id.eq_any(endpoint_ids))
+        .select((endpoint_health::endpoint_id, HealthRow::as_select()))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 #[derive(QueryableByName)]
 struct Fingerprint {
     #[diesel(sql_type = diesel::sql_types::Text)]

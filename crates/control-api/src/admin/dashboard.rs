@@ -29,14 +29,12 @@ async fn region(kit: &Kit, s: &AdminSession) -> Result<Markup, ApiError> {
     s.principal.require(Scope::DeliveriesRead)?;
     let a = analytics::compute(kit, s.org_id().as_uuid(), "24h").await?;
     let hooks = webhooks_api::list(kit, &s.principal, &PageParams { limit: Some(100), cursor: None }).await?;
-    let mut health_rows = Vec::with_capacity(hooks.data.len());
-    {
-        let mut conn = kit.conn().await?;
-        for w in &hooks.data {
-            let h = hookline_store::deliveries::endpoint_health(&mut conn, w.id.as_uuid()).await?;
-            health_rows.push(h.map(|h| (h.consecutive_failures, h.last_success_at)).unwrap_or((0, None)));
-        }
-    }
+    let ids: Vec<uuid::Uuid> = hooks.data.iter().map(|w| w.id.as_uuid()).collect();
+    let by_id = hookline_store::deliveries::endpoints_health(&mut *kit.conn().await?, &ids).await?;
+    let health_rows: Vec<(i32, Option<chrono::DateTime<chrono::Utc>>)> = ids
+        .iter()
+        .map(|id| by_id.get(id).map(|h| (h.consecutive_failures, h.last_success_at)).unwrap_or((0, None)))
+        .collect();
     let open = if s.can(Scope::AlertsRead) {
         let p = AlertParams { state: Some("open".into()), rule: None, webhook_id: None, limit: Some(10), cursor: None };
         Some(alerts_api::list(kit, &s.principal, &p).await?)

@@ -9,7 +9,9 @@ use hookline_service_kit::error::{ApiError, FieldError};
 use hookline_service_kit::kit::Kit;
 use maud::{html, Markup};
 
-use super::layout::{csrf, notice, opt_time, page, page_with, status_badge, text_input, FormErrors, InputAttrs, Nav};
+use super::layout::{
+    csrf, notice, opt_time, page, page_with, reveal, status_badge, text_input, FormErrors, InputAttrs, Nav, Reveal,
+};
 use super::see_other;
 use super::session::{AdminForm, AdminSession, Refusal};
 use crate::routes::keys::{self as api, CreateKey, KeyListParams, RotateKey, UpdateKey};
@@ -223,21 +225,14 @@ async fn create(kit: web::Data<Kit>, form: AdminForm) -> Result<HttpResponse, Re
 }
 
 fn secret_page(s: &AdminSession, k: &KeyView, title: &str, warning: &str) -> HttpResponse {
-    let secret = k.key.clone().unwrap_or_default();
-    page(
-        s,
-        Nav::Keys,
-        title,
-        html! {
-            div.notice.warn role="alert" { p { strong { (warning) } } }
-            div.secret {
-                label for="secret" { "Key for " (k.name) }
-                code #secret data-testid="secret" { (secret) }
-                button type="button" data-copy="secret" { "Copy" }
-            }
-            p { a href={ "/admin/keys/" (k.id) } { "Done: go to the key" } }
-        },
-    )
+    let body = reveal(Reveal {
+        warning,
+        label: format!("Key for {}", k.name),
+        secret: k.key.as_deref().unwrap_or_default(),
+        done_href: format!("/admin/keys/{}", k.id),
+        done_label: "Done: go to the key",
+    });
+    page(s, Nav::Keys, title, body)
 }
 
 async fn show(

@@ -126,6 +126,27 @@ pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
     )
 }
 
+/// A secret shown once (a new key or signing secret), with a copy button.
+pub struct Reveal<'a> {
+    pub warning: &'a str,
+    pub label: String,
+    pub secret: &'a str,
+    pub done_href: String,
+    pub done_label: &'a str,
+}
+
+pub fn reveal(r: Reveal<'_>) -> Markup {
+    html! {
+        div.notice.warn role="alert" { p { strong { (r.warning) } } }
+        div.secret {
+            label for="secret" { (r.label) }
+            code #secret data-testid="secret" { (r.secret) }
+            button type="button" data-copy="secret" { "Copy" }
+        }
+        p { a href=(r.done_href) { (r.done_label) } }
+    }
+}
+
 /// The hidden CSRF field of every form.
 pub fn csrf(s: &AdminSession) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(s.csrf()); }

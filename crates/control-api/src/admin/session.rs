@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use hookline_domain::crypto::constant_time_eq;
 use hookline_domain::id::{KeyId, OrgId};
 use hookline_domain::scope::{Role, Scope};
-use hookline_service_kit::auth::{client_ip, Principal};
+use hookline_service_kit::auth::{client_ip, ip_allowed, Principal};
 use hookline_service_kit::error::ApiError;
 use hookline_service_kit::kit::Kit;
 use hookline_store::keys::KeyRow;
@@ -187,14 +187,8 @@ fn principal_of(row: &KeyRow, ip: Option<std::net::IpAddr>) -> Option<Principal>
         return None;
     }
     let nets: Vec<ipnet::IpNet> = row.allowed_ips.iter().filter_map(|s| s.parse().ok()).collect();
-    if !nets.is_empty() {
-        let ip = ip.map(|ip| match ip {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        });
-        if !ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))) {
-            return None;
-        }
+    if !ip_allowed(&nets, ip) {
+        return None;
     }
     let scopes: BTreeSet<Scope> = row.scopes.iter().filter_map(|s| s.parse().ok()).collect();
     Some(Principal {

@@ -13,7 +13,8 @@ use maud::{html, Markup};
 
 use super::keys::parse_utc;
 use super::layout::{
-    csrf, millis, notice, opt_time, page, page_with, percent, status_badge, text_input, FormErrors, InputAttrs, Nav,
+    csrf, millis, notice, opt_time, page, page_with, percent, reveal, status_badge, text_input, FormErrors, InputAttrs,
+    Nav, Reveal,
 };
 use super::see_other;
 use super::session::{AdminForm, AdminSession, Refusal};
@@ -251,20 +252,14 @@ async fn new_form(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse, 
 }
 
 fn secret_page(s: &AdminSession, w: &WebhookView, title: &str) -> HttpResponse {
-    page(
-        s,
-        Nav::Webhooks,
-        title,
-        html! {
-            div.notice.warn role="alert" { p { strong { "This is the only time the signing secret is shown. Copy it into your receiver now." } } }
-            div.secret {
-                label for="secret" { "Signing secret for " (w.url) }
-                code #secret data-testid="secret" { (w.secret.clone().unwrap_or_default()) }
-                button type="button" data-copy="secret" { "Copy" }
-            }
-            p { a href={ "/admin/webhooks/" (w.id) } { "Done: go to the webhook" } }
-        },
-    )
+    let body = reveal(Reveal {
+        warning: "This is the only time the signing secret is shown. Copy it into your receiver now.",
+        label: format!("Signing secret for {}", w.url),
+        secret: w.secret.as_deref().unwrap_or_default(),
+        done_href: format!("/admin/webhooks/{}", w.id),
+        done_label: "Done: go to the webhook",
+    });
+    page(s, Nav::Webhooks, title, body)
 }
 
 async fn create(kit: web::Data<Kit>, f: AdminForm) -> Result<HttpResponse, Refusal> {
