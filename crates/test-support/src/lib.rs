@@ -324,6 +324,23 @@ pub fn serve(kit: Arc<Kit>, spec: ServerSpec) -> TestServer {
     TestServer { addr: format!("http://127.0.0.1:{port}"), kit }
 }
 
+/// A new organisation through the operator API at `base`: its id and its
+/// first admin key.
+pub async fn create_org(base: &str, name: &str) -> (String, String) {
+    let v: serde_json::Value = http()
+        .post(format!("{base}/api/v1/orgs"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&serde_json::json!({"name": name}))
+        .send()
+        .await
+        .expect("operator API answers")
+        .json()
+        .await
+        .expect("an organisation as JSON");
+    let id = v["id"].as_str().expect("org id").to_owned();
+    (id, v["api_key"]["key"].as_str().expect("admin key").to_owned())
+}
+
 /// An HTTP client for tests.
 pub fn http() -> reqwest::Client {
     init();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use hookline_test_support::{eventually, http, serve, TestEnv, OPERATOR_TOKEN};
+use hookline_test_support::{create_org, eventually, http, serve, TestEnv};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -105,21 +105,8 @@ async fn world() -> World {
     let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
     hookline_ingest_api::relay::spawn(kit.clone());
     let base = server.addr.clone();
-    let mut admins = Vec::new();
-    for name in ["Acme", "Globex"] {
-        let v: Value = http()
-            .post(format!("{base}/api/v1/orgs"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .json(&json!({"name": name}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        admins.push(v["api_key"]["key"].as_str().unwrap().to_owned());
-    }
-    let (admin, other_admin) = (admins[0].clone(), admins[1].clone());
+    let (_, admin) = create_org(&base, "Acme").await;
+    let (_, other_admin) = create_org(&base, "Globex").await;
     let receiver = "http://127.0.0.1:9/hook".to_owned();
     // The other organisation's resources.
     let key = post(&base, &other_admin, "/api/v1/keys", json!({"name": "theirs", "role": "read_only"})).await;

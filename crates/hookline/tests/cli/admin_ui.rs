@@ -11,7 +11,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use hookline_service_kit::kit::Kit;
 use hookline_test_support::browser::Browser;
 use hookline_test_support::receiver::{Behaviour, TestReceiver};
-use hookline_test_support::{eventually, http, serve, TestEnv, OPERATOR_TOKEN};
+use hookline_test_support::{create_org, eventually, http, serve, TestEnv};
 use serde_json::{json, Value};
 
 struct Stack {
@@ -39,17 +39,7 @@ async fn stack() -> Stack {
 impl Stack {
     /// A new organisation; answers its id and admin key.
     async fn org(&self, name: &str) -> (String, String) {
-        let v: Value = http()
-            .post(format!("{}/api/v1/orgs", self.url))
-            .bearer_auth(OPERATOR_TOKEN)
-            .json(&json!({"name": name}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (v["id"].as_str().unwrap().to_owned(), v["api_key"]["key"].as_str().unwrap().to_owned())
+        create_org(&self.url, name).await
     }
 
     async fn api(&self, method: reqwest::Method, key: &str, path: &str, body: Option<Value>) -> (u16, Value) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use hookline_test_support::proxy::TcpProxy;
 use hookline_test_support::receiver::{Behaviour, TestReceiver};
-use hookline_test_support::{close_vhost_connections, eventually, http, TestEnv, OPERATOR_TOKEN};
+use hookline_test_support::{close_vhost_connections, create_org, eventually, http, TestEnv, OPERATOR_TOKEN};
 use serde_json::{json, Value};
 
 use crate::hookline;
@@ -58,17 +58,7 @@ impl Chaos {
             c.spawn("worker").await;
         }
         c.spawn("alerting").await;
-        let org: Value = http()
-            .post(c.url("control-api", "/api/v1/orgs"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .json(&json!({"name": "Chaos"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        c.key = org["api_key"]["key"].as_str().unwrap().to_owned();
+        c.key = create_org(&c.url("control-api", ""), "Chaos").await.1;
         c
     }
 
@@ -97,11 +87,7 @@ impl Chaos {
     async fn spawn(&mut self, name: &'static str) {
         let port = free_port();
         let child = self.command(name, port).spawn().unwrap();
-        let url = format!("http://127.0.0.1:{port}/health");
-        eventually(Duration::from_secs(30), &format!("{name} to answer /health"), || async {
-            http().get(&url).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
-        })
-        .await;
+        wait_healthy(name, port).await;
         self.services.push(Service { name, port, child });
     }
 
@@ -125,11 +111,7 @@ impl Chaos {
         let _ = s.child.kill();
         let _ = s.child.wait();
         let child = self.command(name, s.port).spawn().unwrap();
-        let url = format!("http://127.0.0.1:{}/health", s.port);
-        eventually(Duration::from_secs(30), &format!("{name} to come back"), || async {
-            http().get(&url).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
-        })
-        .await;
+        wait_healthy(name, s.port).await;
         self.services.push(Service { name, port: s.port, child });
     }
 
@@ -149,6 +131,36 @@ impl Chaos {
         self.receiver.set_secrets(&[v["secret"].as_str().unwrap()]);
         v["id"].as_str().unwrap().to_owned()
     }
+}
+
+async fn wait_healthy(name: &str, port: u16) {
+    let url = format!("http://127.0.0.1:{port}/health");
+    eventually(Duration::from_secs(30), &format!("{name} to answer /health"), || async {
+        http().get(&url).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await;
+}
+
+/// Terminates every Postgres backend connected to `database`.
+async fn terminate_backends(database: &str) {
+    let admin = format!("{}/postgres", hookline_test_support::postgres_server());
+    let mut conn = AsyncPgConnection::establish(&admin).await.unwrap();
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind::<diesel::sql_types::Text, _>(database)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+/// Waits until the load generator has had `n` answers, so a fault lands at a
+/// point of the load rather than at a point of the clock.
+async fn after_sent(sent: &Mutex<Sent>, n: usize) {
+    eventually(Duration::from_secs(60), &format!("{n} events to be sent"), || async {
+        (sent.lock().unwrap().attempted >= n).then_some(())
+    })
+    .await;
 }
 
 impl Drop for Chaos {
@@ -319,8 +331,8 @@ async fn a_worker_sigkilled_three_times_mid_load() {
     let mut c = Chaos::start(1, 2).await;
     c.endpoint(json!({})).await;
     let (load, sent) = load(c.ingest_urls(), c.key.clone());
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in [120, 240, 360] {
+        after_sent(&sent, n).await;
         c.kill_and_restart("worker").await;
     }
     load.await.unwrap();
@@ -332,8 +344,8 @@ async fn every_broker_connection_force_closed_mid_load() {
     let c = Chaos::start(1, 1).await;
     c.endpoint(json!({})).await;
     let (load, sent) = load(c.ingest_urls(), c.key.clone());
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_secs(4)).await;
+    for n in [160, 320] {
+        after_sent(&sent, n).await;
         // The management API lists a connection a few seconds after it opens.
         eventually(Duration::from_secs(20), "broker connections to close", || async {
             close_vhost_connections(&c.env.vhost).await.ok().filter(|n| *n > 0)
@@ -349,17 +361,9 @@ async fn postgres_backends_terminated_mid_load() {
     let c = Chaos::start(1, 1).await;
     c.endpoint(json!({})).await;
     let (load, sent) = load(c.ingest_urls(), c.key.clone());
-    let admin = format!("{}/postgres", hookline_test_support::postgres_server());
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        let mut conn = AsyncPgConnection::establish(&admin).await.unwrap();
-        diesel::sql_query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind::<diesel::sql_types::Text, _>(&c.env.database)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    for n in [160, 320] {
+        after_sent(&sent, n).await;
+        terminate_backends(&c.env.database).await;
     }
     load.await.unwrap();
     verify(&c, "postgres backends terminated x2", &sent, Duration::from_secs(90)).await;
@@ -370,9 +374,10 @@ async fn redis_unreachable_for_a_while_mid_load() {
     let c = Chaos::start(1, 1).await;
     c.endpoint(json!({})).await;
     let (load, sent) = load(c.ingest_urls(), c.key.clone());
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Cut for the next 160 events (about four seconds of load).
+    after_sent(&sent, 120).await;
     c.redis.cut();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    after_sent(&sent, 280).await;
     c.redis.restore();
     load.await.unwrap();
     let refused = sent.lock().unwrap().refused.clone();
@@ -400,8 +405,8 @@ async fn an_ingest_api_sigkilled_mid_load_is_healed_by_the_relay() {
     let mut c = Chaos::start(2, 1).await;
     c.endpoint(json!({})).await;
     let (load, sent) = load(c.ingest_urls(), c.key.clone());
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_secs(4)).await;
+    for n in [160, 320] {
+        after_sent(&sent, n).await;
         c.kill_and_restart("ingest-api").await;
     }
     load.await.unwrap();
@@ -513,8 +518,10 @@ async fn soak() {
     let mut memory: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let mut next_fault = Duration::from_secs(every);
     let mut faults = 0usize;
+    let mut sample = tokio::time::interval(Duration::from_secs(5));
+    sample.tick().await;
     while start.elapsed() < Duration::from_secs(secs) {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        sample.tick().await;
         let t = start.elapsed().as_secs_f64();
         // A restarted service keeps its port, so its line continues.
         for s in &c.services {
@@ -527,20 +534,12 @@ async fn soak() {
                 1 => {
                     let _ = close_vhost_connections(&c.env.vhost).await;
                 }
-                2 => {
-                    let admin = format!("{}/postgres", hookline_test_support::postgres_server());
-                    let mut conn = AsyncPgConnection::establish(&admin).await.unwrap();
-                    diesel::sql_query(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    )
-                    .bind::<diesel::sql_types::Text, _>(&c.env.database)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                }
+                2 => terminate_backends(&c.env.database).await,
                 3 => {
+                    // Cut for about five seconds of load.
+                    let sent_so_far = sent.lock().unwrap().attempted;
                     c.redis.cut();
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    after_sent(&sent, sent_so_far + 5 * rate as usize).await;
                     c.redis.restore();
                 }
                 _ => c.kill_and_restart("ingest-api").await,

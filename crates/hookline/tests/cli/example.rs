@@ -3,7 +3,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hookline_test_support::{eventually, http, serve, TestEnv, OPERATOR_TOKEN};
+use hookline_test_support::{create_org, eventually, http, serve, TestEnv};
 use serde_json::{json, Value};
 
 struct Kill(Child);
@@ -32,17 +32,8 @@ async fn the_rust_example_verifies_real_deliveries() {
     hookline_ingest_api::relay::spawn(kit.clone());
     hookline_delivery_worker::start(kit.clone()).unwrap();
     let c = http();
-    let org: Value = c
-        .post(server.url("/api/v1/orgs"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"name": "Acme"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = org["api_key"]["key"].as_str().unwrap();
+    let (_, key) = create_org(&server.addr, "Acme").await;
+    let key = key.as_str();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let ep: Value = c
         .post(server.url("/api/v1/webhooks"))

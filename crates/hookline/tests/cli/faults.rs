@@ -5,7 +5,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use hookline_test_support::receiver::{Behaviour, TestReceiver};
-use hookline_test_support::{eventually, http, serve, TestEnv, OPERATOR_TOKEN};
+use hookline_test_support::{create_org, eventually, http, serve, TestEnv};
 use serde_json::{json, Value};
 
 use crate::hookline;
@@ -21,17 +21,8 @@ async fn stack() -> Stack {
     let kit = env.kit(&[]).await;
     let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
     hookline_ingest_api::relay::spawn(kit.clone());
-    let v: Value = http()
-        .post(server.url("/api/v1/orgs"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"name": "Acme"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    Stack { url: server.addr.clone(), key: v["api_key"]["key"].as_str().unwrap().to_owned(), env }
+    let (_, key) = create_org(&server.addr, "Acme").await;
+    Stack { url: server.addr.clone(), key, env }
 }
 
 impl Stack {

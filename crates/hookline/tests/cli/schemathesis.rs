@@ -4,8 +4,7 @@
 
 use std::process::Command;
 
-use hookline_test_support::{http, serve, TestEnv, OPERATOR_TOKEN};
-use serde_json::{json, Value};
+use hookline_test_support::{create_org, serve, TestEnv};
 
 pub fn schemathesis() -> String {
     std::env::var("HOOKLINE_TEST_SCHEMATHESIS").unwrap_or_else(|_| "schemathesis".into())
@@ -16,17 +15,7 @@ async fn the_documented_api_holds_under_schemathesis() {
     let env = TestEnv::new().await;
     let kit = env.kit(&[]).await;
     let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
-    let org: Value = http()
-        .post(server.url("/api/v1/orgs"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"name": "Fuzz"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = org["api_key"]["key"].as_str().unwrap().to_owned();
+    let (_, key) = create_org(&server.addr, "Fuzz").await;
     let spec = server.url("/openapi.json");
     let auth = format!("Authorization: Bearer {key}");
     // schemathesis keeps a cache in its working directory: not in the checkout.

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use hookline_test_support::receiver::TestReceiver;
-use hookline_test_support::{eventually, http, TestEnv, OPERATOR_TOKEN};
+use hookline_test_support::{create_org, eventually, http, TestEnv, OPERATOR_TOKEN};
 use serde_json::{json, Value};
 
 use crate::hookline;
@@ -49,17 +49,7 @@ async fn no_key_or_webhook_secret_reaches_the_database_or_the_logs_in_clear() {
     .await;
 
     let mut secrets: Vec<String> = vec![OPERATOR_TOKEN.into(), env.master_key.clone()];
-    let org: Value = http()
-        .post(format!("{base}/api/v1/orgs"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"name": "Acme"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = org["api_key"]["key"].as_str().unwrap().to_owned();
+    let (_, admin) = create_org(&base, "Acme").await;
     secrets.push(admin.clone());
     let key =
         call(&base, &admin, reqwest::Method::POST, "/api/v1/keys", Some(json!({"name": "crm", "role": "read_write"})))
