@@ -18,7 +18,7 @@ pub mod rules;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use hookline_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use hookline_broker::lapin::types::FieldTable;
 use hookline_broker::topology;
@@ -33,6 +33,9 @@ pub struct Alerting {
     pub notifier: notify::Notifier,
 }
 
+/// Unacknowledged messages per consumer, and the most judged together.
+const PREFETCH: u16 = 64;
+
 impl Alerting {
     pub fn new(kit: Arc<Kit>) -> anyhow::Result<Arc<Self>> {
         let notifier = notify::Notifier::new(&kit.settings)?;
@@ -44,7 +47,7 @@ impl Alerting {
             hookline_broker::publisher::connect(self.kit.settings.amqp_url.expose(), "hookline-alerting").await?;
         let channel = conn.create_channel().await?;
         topology::declare(&channel).await?;
-        channel.basic_qos(32, BasicQosOptions::default()).await?;
+        channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
         let mut consumer = channel
             .basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
             .await?;
@@ -54,26 +57,64 @@ impl Alerting {
                 _ = self.kit.cancel.cancelled() => break Ok(()),
                 d = consumer.next() => d,
             };
-            let delivery = match next {
+            let first = match next {
                 Some(Ok(d)) => d,
                 Some(Err(e)) => break Err(anyhow::anyhow!("consumer: {e}")),
                 None => break Err(anyhow::anyhow!("the broker closed the consumer")),
             };
-            let outcome = if queue == topology::QUEUE_OUTCOMES_ALERTING {
-                rules::process_outcome(self, &delivery.data).await
-            } else {
-                rules::process_dead_letter(self, &delivery.data).await
-            };
-            let acked = match outcome {
-                Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
-                Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "processing an alerting message failed; requeueing it");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await
+            // Take what has already arrived too: outcomes are judged and acknowledged together.
+            let mut batch = vec![first];
+            let mut ended = None;
+            while batch.len() < PREFETCH as usize {
+                match consumer.next().now_or_never() {
+                    Some(Some(Ok(d))) => batch.push(d),
+                    Some(Some(Err(e))) => {
+                        ended = Some(Err(anyhow::anyhow!("consumer: {e}")));
+                        break;
+                    }
+                    Some(None) => {
+                        ended = Some(Err(anyhow::anyhow!("the broker closed the consumer")));
+                        break;
+                    }
+                    None => break,
                 }
+            }
+            let payloads: Vec<&[u8]> = batch.iter().map(|d| d.data.as_slice()).collect();
+            let results = if queue == topology::QUEUE_OUTCOMES_ALERTING {
+                rules::process_outcomes(self, &payloads).await
+            } else {
+                let mut results = Vec::with_capacity(payloads.len());
+                for p in &payloads {
+                    results.push(rules::process_dead_letter(self, p).await);
+                }
+                results
             };
-            if let Err(e) = acked {
-                tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+            if results.iter().all(Result::is_ok) {
+                // Processed in order: one acknowledgement covers the batch.
+                let last = batch.last().expect("not empty");
+                if let Err(e) = last.acker.ack(BasicAckOptions { multiple: true }).await {
+                    tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+                }
+            } else {
+                for (delivery, result) in batch.iter().zip(results) {
+                    let acked = match result {
+                        Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+                        Err(e) => {
+                            tracing::warn!(
+                                error = format!("{e:#}"),
+                                "processing an alerting message failed; requeueing it"
+                            );
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await
+                        }
+                    };
+                    if let Err(e) = acked {
+                        tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+                    }
+                }
+            }
+            if let Some(end) = ended {
+                break end;
             }
         };
         let _ = conn.close(200, "shutting down".into()).await;

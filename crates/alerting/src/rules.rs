@@ -156,20 +156,6 @@ pub async fn disable(
     Ok(true)
 }
 
-/// Whether a success could change anything: the endpoint has an unresolved
-/// alert, or is counted as failing.
-async fn needs_attention(c: Tx<'_>, endpoint: Uuid) -> diesel::QueryResult<bool> {
-    if hookline_store::alerts::has_any_unresolved(c, endpoint).await? {
-        return Ok(true);
-    }
-    let health = hookline_store::deliveries::endpoint_health(c, endpoint).await?;
-    Ok(health.is_some_and(|h| {
-        h.consecutive_failures > 0
-            || h.failing_since.is_some()
-            || h.last_failure_at.is_some_and(|t| t > Utc::now() - Duration::hours(1))
-    }))
-}
-
 /// The notices to send, whether an endpoint was disabled, and the org's
 /// settings they were judged by (None when nothing was evaluated).
 async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Notice>, bool, Option<SettingsRow>)> {
@@ -179,7 +165,7 @@ async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Noti
     let kind = o.kind();
     let operational = EventType::parse(&o.event_type).map(|t| t.is_operational()).unwrap_or(false);
     let mut conn = a.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
-    if kind == OutcomeKind::Delivered && !needs_attention(&mut conn, endpoint).await? {
+    if kind == OutcomeKind::Delivered && !hookline_store::alerts::needs_attention(&mut conn, endpoint).await? {
         // The common case: a healthy endpoint delivered. Nothing to open or resolve, nothing to write.
         return Ok((Vec::new(), false, None));
     }
@@ -266,6 +252,49 @@ async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Noti
         })
         .await?;
     Ok((notices, disabled, settings))
+}
+
+/// Evaluates several outcome messages in order, one result each. A delivery
+/// to an endpoint with nothing to resolve changes nothing: those are
+/// recognised for the whole batch with one query, unless an earlier outcome
+/// of the batch concerned the same endpoint.
+pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::Result<()>> {
+    let decoded: Vec<Option<DeliveryOutcome>> =
+        payloads.iter().map(|p| DeliveryOutcome::decode(*p).ok().filter(|o| o.version == MESSAGE_VERSION)).collect();
+    let delivered_to = |o: &DeliveryOutcome| {
+        (o.kind() == OutcomeKind::Delivered)
+            .then(|| EndpointId::parse(&o.endpoint_id).ok().map(|e| e.as_uuid()))
+            .flatten()
+    };
+    let mut endpoints: Vec<Uuid> = decoded.iter().flatten().filter_map(delivered_to).collect();
+    endpoints.sort_unstable();
+    endpoints.dedup();
+    // Alone, an outcome is judged by `process_outcome`'s own check.
+    let attention = if payloads.len() > 1 && !endpoints.is_empty() {
+        match a.kit.pool.get().await {
+            Ok(mut conn) => hookline_store::alerts::needing_attention(&mut conn, &endpoints).await.ok(),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let mut touched = std::collections::HashSet::new();
+    let mut results = Vec::with_capacity(payloads.len());
+    for (payload, outcome) in payloads.iter().zip(&decoded) {
+        if let (Some(o), Some(attention)) = (outcome, &attention) {
+            if let Some(endpoint) = delivered_to(o) {
+                if !attention.contains(&endpoint) && !touched.contains(&endpoint) {
+                    results.push(Ok(()));
+                    continue;
+                }
+            }
+            if let Ok(e) = EndpointId::parse(&o.endpoint_id) {
+                touched.insert(e.as_uuid());
+            }
+        }
+        results.push(process_outcome(a, payload).await);
+    }
+    results
 }
 
 /// Evaluates one outcome message.

@@ -16,20 +16,29 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use diesel_async::AsyncConnection;
 use futures_util::StreamExt;
 use hookline_broker::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
 };
 use hookline_broker::lapin::types::FieldTable;
 use hookline_broker::topology;
+use hookline_service_kit::batch::Batcher;
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::ops::{serve_ops, Probes};
+use hookline_store::db::PgPool;
+use hookline_store::deliveries::{AttemptOutcome, AttemptRow, DeliveryRow};
+use hookline_store::events::EventRow;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::process::Disposition;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9101";
+/// How long a delivery waits for a slot of a fast endpoint at its cap before it is parked.
+pub const SLOT_WAIT: Duration = Duration::from_millis(250);
+/// Endpoints answering faster than this on average are waited for rather than parked.
+pub const FAST_ENDPOINT_MS: f64 = 50.0;
 /// How long SIGTERM waits for in-flight deliveries.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -41,21 +50,106 @@ pub struct Worker {
     endpoint_slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     /// GCRA state for endpoints with `rate_limit_per_second`.
     endpoint_rate: Mutex<HashMap<Uuid, f64>>,
+    /// Recent response time per endpoint, in milliseconds.
+    endpoint_latency: Mutex<HashMap<Uuid, f64>>,
+    /// Records attempts of concurrent deliveries in shared transactions.
+    pub recorder: Recorder,
+    /// Reads the deliveries (with their events) of concurrent messages in shared queries.
+    pub loader: Loader,
+}
+
+/// A delivery and its event, as the worker reads them.
+pub type Loaded = Option<Arc<(DeliveryRow, EventRow)>>;
+/// Batched reads of deliveries by id.
+pub type Loader = Batcher<Uuid, Result<Loaded, String>>;
+
+fn loader(pool: PgPool) -> Loader {
+    Loader::spawn(ATTEMPT_WRITERS, ATTEMPT_BATCH, move |ids: Vec<Uuid>| {
+        let pool = pool.clone();
+        async move {
+            let n = ids.len();
+            let rows = async {
+                let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
+                hookline_store::deliveries::get_many_with_event(&mut conn, &ids)
+                    .await
+                    .map_err(|e| format!("reading deliveries: {e}"))
+            }
+            .await;
+            match rows {
+                Ok(rows) => {
+                    let found: HashMap<Uuid, Arc<(DeliveryRow, EventRow)>> =
+                        rows.into_iter().map(|r| (r.0.id, Arc::new(r))).collect();
+                    ids.iter().map(|id| Ok(found.get(id).cloned())).collect()
+                }
+                Err(e) => vec![Err(e); n],
+            }
+        }
+    })
+}
+
+/// An attempt and what it did to its delivery.
+pub type AttemptWrite = (AttemptRow, AttemptOutcome);
+/// Group commit for attempt records (see [`hookline_service_kit::batch`]).
+pub type Recorder = Batcher<AttemptWrite, Result<(), String>>;
+/// Attempts per shared transaction, at most.
+const ATTEMPT_BATCH: usize = 128;
+/// Transactions in flight at once.
+const ATTEMPT_WRITERS: usize = 2;
+
+fn recorder(pool: PgPool) -> Recorder {
+    Recorder::spawn(ATTEMPT_WRITERS, ATTEMPT_BATCH, move |batch: Vec<AttemptWrite>| {
+        let pool = pool.clone();
+        async move {
+            let (attempts, outcomes): (Vec<AttemptRow>, Vec<AttemptOutcome>) = batch.into_iter().unzip();
+            match write_attempts(&pool, &attempts, &outcomes).await {
+                Ok(()) => vec![Ok(()); attempts.len()],
+                Err(e) if attempts.len() == 1 => vec![Err(e)],
+                Err(e) => {
+                    // Write each alone, so one bad record cannot hold the others back.
+                    tracing::warn!(error = %e, attempts = attempts.len(), "a batch of attempts failed; writing each alone");
+                    let mut results = Vec::with_capacity(attempts.len());
+                    for (a, o) in attempts.iter().zip(&outcomes) {
+                        results.push(write_attempts(&pool, std::slice::from_ref(a), std::slice::from_ref(o)).await);
+                    }
+                    results
+                }
+            }
+        }
+    })
+}
+
+async fn write_attempts(pool: &PgPool, attempts: &[AttemptRow], outcomes: &[AttemptOutcome]) -> Result<(), String> {
+    let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        hookline_store::deliveries::record_attempts(c, attempts, outcomes).await
+    })
+    .await
+    .map_err(|e| format!("recording attempts: {e}"))
 }
 
 impl Worker {
     pub fn new(kit: Arc<Kit>) -> anyhow::Result<Arc<Self>> {
         let client = client::build_client(kit.settings.allow_private_targets)?;
         Ok(Arc::new(Self {
-            kit,
             client,
             endpoint_slots: Mutex::new(HashMap::new()),
             endpoint_rate: Mutex::new(HashMap::new()),
+            endpoint_latency: Mutex::new(HashMap::new()),
+            recorder: recorder(kit.pool.clone()),
+            loader: loader(kit.pool.clone()),
+            kit,
         }))
     }
 
-    /// A slot for one request to `endpoint`, or None when it is at its cap.
-    pub fn try_endpoint_slot(&self, endpoint: Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    /// A slot for one request to `endpoint`, or None when it is at its cap
+    /// and should be parked.
+    ///
+    /// An endpoint that answers quickly frees a slot within milliseconds, so
+    /// waiting briefly for one costs less than a round trip through a delay
+    /// queue (and keeps deliveries to one busy endpoint in order of arrival).
+    /// An endpoint that answers slowly would hold this worker's slot for the
+    /// whole wait, so its messages are parked at once.
+    pub async fn endpoint_slot(&self, endpoint: Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let sem = {
             let mut slots = self.endpoint_slots.lock().expect("slots lock");
             if slots.len() > 50_000 {
@@ -66,7 +160,29 @@ impl Worker {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.kit.settings.endpoint_concurrency)))
                 .clone()
         };
-        sem.try_acquire_owned().ok()
+        if let Ok(permit) = sem.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if self.recent_latency_ms(endpoint) > FAST_ENDPOINT_MS {
+            return None;
+        }
+        tokio::time::timeout(SLOT_WAIT, sem.acquire_owned()).await.ok().and_then(Result::ok)
+    }
+
+    /// The endpoint's recent response time (a moving average), 0 when unknown.
+    pub fn recent_latency_ms(&self, endpoint: Uuid) -> f64 {
+        self.endpoint_latency.lock().expect("latency lock").get(&endpoint).copied().unwrap_or(0.0)
+    }
+
+    /// Folds one attempt's response time (or time to fail) into the average.
+    pub fn observe_latency(&self, endpoint: Uuid, latency: Duration) {
+        let ms = latency.as_secs_f64() * 1000.0;
+        let mut map = self.endpoint_latency.lock().expect("latency lock");
+        if map.len() > 50_000 {
+            map.clear();
+        }
+        let avg = map.entry(endpoint).or_insert(ms);
+        *avg += (ms - *avg) * 0.2;
     }
 
     /// Whether one more request to `endpoint` fits its per-second limit;

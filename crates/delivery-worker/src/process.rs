@@ -104,17 +104,19 @@ fn policy(ep: &EndpointRow) -> RetryPolicy {
 async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyhow::Result<Disposition> {
     let delivery_id = DeliveryId::parse(&task.delivery_id)?.as_uuid();
     let attempt = task.attempt.max(1) as i32;
-    let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
-    let Some(delivery) = hookline_store::deliveries::get(&mut conn, delivery_id).await? else {
+    // Read together with the deliveries of concurrent messages.
+    let loaded =
+        w.loader.submit(delivery_id).await.ok_or_else(|| anyhow::anyhow!("the delivery loader has stopped"))?;
+    let Some(loaded) = loaded.map_err(|e| anyhow::anyhow!(e))? else {
         return Ok(Disposition::Ack);
     };
-    drop(conn);
+    let (delivery, event) = &*loaded;
     let Some(endpoint) = load_endpoint(w, delivery.endpoint_id).await? else {
         return Ok(Disposition::Ack);
     };
 
     if attempt <= delivery.attempt_count || matches!(delivery.status.as_str(), "delivered" | "cancelled") {
-        return already_done(w, task, &delivery, &endpoint, trace).await;
+        return already_done(w, task, delivery, &endpoint, trace).await;
     }
     if delivery.status == "dead_letter" {
         // A stale copy of a message whose delivery was dead-lettered after it.
@@ -123,12 +125,12 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
     if endpoint.deleted_at.is_some() || !endpoint.is_active {
         let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
         hookline_store::deliveries::set_status(&mut conn, delivery.id, "cancelled").await?;
-        publish_outcome(w, task, &delivery, OutcomeKind::Cancelled, None).await;
+        publish_outcome(w, task, delivery, OutcomeKind::Cancelled, None).await;
         return Ok(Disposition::Ack);
     }
 
     // One slow endpoint must not hold the worker's slots: over its cap, park.
-    let Some(_slot) = w.try_endpoint_slot(endpoint.id) else {
+    let Some(_slot) = w.endpoint_slot(endpoint.id).await else {
         metrics::PARKED.with_label_values(&["concurrency"]).inc();
         return park(w, task, PARK_DELAY, trace).await;
     };
@@ -141,11 +143,6 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
         }
     }
 
-    let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
-    let event = hookline_store::events::get(&mut conn, delivery.event_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the delivery's event is missing"))?;
-    drop(conn);
     let body = webhook_body(&event.event_type, event.occurred_at, &event.data);
     let now = Utc::now();
     let master = &w.kit.master_key;
@@ -182,7 +179,8 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
     let timeout = Duration::from_secs(endpoint.timeout_seconds.clamp(1, 60) as u64);
     let response = post(&w.client, &url, headers, body, timeout, w.kit.settings.allow_private_targets).await;
     drop(_slot);
-    finish(w, task, &delivery, &endpoint, attempt, response, request_headers, trace).await
+    w.observe_latency(endpoint.id, response.latency);
+    finish(w, task, delivery, &endpoint, attempt, response, request_headers, trace).await
 }
 
 /// The request headers kept with the attempt, signatures shortened.
@@ -253,16 +251,22 @@ async fn finish(
         response_body: response.body.clone(),
         created_at: now,
     };
-    let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
-    conn.transaction::<_, diesel::result::Error, _>(async |c| {
-        hookline_store::deliveries::record_attempt(c, &row, &outcome).await?;
-        if gone {
+    if gone {
+        let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+        conn.transaction::<_, diesel::result::Error, _>(async |c| {
+            hookline_store::deliveries::record_attempt(c, &row, &outcome).await?;
             hookline_store::endpoints::disable(c, endpoint.id, "the endpoint answered 410 Gone").await?;
+            Ok(())
+        })
+        .await?;
+    } else {
+        // Shared with the attempts of concurrent deliveries (group commit).
+        match w.recorder.submit((row, outcome.clone())).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => anyhow::bail!(e),
+            None => anyhow::bail!("the attempt recorder has stopped"),
         }
-        Ok(())
-    })
-    .await?;
-    drop(conn);
+    }
     let settled = match outcome.status {
         "delivered" => hookline_service_kit::rollups::Settled::Delivered,
         "dead_letter" => hookline_service_kit::rollups::Settled::DeadLettered,

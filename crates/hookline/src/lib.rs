@@ -31,6 +31,8 @@ pub fn platform_spec() -> utoipa::openapi::OpenApi {
 
 /// Both APIs on one server, as the gateway would route them.
 pub fn all_in_one_spec(kit: &Kit) -> ServerSpec {
+    // Start the event writer on this (the main) runtime.
+    hookline_ingest_api::writer::get(kit);
     let mut probes = Probes::for_kit(kit);
     probes.details.push(hookline_ingest_api::outbox_detail());
     ServerSpec {

@@ -5,6 +5,7 @@
 pub mod openapi;
 pub mod relay;
 pub mod routes;
+pub mod writer;
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub fn outbox_detail() -> Detail {
 }
 
 pub fn server_spec(kit: &Kit) -> ServerSpec {
+    // Start the event writer on this (the main) runtime.
+    writer::get(kit);
     let mut probes = Probes::for_kit(kit);
     probes.details.push(outbox_detail());
     ServerSpec { mounts: vec![configure], openapi: openapi::spec(), probes, index: index() }

@@ -1,8 +1,14 @@
-//! The outbox relay: publishes committed deliveries to RabbitMQ with
-//! publisher confirms, then marks them published.
+//! The outbox relay: publishes outbox rows to RabbitMQ with publisher
+//! confirms, then marks them published.
 //!
-//! Each pass locks a batch of the oldest unpublished rows with `FOR UPDATE
-//! SKIP LOCKED` (so relays in several ingest instances never take the same
+//! New events' deliveries are published by the event writer right after
+//! their commit (see [`crate::writer`]); their rows become due here only if
+//! that did not happen in time. Everything else written to the outbox
+//! (manual retries and replays, operational events) is published here as
+//! soon as a wake-up or the next poll comes.
+//!
+//! Each pass locks a batch of the oldest due rows with `FOR UPDATE SKIP
+//! LOCKED` (so relays in several ingest instances never take the same
 //! rows), publishes them, waits for every confirm, marks them and commits,
 //! all on one connection in one transaction. If the process dies or the
 //! broker refuses anything, the transaction rolls back and the next pass
@@ -17,9 +23,11 @@ use chrono::Utc;
 use diesel_async::AsyncConnection;
 use futures_util::future::join_all;
 use hookline_broker::messages::{DeliveryTask, TaskReason, MESSAGE_VERSION};
+use hookline_broker::publisher::Broker;
 use hookline_domain::id::{DeliveryId, EndpointId, EventId, OrgId};
 use hookline_domain::trace::TraceParent;
 use hookline_service_kit::kit::Kit;
+use hookline_store::outbox::Pending;
 use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
 use tracing::Instrument;
 
@@ -56,6 +64,41 @@ fn reason(text: &str) -> TaskReason {
     }
 }
 
+/// Publishes one delivery message per outbox row, with confirms, all at
+/// once; fails if the broker refused or did not confirm any of them.
+pub async fn publish(broker: &Broker, rows: &[Pending]) -> anyhow::Result<()> {
+    let results = join_all(rows.iter().map(|r| {
+        let task = DeliveryTask {
+            version: MESSAGE_VERSION,
+            delivery_id: DeliveryId::from_uuid(r.delivery_id).to_string(),
+            org_id: OrgId::from_uuid(r.org_id).to_string(),
+            endpoint_id: EndpointId::from_uuid(r.endpoint_id).to_string(),
+            event_id: EventId::from_uuid(r.event_id).to_string(),
+            event_type: r.event_type.clone(),
+            attempt: r.attempt.max(1) as u32,
+            first_enqueued_at_ms: r.created_at.timestamp_millis(),
+            reason: reason(&r.reason) as i32,
+        };
+        // Each message continues the trace of the request that wrote its row.
+        let parent = r.traceparent.as_deref().and_then(TraceParent::parse);
+        let span =
+            tracing::info_span!("relay.publish", delivery_id = %task.delivery_id, trace_id = tracing::field::Empty);
+        if let Some(p) = &parent {
+            span.record("trace_id", p.trace_id_hex());
+            hookline_service_kit::telemetry::attach_parent(&span, p);
+        }
+        async move { broker.publish_task(&task, r.traceparent.as_deref()).await }.instrument(span)
+    }))
+    .await;
+    if let Some(e) = results.into_iter().find_map(Result::err) {
+        return Err(e.context("publishing to RabbitMQ"));
+    }
+    for r in rows {
+        PUBLISHED.with_label_values(&[r.event_type.as_str()]).inc();
+    }
+    Ok(())
+}
+
 /// One pass: publishes up to one batch. Returns how many rows it published.
 pub async fn relay_once(kit: &Kit) -> anyhow::Result<usize> {
     let mut conn = kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
@@ -66,46 +109,9 @@ pub async fn relay_once(kit: &Kit) -> anyhow::Result<usize> {
         if rows.is_empty() {
             return Ok(0);
         }
-        let tasks: Vec<(DeliveryTask, String, Option<String>)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    DeliveryTask {
-                        version: MESSAGE_VERSION,
-                        delivery_id: DeliveryId::from_uuid(r.delivery_id).to_string(),
-                        org_id: OrgId::from_uuid(r.org_id).to_string(),
-                        endpoint_id: EndpointId::from_uuid(r.endpoint_id).to_string(),
-                        event_id: EventId::from_uuid(r.event_id).to_string(),
-                        event_type: r.event_type.clone(),
-                        attempt: r.attempt.max(1) as u32,
-                        first_enqueued_at_ms: r.created_at.timestamp_millis(),
-                        reason: reason(&r.reason) as i32,
-                    },
-                    r.event_type.clone(),
-                    r.traceparent.clone(),
-                )
-            })
-            .collect();
-        let results = join_all(tasks.iter().map(|(t, _, tp)| {
-            // Each message continues the trace of the request that wrote its row.
-            let parent = tp.as_deref().and_then(TraceParent::parse);
-            let span =
-                tracing::info_span!("relay.publish", delivery_id = %t.delivery_id, trace_id = tracing::field::Empty);
-            if let Some(p) = &parent {
-                span.record("trace_id", p.trace_id_hex());
-                hookline_service_kit::telemetry::attach_parent(&span, p);
-            }
-            broker.publish_task(t, tp.as_deref()).instrument(span)
-        }))
-        .await;
-        if let Some(e) = results.into_iter().find_map(Result::err) {
-            return Err(e.context("publishing to RabbitMQ"));
-        }
+        publish(&broker, &rows).await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         hookline_store::outbox::mark_published(c, &ids).await.context("marking outbox rows published")?;
-        for (_, event_type, _) in &tasks {
-            PUBLISHED.with_label_values(&[event_type.as_str()]).inc();
-        }
         Ok(rows.len())
     })
     .await

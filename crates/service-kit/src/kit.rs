@@ -9,6 +9,7 @@ use hookline_broker::publisher::Broker;
 use hookline_domain::api_key::KeyPepper;
 use hookline_domain::crypto::MasterKey;
 use hookline_store::db::{self, PgPool};
+use hookline_store::events::NewEvent;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{key_policy, org_event_policy, Authenticator, Principal};
@@ -35,7 +36,15 @@ pub struct Kit {
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// Cancelled when the process shuts down; background loops watch it.
     pub cancel: CancellationToken,
+    /// Group commit for accepted events; the ingest API starts it.
+    pub event_writer: std::sync::OnceLock<EventWriter>,
 }
+
+/// Writes accepted events in shared transactions (see [`crate::batch`] and
+/// the ingest API's `writer`):
+/// each event comes back with its delivery count, or is handed back to be
+/// written alone (its idempotency key is taken, or the batch failed).
+pub type EventWriter = crate::batch::Batcher<NewEvent, Result<usize, NewEvent>>;
 
 /// One line saying what is unreachable and how to start it.
 pub fn unreachable_message(what: &str, url: &str, start: &str, var: &str, err: &dyn std::fmt::Display) -> String {
@@ -115,6 +124,7 @@ impl Kit {
             usage,
             rollups,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            event_writer: std::sync::OnceLock::new(),
             cancel,
         }))
     }

@@ -3,6 +3,7 @@
 //! and the `/health`, `/ready` and `/metrics` routes.
 
 pub mod auth;
+pub mod batch;
 pub mod caches;
 pub mod config;
 pub mod docs;

@@ -300,6 +300,38 @@ pub async fn has_unresolved(conn: &mut AsyncPgConnection, endpoint_id: Uuid, rul
 }
 
 /// Whether the endpoint has any unresolved alert.
+#[derive(QueryableByName)]
+struct EndpointIdRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+}
+
+/// Of these endpoints, those where a success could change anything, in one
+/// query: they have an unresolved alert, or their health shows a failure in
+/// the last hour.
+pub async fn needing_attention(
+    conn: &mut AsyncPgConnection,
+    endpoint_ids: &[Uuid],
+) -> QueryResult<std::collections::HashSet<Uuid>> {
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let rows: Vec<EndpointIdRow> = diesel::sql_query(
+        "SELECT e.id FROM unnest($1) AS e(id) \
+         WHERE EXISTS (SELECT 1 FROM alerts a WHERE a.endpoint_id = e.id AND a.state <> 'resolved') \
+            OR EXISTS (SELECT 1 FROM endpoint_health h WHERE h.endpoint_id = e.id \
+                AND (h.consecutive_failures > 0 OR h.failing_since IS NOT NULL OR h.last_failure_at > $2))",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(endpoint_ids)
+    .bind::<diesel::sql_types::Timestamptz, _>(hour_ago)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Whether a success to the endpoint could change anything (see [`needing_attention`]).
+pub async fn needs_attention(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<bool> {
+    Ok(!needing_attention(conn, &[endpoint_id]).await?.is_empty())
+}
+
 pub async fn has_any_unresolved(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         alerts::table.filter(alerts::endpoint_id.eq(endpoint_id)).filter(alerts::state.ne("resolved")),

@@ -59,6 +59,19 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<D
     deliveries::table.find(id).select(DeliveryRow::as_select()).first(conn).await.optional()
 }
 
+/// Several deliveries with their events, in one query; absent ids are skipped.
+pub async fn get_many_with_event(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> QueryResult<Vec<(DeliveryRow, crate::events::EventRow)>> {
+    deliveries::table
+        .inner_join(crate::schema::events::table)
+        .filter(deliveries::id.eq_any(ids))
+        .select((DeliveryRow::as_select(), crate::events::EventRow::as_select()))
+        .load(conn)
+        .await
+}
+
 pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<DeliveryRow>> {
     deliveries::table
         .filter(deliveries::org_id.eq(org_id))
@@ -132,57 +145,87 @@ pub async fn record_attempt(
     attempt: &AttemptRow,
     outcome: &AttemptOutcome,
 ) -> QueryResult<()> {
-    diesel::insert_into(delivery_attempts::table).values(attempt).execute(conn).await?;
+    record_attempts(conn, std::slice::from_ref(attempt), std::slice::from_ref(outcome)).await
+}
+
+/// Records several attempts (`outcomes[i]` belongs to `attempts[i]`), in the
+/// caller's transaction: one insert for the attempts, one update for their
+/// deliveries, and one health write per endpoint and run of successes.
+pub async fn record_attempts(
+    conn: &mut AsyncPgConnection,
+    attempts: &[AttemptRow],
+    outcomes: &[AttemptOutcome],
+) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    assert_eq!(attempts.len(), outcomes.len(), "one outcome per attempt");
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    // Postgres takes at most 65,535 parameters per statement.
+    for chunk in attempts.chunks(2_000) {
+        diesel::insert_into(delivery_attempts::table).values(chunk).execute(conn).await?;
+    }
+    diesel::sql_query(
+        "UPDATE deliveries AS d SET \
+             status = u.status, \
+             attempt_count = greatest(d.attempt_count, u.attempt_number), \
+             last_status_code = u.status_code, \
+             last_error = u.error, \
+             last_attempt_at = u.at, \
+             next_attempt_at = u.next_at, \
+             delivered_at = CASE WHEN u.succeeded THEN u.at END, \
+             updated_at = u.at \
+         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) \
+             AS u(id, status, attempt_number, status_code, error, at, next_at, succeeded) \
+         WHERE d.id = u.id",
+    )
+    .bind::<Array<SqlUuid>, _>(attempts.iter().map(|a| a.delivery_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(attempts.iter().map(|a| a.attempt_number).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Int4>>, _>(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(attempts.iter().map(|a| a.error_message.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(outcomes.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(attempts.iter().map(|a| a.succeeded).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    // Health, in order: a success only matters after something else
+    // happened to its endpoint, so a run of successes needs one write.
+    let mut last_was_success: std::collections::HashMap<Uuid, bool> = std::collections::HashMap::new();
+    for (attempt, outcome) in attempts.iter().zip(outcomes) {
+        let before = last_was_success.insert(attempt.endpoint_id, attempt.succeeded);
+        if attempt.succeeded && before == Some(true) {
+            continue;
+        }
+        record_health(conn, attempt, outcome.status == "dead_letter").await?;
+    }
+    Ok(())
+}
+
+/// Folds one attempt into its endpoint's health row.
+async fn record_health(conn: &mut AsyncPgConnection, attempt: &AttemptRow, dead: bool) -> QueryResult<()> {
     let now = attempt.created_at;
-    diesel::update(deliveries::table.find(attempt.delivery_id))
-        .set((
-            deliveries::status.eq(outcome.status),
-            deliveries::attempt_count.eq(diesel::dsl::sql::<diesel::sql_types::Int4>("greatest(attempt_count, ")
-                .bind::<diesel::sql_types::Int4, _>(attempt.attempt_number)
-                .sql(")")),
-            deliveries::last_status_code.eq(attempt.status_code),
-            deliveries::last_error.eq(attempt.error_message.clone()),
-            deliveries::last_attempt_at.eq(Some(now)),
-            deliveries::next_attempt_at.eq(outcome.next_attempt_at),
-            deliveries::delivered_at.eq(if attempt.succeeded { Some(now) } else { None }),
-            deliveries::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
-    let dead = outcome.status == "dead_letter";
     if attempt.succeeded {
         // Healthy endpoints are the common case: touch their row at most every
-        // few seconds, so deliveries to one endpoint do not queue on its lock.
-        let updated = diesel::update(
-            endpoint_health::table.find(attempt.endpoint_id).filter(
-                endpoint_health::consecutive_failures
-                    .ne(0)
-                    .or(endpoint_health::consecutive_dead_letters.ne(0))
-                    .or(endpoint_health::failing_since.is_not_null())
-                    .or(endpoint_health::last_success_at.is_null())
-                    .or(endpoint_health::last_success_at.lt(now - chrono::Duration::seconds(5))),
-            ),
+        // few seconds, so deliveries to one endpoint do not queue on its lock
+        // (an update that matches nothing locks nothing), and create it when missing.
+        diesel::sql_query(
+            "WITH touched AS ( \
+                 UPDATE endpoint_health SET consecutive_failures = 0, consecutive_dead_letters = 0, \
+                     failing_since = NULL, last_success_at = $3, updated_at = $3 \
+                 WHERE endpoint_id = $1 AND (consecutive_failures <> 0 OR consecutive_dead_letters <> 0 \
+                     OR failing_since IS NOT NULL OR last_success_at IS NULL \
+                     OR last_success_at < $3 - interval '5 seconds') \
+                 RETURNING 1) \
+             INSERT INTO endpoint_health (endpoint_id, org_id, last_success_at) \
+             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM endpoint_health WHERE endpoint_id = $1) \
+             ON CONFLICT DO NOTHING",
         )
-        .set((
-            endpoint_health::consecutive_failures.eq(0),
-            endpoint_health::consecutive_dead_letters.eq(0),
-            endpoint_health::failing_since.eq(None::<DateTime<Utc>>),
-            endpoint_health::last_success_at.eq(Some(now)),
-            endpoint_health::updated_at.eq(now),
-        ))
+        .bind::<diesel::sql_types::Uuid, _>(attempt.endpoint_id)
+        .bind::<diesel::sql_types::Uuid, _>(attempt.org_id)
+        .bind::<diesel::sql_types::Timestamptz, _>(now)
         .execute(conn)
         .await?;
-        if updated == 0 {
-            diesel::insert_into(endpoint_health::table)
-                .values((
-                    endpoint_health::endpoint_id.eq(attempt.endpoint_id),
-                    endpoint_health::org_id.eq(attempt.org_id),
-                    endpoint_health::last_success_at.eq(Some(now)),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-        }
     } else {
         diesel::insert_into(endpoint_health::table)
             .values((
@@ -268,6 +311,7 @@ pub async fn requeue(conn: &mut AsyncPgConnection, row: &DeliveryRow, reason: &s
             reason: reason.to_owned(),
             attempt: next,
             traceparent: None,
+            publish_after: None,
         }],
     )
     .await?;

@@ -16,6 +16,8 @@ pub struct NewOutbox {
     pub reason: String,
     pub attempt: i32,
     pub traceparent: Option<String>,
+    /// When the relay may take the row; None for at once (the column's default).
+    pub publish_after: Option<DateTime<Utc>>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, rows: &[NewOutbox]) -> QueryResult<()> {
@@ -40,12 +42,21 @@ pub struct Pending {
     pub traceparent: Option<String>,
 }
 
-/// Locks the oldest unpublished rows. Rows another relay holds are skipped,
+/// Writes rows and returns (outbox id, delivery id) of each.
+pub async fn insert_returning(conn: &mut AsyncPgConnection, rows: &[NewOutbox]) -> QueryResult<Vec<(i64, Uuid)>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::insert_into(outbox::table).values(rows).returning((outbox::id, outbox::delivery_id)).get_results(conn).await
+}
+
+/// Locks the oldest unpublished rows that are due. Rows another relay holds are skipped,
 /// so relays side by side never publish the same row twice. Only outbox rows
 /// are locked; the deliveries they point at stay free for the workers.
 pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Pending>> {
     let ids: Vec<i64> = outbox::table
         .filter(outbox::published_at.is_null())
+        .filter(outbox::publish_after.le(diesel::dsl::now))
         .order(outbox::id.asc())
         .limit(limit)
         .select(outbox::id)

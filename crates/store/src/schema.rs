@@ -200,6 +200,7 @@ diesel::table! {
         created_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
         traceparent -> Nullable<Text>,
+        publish_after -> Timestamptz,
     }
 }
 

@@ -17,7 +17,7 @@ use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::Auth;
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
 use hookline_service_kit::kit::Kit;
-use hookline_store::events::EventRow;
+use hookline_store::events::{EventRow, NewEvent};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -191,7 +191,9 @@ enum Stored {
     Replayed(Accepted),
 }
 
-/// Writes the event, its deliveries and their outbox rows in one transaction.
+/// Writes the event, its deliveries and their outbox rows: in a transaction
+/// shared with other requests' events when it can (group commit), alone when
+/// its idempotency key is taken or the shared transaction failed.
 async fn store_event(
     kit: &Kit,
     org: OrgId,
@@ -217,6 +219,20 @@ async fn store_event(
         created_at: now,
     };
     let traceparent = trace.to_string();
+    let batched = NewEvent { event, endpoints, traceparent: Some(traceparent) };
+    let NewEvent { event, endpoints, traceparent } = match crate::writer::get(kit).submit(batched).await {
+        Some(Ok(deliveries)) => {
+            kit.rollups.event(org.as_uuid(), event_type, deliveries as i64);
+            return Ok(Stored::New(Accepted {
+                event_id,
+                event_type: event_type.to_owned(),
+                deliveries: deliveries as i32,
+            }));
+        }
+        Some(Err(event)) => event,
+        None => return Err(ApiError::unavailable("the event writer is shutting down; retry", 1)),
+    };
+    let traceparent = traceparent.unwrap_or_default();
 
     for round in 0..2 {
         let mut conn = kit.conn().await?;

@@ -1,0 +1,94 @@
+//! Group commit for accepted events, and publishing right after it.
+//!
+//! Concurrent requests hand their events to a few writer tasks (see
+//! `hookline_service_kit::batch`); each writes what has queued in one
+//! transaction (three statements and one fsync for the lot) and answers every
+//! request once it has committed. It then publishes the new deliveries to
+//! RabbitMQ itself, with confirms, and marks their outbox rows published:
+//! no relay pass sits between commit and delivery. Those rows are due for
+//! the relay only after [`RELAY_GRACE`], so if this process dies or the
+//! broker refuses before the rows are marked, the relay publishes them then:
+//! at least once, never lost (the worker collapses a duplicate).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use hookline_broker::publisher::Broker;
+use hookline_service_kit::kit::{EventWriter, Kit};
+use hookline_store::db::PgPool;
+use hookline_store::events::{NewEvent, Written};
+use hookline_store::outbox::Pending;
+
+/// Events per shared transaction, at most.
+pub const EVENT_BATCH: usize = 128;
+/// Transactions in flight at once: while one commits, the next gathers.
+pub const EVENT_WRITERS: usize = 2;
+/// How long the relay leaves a written row to this process's own publish.
+pub const RELAY_GRACE: Duration = Duration::from_secs(5);
+
+/// The kit's event writer, started on the current runtime at first use (the
+/// ingest API's server spec starts it, so its tasks run on the main runtime).
+pub fn get(kit: &Kit) -> &EventWriter {
+    kit.event_writer.get_or_init(|| spawn(kit.pool.clone(), kit.broker.clone()))
+}
+
+fn spawn(pool: PgPool, broker: Arc<Broker>) -> EventWriter {
+    EventWriter::spawn(EVENT_WRITERS, EVENT_BATCH, move |batch: Vec<NewEvent>| {
+        let pool = pool.clone();
+        let broker = broker.clone();
+        async move {
+            let n = batch.len();
+            match write(&pool, &batch).await {
+                Ok((written, to_publish)) => {
+                    if !to_publish.is_empty() {
+                        tokio::spawn(publish(pool, broker, to_publish));
+                    }
+                    batch
+                        .into_iter()
+                        .zip(written)
+                        .map(|(event, w)| match w {
+                            Written::Stored(deliveries) => Ok(deliveries),
+                            Written::KeyTaken => Err(event),
+                        })
+                        .collect()
+                }
+                Err(error) => {
+                    tracing::warn!(%error, events = n, "a batch of events failed; each is retried alone");
+                    batch.into_iter().map(Err).collect()
+                }
+            }
+        }
+    })
+}
+
+async fn write(pool: &PgPool, batch: &[NewEvent]) -> Result<(Vec<Written>, Vec<Pending>), String> {
+    let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
+    let relay_from = Utc::now() + chrono::Duration::from_std(RELAY_GRACE).expect("small");
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        hookline_store::events::fan_out_many(c, batch, relay_from).await
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Publishes committed deliveries and marks their rows; on any failure the
+/// relay takes the rows once they are due.
+async fn publish(pool: PgPool, broker: Arc<Broker>, rows: Vec<Pending>) {
+    if let Err(e) = crate::relay::publish(&broker, &rows).await {
+        tracing::warn!(error = format!("{e:#}"), "publishing new deliveries failed; the outbox relay will retry");
+        return;
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let marked = async {
+        let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+        hookline_store::outbox::mark_published(&mut conn, &ids).await.map_err(anyhow::Error::from)
+    }
+    .await;
+    if let Err(e) = marked {
+        // Published but not marked: the relay publishes them again once due,
+        // and the worker recognises the copies.
+        tracing::warn!(error = format!("{e:#}"), "marking published outbox rows failed");
+    }
+}

@@ -1,0 +1,119 @@
+//! Group commit: the writes of many concurrent callers in one transaction.
+//!
+//! A [`Batcher`] runs a few writer tasks. Each takes whatever callers have
+//! queued since its last write (at least one item, at most `max_batch`),
+//! writes them together and answers each caller. Nothing waits for a batch
+//! to fill: under light load every item is written alone and at once; under
+//! load, items queue while a transaction commits and the next one takes
+//! them all, so statements and fsyncs per item fall as the load rises.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+type Job<T, R> = (T, oneshot::Sender<R>);
+
+pub struct Batcher<T, R> {
+    tx: mpsc::Sender<Job<T, R>>,
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// Starts `writers` writer tasks on the current Tokio runtime. `write`
+    /// gets a batch and returns one result per item, in order.
+    pub fn spawn<F, Fut>(writers: usize, max_batch: usize, write: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<R>> + Send + 'static,
+    {
+        let max_batch = max_batch.max(1);
+        let (tx, rx) = mpsc::channel::<Job<T, R>>(max_batch * writers.max(1) * 2);
+        let rx = Arc::new(Mutex::new(rx));
+        let write = Arc::new(write);
+        for _ in 0..writers.max(1) {
+            let rx = rx.clone();
+            let write = write.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut jobs = Vec::with_capacity(max_batch);
+                    {
+                        let mut rx = rx.lock().await;
+                        match rx.recv().await {
+                            Some(job) => jobs.push(job),
+                            None => return,
+                        }
+                        while jobs.len() < max_batch {
+                            match rx.try_recv() {
+                                Ok(job) => jobs.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = jobs.into_iter().unzip();
+                    let results = write(items).await;
+                    debug_assert_eq!(results.len(), replies.len(), "one result per item");
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        // A caller that went away (a dropped request) no longer needs its answer.
+                        let _ = reply.send(result);
+                    }
+                }
+            });
+        }
+        Self { tx }
+    }
+
+    /// Queues `item` and waits for its result; None if the writers are gone.
+    pub async fn submit(&self, item: T) -> Option<R> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((item, reply)).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_caller_gets_its_own_result_and_batches_form_while_one_is_written() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (seen, held) = (sizes.clone(), gate.clone());
+        let b = Arc::new(Batcher::spawn(1, 16, move |items: Vec<u32>| {
+            let gated = {
+                let mut seen = seen.lock().unwrap();
+                seen.push(items.len());
+                seen.len() == 2
+            };
+            let held = held.clone();
+            async move {
+                // The second write stays open until every caller has queued.
+                if gated {
+                    held.acquire().await.unwrap().forget();
+                }
+                items.into_iter().map(|i| i * 2).collect::<Vec<_>>()
+            }
+        }));
+        // Alone, an item is written at once, without waiting for company.
+        assert_eq!(b.submit(1000).await, Some(2000));
+        let calls: Vec<_> = (0..100u32)
+            .map(|i| {
+                let b = b.clone();
+                tokio::spawn(async move { (i, b.submit(i).await) })
+            })
+            .collect();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(1);
+        for call in calls {
+            let (i, got) = call.await.unwrap();
+            assert_eq!(got, Some(i * 2));
+        }
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes[0], 1);
+        assert_eq!(sizes[1..].iter().sum::<usize>(), 100);
+        assert!(sizes.iter().all(|&n| (1..=16).contains(&n)), "batches stay within the limit: {sizes:?}");
+        assert!(sizes[2..].contains(&16), "callers queued behind a write share the next: {sizes:?}");
+    }
+}
