@@ -37,6 +37,9 @@ run() { "$BIN" bench --url "$URL" "$@"; }
 if [ "$#" -gt 0 ] && [ "$1" = "--only" ]; then shift; run "$@"; exit; fi
 run --scenario saturate-1-endpoint --events 20000 --concurrency 32 --endpoints 1 "$@"
 run --scenario saturate-10-endpoints --events 5000 --concurrency 32 --endpoints 10 "$@"
+# The calm run the retry storm is compared with: same rate, same endpoint.
 run --scenario fixed-400-per-second --events 12000 --rate 400 --endpoints 1 "$@"
-run --scenario retry-storm --events 10000 --concurrency 32 --endpoints 1 --fail-rate 0.3 "$@"
-run --scenario one-hanging-of-ten --events 3000 --concurrency 32 --endpoints 9 --hanging 1 "$@"
+run --scenario retry-storm --events 12000 --rate 400 --endpoints 1 --fail-rate 0.3 "$@"
+# The calm run the hanging endpoint is compared with: the same nine, nothing hanging.
+run --scenario calm-nine-endpoints --events 6000 --rate 100 --endpoints 9 "$@"
+run --scenario one-hanging-of-ten --events 6000 --rate 100 --endpoints 9 --hanging 1 "$@"

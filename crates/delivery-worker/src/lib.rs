@@ -50,8 +50,9 @@ pub struct Worker {
     endpoint_slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     /// GCRA state for endpoints with `rate_limit_per_second`.
     endpoint_rate: Mutex<HashMap<Uuid, f64>>,
-    /// Recent response time per endpoint, in milliseconds.
-    endpoint_latency: Mutex<HashMap<Uuid, f64>>,
+    /// Per endpoint: recent response time in milliseconds (a moving
+    /// average) and when the last response (or failure) came.
+    endpoint_latency: Mutex<HashMap<Uuid, (f64, std::time::Instant)>>,
     /// Records attempts of concurrent deliveries in shared transactions.
     pub recorder: Recorder,
     /// Reads the deliveries (with their events) of concurrent messages in shared queries.
@@ -146,9 +147,10 @@ impl Worker {
     ///
     /// An endpoint that answers quickly frees a slot within milliseconds, so
     /// waiting briefly for one costs less than a round trip through a delay
-    /// queue (and keeps deliveries to one busy endpoint in order of arrival).
-    /// An endpoint that answers slowly would hold this worker's slot for the
-    /// whole wait, so its messages are parked at once.
+    /// queue. Only an endpoint seen to be flowing is waited for: one that
+    /// answers fast on average and has answered within the wait. A slow or
+    /// stalled endpoint (or one not heard from yet) would hold this worker's
+    /// slot for the whole wait, so its messages are parked at once.
     pub async fn endpoint_slot(&self, endpoint: Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let sem = {
             let mut slots = self.endpoint_slots.lock().expect("slots lock");
@@ -163,26 +165,28 @@ impl Worker {
         if let Ok(permit) = sem.clone().try_acquire_owned() {
             return Some(permit);
         }
-        if self.recent_latency_ms(endpoint) > FAST_ENDPOINT_MS {
+        if !self.is_flowing(endpoint) {
             return None;
         }
         tokio::time::timeout(SLOT_WAIT, sem.acquire_owned()).await.ok().and_then(Result::ok)
     }
 
-    /// The endpoint's recent response time (a moving average), 0 when unknown.
-    pub fn recent_latency_ms(&self, endpoint: Uuid) -> f64 {
-        self.endpoint_latency.lock().expect("latency lock").get(&endpoint).copied().unwrap_or(0.0)
+    /// Whether the endpoint answers fast on average and answered within the last [`SLOT_WAIT`].
+    pub fn is_flowing(&self, endpoint: Uuid) -> bool {
+        let map = self.endpoint_latency.lock().expect("latency lock");
+        map.get(&endpoint).is_some_and(|(avg, last)| *avg <= FAST_ENDPOINT_MS && last.elapsed() <= SLOT_WAIT)
     }
 
-    /// Folds one attempt's response time (or time to fail) into the average.
+    /// Folds one attempt's response time (or time to fail) into the endpoint's average.
     pub fn observe_latency(&self, endpoint: Uuid, latency: Duration) {
         let ms = latency.as_secs_f64() * 1000.0;
         let mut map = self.endpoint_latency.lock().expect("latency lock");
         if map.len() > 50_000 {
             map.clear();
         }
-        let avg = map.entry(endpoint).or_insert(ms);
-        *avg += (ms - *avg) * 0.2;
+        let entry = map.entry(endpoint).or_insert((ms, std::time::Instant::now()));
+        entry.0 += (ms - entry.0) * 0.2;
+        entry.1 = std::time::Instant::now();
     }
 
     /// Whether one more request to `endpoint` fits its per-second limit;

@@ -189,10 +189,22 @@ pub async fn record_attempts(
     .bind::<Array<Bool>, _>(attempts.iter().map(|a| a.succeeded).collect::<Vec<_>>())
     .execute(conn)
     .await?;
-    // Health, in order: a success only matters after something else
-    // happened to its endpoint, so a run of successes needs one write.
+    // Health. Endpoints with only successes in the batch (the common case)
+    // share one statement; the others are folded in attempt by attempt, in
+    // order, where a run of successes needs only its first write.
+    let mut failing = std::collections::HashSet::new();
+    for a in attempts.iter().filter(|a| !a.succeeded) {
+        failing.insert(a.endpoint_id);
+    }
+    let mut healthy: std::collections::HashMap<Uuid, &AttemptRow> = std::collections::HashMap::new();
+    for a in attempts.iter().filter(|a| !failing.contains(&a.endpoint_id)) {
+        healthy.insert(a.endpoint_id, a);
+    }
+    if !healthy.is_empty() {
+        record_successes(conn, healthy.values().copied()).await?;
+    }
     let mut last_was_success: std::collections::HashMap<Uuid, bool> = std::collections::HashMap::new();
-    for (attempt, outcome) in attempts.iter().zip(outcomes) {
+    for (attempt, outcome) in attempts.iter().zip(outcomes).filter(|(a, _)| failing.contains(&a.endpoint_id)) {
         let before = last_was_success.insert(attempt.endpoint_id, attempt.succeeded);
         if attempt.succeeded && before == Some(true) {
             continue;
@@ -202,30 +214,49 @@ pub async fn record_attempts(
     Ok(())
 }
 
+/// Marks endpoints healthy after a success (each given by its latest
+/// successful attempt), in one statement. Healthy rows are touched at most
+/// every few seconds, so deliveries to one endpoint do not queue on its lock
+/// (an update that matches nothing locks nothing); missing rows are created.
+async fn record_successes<'a>(
+    conn: &mut AsyncPgConnection,
+    latest: impl Iterator<Item = &'a AttemptRow>,
+) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
+    let (mut endpoints, mut orgs, mut at) = (Vec::new(), Vec::new(), Vec::new());
+    for a in latest {
+        endpoints.push(a.endpoint_id);
+        orgs.push(a.org_id);
+        at.push(a.created_at);
+    }
+    diesel::sql_query(
+        "WITH s AS (SELECT * FROM unnest($1, $2, $3) AS s(endpoint_id, org_id, at)), \
+         touched AS ( \
+             UPDATE endpoint_health h SET consecutive_failures = 0, consecutive_dead_letters = 0, \
+                 failing_since = NULL, last_success_at = s.at, updated_at = s.at \
+             FROM s WHERE h.endpoint_id = s.endpoint_id \
+                 AND (h.consecutive_failures <> 0 OR h.consecutive_dead_letters <> 0 \
+                     OR h.failing_since IS NOT NULL OR h.last_success_at IS NULL \
+                     OR h.last_success_at < s.at - interval '5 seconds') \
+             RETURNING 1) \
+         INSERT INTO endpoint_health (endpoint_id, org_id, last_success_at) \
+         SELECT s.endpoint_id, s.org_id, s.at FROM s \
+         WHERE NOT EXISTS (SELECT 1 FROM endpoint_health h WHERE h.endpoint_id = s.endpoint_id) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<Array<SqlUuid>, _>(endpoints)
+    .bind::<Array<SqlUuid>, _>(orgs)
+    .bind::<Array<Timestamptz>, _>(at)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 /// Folds one attempt into its endpoint's health row.
 async fn record_health(conn: &mut AsyncPgConnection, attempt: &AttemptRow, dead: bool) -> QueryResult<()> {
     let now = attempt.created_at;
     if attempt.succeeded {
-        // Healthy endpoints are the common case: touch their row at most every
-        // few seconds, so deliveries to one endpoint do not queue on its lock
-        // (an update that matches nothing locks nothing), and create it when missing.
-        diesel::sql_query(
-            "WITH touched AS ( \
-                 UPDATE endpoint_health SET consecutive_failures = 0, consecutive_dead_letters = 0, \
-                     failing_since = NULL, last_success_at = $3, updated_at = $3 \
-                 WHERE endpoint_id = $1 AND (consecutive_failures <> 0 OR consecutive_dead_letters <> 0 \
-                     OR failing_since IS NOT NULL OR last_success_at IS NULL \
-                     OR last_success_at < $3 - interval '5 seconds') \
-                 RETURNING 1) \
-             INSERT INTO endpoint_health (endpoint_id, org_id, last_success_at) \
-             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM endpoint_health WHERE endpoint_id = $1) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind::<diesel::sql_types::Uuid, _>(attempt.endpoint_id)
-        .bind::<diesel::sql_types::Uuid, _>(attempt.org_id)
-        .bind::<diesel::sql_types::Timestamptz, _>(now)
-        .execute(conn)
-        .await?;
+        record_successes(conn, std::iter::once(attempt)).await?;
     } else {
         diesel::insert_into(endpoint_health::table)
             .values((
