@@ -22,19 +22,37 @@ pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
     // was the most frequent statement on the server under load.
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
-    config.custom_setup = Box::new(|url| {
+    // A connection's I/O task runs on the runtime that opened it. Open them
+    // all on the runtime that built the pool (the main one), never on an
+    // HTTP worker's: those stop first at shutdown, and every connection they
+    // had opened would die under whoever holds it then.
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
+        let runtime = runtime.clone();
         Box::pin(async move {
-            let mut conn = AsyncPgConnection::establish(&url).await?;
-            // Plan every execution for its own parameters and the tables as
-            // they are now. A generic plan cached while the tables were small
-            // (a new installation) keeps scanning them whole as they grow,
-            // since growth alone never invalidates it; statements here are
-            // short and mostly batched, so planning each costs little.
-            diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, "SET plan_cache_mode = force_custom_plan")
+            let open = async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                // Plan every execution for its own parameters and the tables as
+                // they are now. A generic plan cached while the tables were small
+                // (a new installation) keeps scanning them whole as they grow,
+                // since growth alone never invalidates it; statements here are
+                // short and mostly batched, so planning each costs little.
+                diesel_async::SimpleAsyncConnection::batch_execute(
+                    &mut conn,
+                    "SET plan_cache_mode = force_custom_plan",
+                )
                 .await
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
-            Ok(conn)
+                Ok(conn)
+            };
+            match runtime {
+                Some(rt) => rt
+                    .spawn(open)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(format!("opening a connection: {e}")))?,
+                None => open.await,
+            }
         })
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
