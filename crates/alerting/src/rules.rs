@@ -158,7 +158,11 @@ pub async fn disable(
 
 /// The notices to send, whether an endpoint was disabled, and the org's
 /// settings they were judged by (None when nothing was evaluated).
-async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Notice>, bool, Option<SettingsRow>)> {
+async fn evaluate(
+    a: &Alerting,
+    o: &DeliveryOutcome,
+    rates: &mut RateMemo,
+) -> anyhow::Result<(Vec<Notice>, bool, Option<SettingsRow>)> {
     let delivery_id = DeliveryId::parse(&o.delivery_id)?.as_uuid();
     let endpoint = EndpointId::parse(&o.endpoint_id)?.as_uuid();
     let org_id = hookline_domain::id::OrgId::parse(&o.org_id)?.as_uuid();
@@ -194,7 +198,14 @@ async fn evaluate(a: &Alerting, o: &DeliveryOutcome) -> anyhow::Result<(Vec<Noti
             };
             if judge_rate {
                 let window = Utc::now() - Duration::minutes(i64::from(s.failure_rate_window_minutes));
-                let rate = hookline_store::alerts::failure_rate(c, endpoint, window).await?;
+                let rate = match rates.get(&(endpoint, window_minutes(&s))) {
+                    Some(r) => *r,
+                    None => {
+                        let r = hookline_store::alerts::failure_rate(c, endpoint, window).await?;
+                        rates.insert((endpoint, window_minutes(&s)), r);
+                        r
+                    }
+                };
                 if rate.attempts >= i64::from(s.failure_rate_min_attempts) && rate.failed * 100 > i64::from(s.failure_rate_percent) * rate.attempts {
                     let pct = rate.failed * 100 / rate.attempts;
                     let url = hookline_store::endpoints::get_any(c, endpoint).await?.map(|e| e.url).unwrap_or_default();
@@ -279,6 +290,7 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
         None
     };
     let mut touched = std::collections::HashSet::new();
+    let mut rates = RateMemo::new();
     let mut results = Vec::with_capacity(payloads.len());
     for (payload, outcome) in payloads.iter().zip(&decoded) {
         if let (Some(o), Some(attention)) = (outcome, &attention) {
@@ -292,13 +304,29 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
                 touched.insert(e.as_uuid());
             }
         }
-        results.push(process_outcome(a, payload).await);
+        results.push(process_outcome_with(a, payload, &mut rates).await);
     }
     results
 }
 
+/// Failure rates already read while judging one batch of outcomes, by
+/// endpoint and window. Every outcome is published after its attempt is
+/// committed, so the first read for an endpoint already counts the attempts
+/// of the whole batch; reading it again (up to a thousand rows) for each
+/// outcome would only add attempts whose outcomes come in a later batch.
+pub type RateMemo = std::collections::HashMap<(Uuid, i32), hookline_store::alerts::Rate>;
+
+fn window_minutes(s: &SettingsRow) -> i32 {
+    s.failure_rate_window_minutes
+}
+
 /// Evaluates one outcome message.
 pub async fn process_outcome(a: &Alerting, payload: &[u8]) -> anyhow::Result<()> {
+    process_outcome_with(a, payload, &mut RateMemo::new()).await
+}
+
+/// Evaluates one outcome message of a batch, sharing failure rates read for the batch.
+async fn process_outcome_with(a: &Alerting, payload: &[u8], rates: &mut RateMemo) -> anyhow::Result<()> {
     let o = match DeliveryOutcome::decode(payload) {
         Ok(o) if o.version == MESSAGE_VERSION => o,
         _ => {
@@ -306,7 +334,7 @@ pub async fn process_outcome(a: &Alerting, payload: &[u8]) -> anyhow::Result<()>
             return Ok(());
         }
     };
-    let (notices, disabled, settings) = evaluate(a, &o).await?;
+    let (notices, disabled, settings) = evaluate(a, &o, rates).await?;
     if disabled {
         a.kit.caches.invalidate(Topic::Endpoints).await;
     }

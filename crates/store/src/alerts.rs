@@ -190,7 +190,7 @@ pub async fn mark_outcome(
     Ok(n > 0)
 }
 
-#[derive(QueryableByName)]
+#[derive(Debug, Clone, Copy, QueryableByName)]
 pub struct Rate {
     #[diesel(sql_type = BigInt)]
     pub attempts: i64,
