@@ -198,11 +198,12 @@ async fn evaluate(
             };
             if judge_rate {
                 let window = Utc::now() - Duration::minutes(i64::from(s.failure_rate_window_minutes));
-                let rate = match rates.get(&(endpoint, window_minutes(&s))) {
+                let key = (endpoint, s.failure_rate_window_minutes);
+                let rate = match rates.get(&key) {
                     Some(r) => *r,
                     None => {
                         let r = hookline_store::alerts::failure_rate(c, endpoint, window).await?;
-                        rates.insert((endpoint, window_minutes(&s)), r);
+                        rates.insert(key, r);
                         r
                     }
                 };
@@ -315,10 +316,6 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
 /// of the whole batch; reading it again (up to a thousand rows) for each
 /// outcome would only add attempts whose outcomes come in a later batch.
 pub type RateMemo = std::collections::HashMap<(Uuid, i32), hookline_store::alerts::Rate>;
-
-fn window_minutes(s: &SettingsRow) -> i32 {
-    s.failure_rate_window_minutes
-}
 
 /// Evaluates one outcome message.
 pub async fn process_outcome(a: &Alerting, payload: &[u8]) -> anyhow::Result<()> {

@@ -65,7 +65,7 @@ pub type Loaded = Option<Arc<(DeliveryRow, EventRow)>>;
 pub type Loader = Batcher<Uuid, Result<Loaded, String>>;
 
 fn loader(pool: PgPool) -> Loader {
-    Loader::spawn(ATTEMPT_WRITERS, ATTEMPT_BATCH, move |ids: Vec<Uuid>| {
+    Loader::spawn(BATCH_TASKS, BATCH_SIZE, move |ids: Vec<Uuid>| {
         let pool = pool.clone();
         async move {
             let n = ids.len();
@@ -92,13 +92,13 @@ fn loader(pool: PgPool) -> Loader {
 pub type AttemptWrite = (AttemptRow, AttemptOutcome);
 /// Group commit for attempt records (see [`hookline_service_kit::batch`]).
 pub type Recorder = Batcher<AttemptWrite, Result<(), String>>;
-/// Attempts per shared transaction, at most.
-const ATTEMPT_BATCH: usize = 128;
-/// Transactions in flight at once.
-const ATTEMPT_WRITERS: usize = 2;
+/// Deliveries per shared read or attempts per shared transaction, at most.
+const BATCH_SIZE: usize = 128;
+/// Reads or transactions of each kind in flight at once.
+const BATCH_TASKS: usize = 2;
 
 fn recorder(pool: PgPool) -> Recorder {
-    Recorder::spawn(ATTEMPT_WRITERS, ATTEMPT_BATCH, move |batch: Vec<AttemptWrite>| {
+    Recorder::spawn(BATCH_TASKS, BATCH_SIZE, move |batch: Vec<AttemptWrite>| {
         let pool = pool.clone();
         async move {
             let (attempts, outcomes): (Vec<AttemptRow>, Vec<AttemptOutcome>) = batch.into_iter().unzip();

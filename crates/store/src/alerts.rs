@@ -299,7 +299,6 @@ pub async fn has_unresolved(conn: &mut AsyncPgConnection, endpoint_id: Uuid, rul
     .await
 }
 
-/// Whether the endpoint has any unresolved alert.
 #[derive(QueryableByName)]
 struct EndpointIdRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -330,12 +329,4 @@ pub async fn needing_attention(
 /// Whether a success to the endpoint could change anything (see [`needing_attention`]).
 pub async fn needs_attention(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<bool> {
     Ok(!needing_attention(conn, &[endpoint_id]).await?.is_empty())
-}
-
-pub async fn has_any_unresolved(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        alerts::table.filter(alerts::endpoint_id.eq(endpoint_id)).filter(alerts::state.ne("resolved")),
-    ))
-    .get_result(conn)
-    .await
 }
