@@ -121,6 +121,12 @@ fn recorder(pool: PgPool) -> Recorder {
 
 async fn write_attempts(pool: &PgPool, attempts: &[AttemptRow], outcomes: &[AttemptOutcome]) -> Result<(), String> {
     let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
+    if attempts.iter().all(|a| a.succeeded) {
+        // Successes only: one statement, atomic without a transaction around it.
+        return hookline_store::deliveries::record_attempts(&mut conn, attempts, outcomes)
+            .await
+            .map_err(|e| format!("recording attempts: {e}"));
+    }
     conn.transaction::<_, diesel::result::Error, _>(async |c| {
         hookline_store::deliveries::record_attempts(c, attempts, outcomes).await
     })

@@ -2,7 +2,7 @@
 //!
 //! Concurrent requests hand their events to a few writer tasks (see
 //! `hookline_service_kit::batch`); each writes what has queued in one
-//! transaction (three statements and one fsync for the lot) and answers every
+//! statement (one round trip and one fsync for the lot) and answers every
 //! request once it has committed. It then publishes the new deliveries to
 //! RabbitMQ itself, with confirms, and marks their outbox rows published:
 //! no relay pass sits between commit and delivery. Those rows are due for
@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use diesel_async::AsyncConnection;
 use hookline_broker::publisher::Broker;
 use hookline_service_kit::kit::{EventWriter, Kit};
 use hookline_store::db::PgPool;
@@ -66,11 +65,7 @@ fn spawn(pool: PgPool, broker: Arc<Broker>) -> EventWriter {
 async fn write(pool: &PgPool, batch: &[NewEvent]) -> Result<(Vec<Written>, Vec<Pending>), String> {
     let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
     let relay_from = Utc::now() + chrono::Duration::from_std(RELAY_GRACE).expect("small");
-    conn.transaction::<_, diesel::result::Error, _>(async |c| {
-        hookline_store::events::fan_out_many(c, batch, relay_from).await
-    })
-    .await
-    .map_err(|e| e.to_string())
+    hookline_store::events::fan_out_many(&mut conn, batch, relay_from).await.map_err(|e| e.to_string())
 }
 
 /// Publishes committed deliveries and marks their rows; on any failure the

@@ -31,21 +31,7 @@ pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
         let url = url.to_owned();
         let runtime = runtime.clone();
         Box::pin(async move {
-            let open = async move {
-                let mut conn = AsyncPgConnection::establish(&url).await?;
-                // Plan every execution for its own parameters and the tables as
-                // they are now. A generic plan cached while the tables were small
-                // (a new installation) keeps scanning them whole as they grow,
-                // since growth alone never invalidates it; statements here are
-                // short and mostly batched, so planning each costs little.
-                diesel_async::SimpleAsyncConnection::batch_execute(
-                    &mut conn,
-                    "SET plan_cache_mode = force_custom_plan",
-                )
-                .await
-                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
-                Ok(conn)
-            };
+            let open = async move { AsyncPgConnection::establish(&url).await };
             match runtime {
                 Some(rt) => rt
                     .spawn(open)
@@ -174,5 +160,37 @@ pub fn is_unique_violation(err: &diesel::result::Error, constraint: Option<&str>
             constraint.is_none() || info.constraint_name() == constraint
         }
         _ => false,
+    }
+}
+
+/// Runs a query with a plan made for its own parameters every time.
+///
+/// Postgres plans a prepared statement for its parameters for five
+/// executions, then may switch to one generic plan, costed against the
+/// tables as they are at that moment and kept until something invalidates
+/// it (growth alone does not). For a lookup of a batch of ids (`= ANY($1)`
+/// joined to another table) a generic plan made while the tables were small
+/// stays a scan as they grow. Wrapped queries are never cached as prepared
+/// statements, so each is planned with the values it runs with (one more
+/// round trip); everything else may settle on a cached generic plan and
+/// skip planning altogether.
+#[derive(Debug, Clone, Copy)]
+pub struct CustomPlan<Q>(pub Q);
+
+impl<Q> diesel::query_builder::QueryId for CustomPlan<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for CustomPlan<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>> diesel::query_builder::QueryFragment<diesel::pg::Pg>
+    for CustomPlan<Q>
+{
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        out.unsafe_to_cache_prepared();
+        self.0.walk_ast(out.reborrow())
     }
 }

@@ -64,12 +64,14 @@ pub async fn get_many_with_event(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> QueryResult<Vec<(DeliveryRow, crate::events::EventRow)>> {
-    deliveries::table
-        .inner_join(crate::schema::events::table)
-        .filter(deliveries::id.eq_any(ids))
-        .select((DeliveryRow::as_select(), crate::events::EventRow::as_select()))
-        .load(conn)
-        .await
+    crate::db::CustomPlan(
+        deliveries::table
+            .inner_join(crate::schema::events::table)
+            .filter(deliveries::id.eq_any(ids))
+            .select((DeliveryRow::as_select(), crate::events::EventRow::as_select())),
+    )
+    .load(conn)
+    .await
 }
 
 pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<DeliveryRow>> {
@@ -148,50 +150,25 @@ pub async fn record_attempt(
     record_attempts(conn, std::slice::from_ref(attempt), std::slice::from_ref(outcome)).await
 }
 
-/// Records several attempts (`outcomes[i]` belongs to `attempts[i]`), in the
-/// caller's transaction: one insert for the attempts, one update for their
-/// deliveries, and one health write per endpoint and run of successes.
+/// Records several attempts (`outcomes[i]` belongs to `attempts[i]`): one
+/// statement writes the attempts, their deliveries and the health of the
+/// endpoints that only succeeded; an endpoint with a failure in the batch
+/// then gets one health write per run of successes or failure. Call it in a
+/// transaction unless every attempt succeeded (then it is one statement,
+/// atomic on its own).
 pub async fn record_attempts(
     conn: &mut AsyncPgConnection,
     attempts: &[AttemptRow],
     outcomes: &[AttemptOutcome],
 ) -> QueryResult<()> {
-    use diesel::sql_types::{Array, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
     assert_eq!(attempts.len(), outcomes.len(), "one outcome per attempt");
     if attempts.is_empty() {
         return Ok(());
     }
-    // Postgres takes at most 65,535 parameters per statement.
-    for chunk in attempts.chunks(2_000) {
-        diesel::insert_into(delivery_attempts::table).values(chunk).execute(conn).await?;
-    }
-    diesel::sql_query(
-        "UPDATE deliveries AS d SET \
-             status = u.status, \
-             attempt_count = greatest(d.attempt_count, u.attempt_number), \
-             last_status_code = u.status_code, \
-             last_error = u.error, \
-             last_attempt_at = u.at, \
-             next_attempt_at = u.next_at, \
-             delivered_at = CASE WHEN u.succeeded THEN u.at END, \
-             updated_at = u.at \
-         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) \
-             AS u(id, status, attempt_number, status_code, error, at, next_at, succeeded) \
-         WHERE d.id = u.id",
-    )
-    .bind::<Array<SqlUuid>, _>(attempts.iter().map(|a| a.delivery_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
-    .bind::<Array<Int4>, _>(attempts.iter().map(|a| a.attempt_number).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Int4>>, _>(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(attempts.iter().map(|a| a.error_message.as_deref()).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Timestamptz>>, _>(outcomes.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>())
-    .bind::<Array<Bool>, _>(attempts.iter().map(|a| a.succeeded).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
     // Health. Endpoints with only successes in the batch (the common case)
-    // share one statement; the others are folded in attempt by attempt, in
-    // order, where a run of successes needs only its first write.
+    // are written by the same statement as the attempts and deliveries; the
+    // others are folded in attempt by attempt, in order, where a run of
+    // successes needs only its first write.
     let mut failing = std::collections::HashSet::new();
     for a in attempts.iter().filter(|a| !a.succeeded) {
         failing.insert(a.endpoint_id);
@@ -200,9 +177,8 @@ pub async fn record_attempts(
     for a in attempts.iter().filter(|a| !failing.contains(&a.endpoint_id)) {
         healthy.insert(a.endpoint_id, a);
     }
-    if !healthy.is_empty() {
-        record_successes(conn, healthy.values().copied()).await?;
-    }
+    // One parameter per column, each an array: any batch size fits.
+    RecordAttempts::new(attempts, outcomes, healthy.values().copied()).execute(conn).await?;
     let mut last_was_success: std::collections::HashMap<Uuid, bool> = std::collections::HashMap::new();
     for (attempt, outcome) in attempts.iter().zip(outcomes).filter(|(a, _)| failing.contains(&a.endpoint_id)) {
         let before = last_was_success.insert(attempt.endpoint_id, attempt.succeeded);
@@ -250,6 +226,155 @@ async fn record_successes<'a>(
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// The statement behind [`record_attempts`]: the attempts inserted, their
+/// deliveries updated and the health of endpoints with only successes
+/// brought up to date, as data-modifying CTEs over arrays.
+struct RecordAttempts<'a> {
+    ids: Vec<Uuid>,
+    orgs: Vec<Uuid>,
+    deliveries: Vec<Uuid>,
+    endpoints: Vec<Uuid>,
+    numbers: Vec<i32>,
+    succeeded: Vec<bool>,
+    status_codes: Vec<Option<i32>>,
+    error_classes: Vec<Option<&'a str>>,
+    errors: Vec<Option<&'a str>>,
+    latencies: Vec<i32>,
+    request_headers: Vec<&'a serde_json::Value>,
+    response_headers: Vec<Option<&'a serde_json::Value>>,
+    response_bodies: Vec<Option<&'a str>>,
+    at: Vec<DateTime<Utc>>,
+    statuses: Vec<&'a str>,
+    next_at: Vec<Option<DateTime<Utc>>>,
+    healthy_endpoints: Vec<Uuid>,
+    healthy_orgs: Vec<Uuid>,
+    healthy_at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> RecordAttempts<'a> {
+    fn new(
+        attempts: &'a [AttemptRow],
+        outcomes: &'a [AttemptOutcome],
+        healthy: impl Iterator<Item = &'a AttemptRow>,
+    ) -> Self {
+        let (mut healthy_endpoints, mut healthy_orgs, mut healthy_at) = (Vec::new(), Vec::new(), Vec::new());
+        for a in healthy {
+            healthy_endpoints.push(a.endpoint_id);
+            healthy_orgs.push(a.org_id);
+            healthy_at.push(a.created_at);
+        }
+        Self {
+            ids: attempts.iter().map(|a| a.id).collect(),
+            orgs: attempts.iter().map(|a| a.org_id).collect(),
+            deliveries: attempts.iter().map(|a| a.delivery_id).collect(),
+            endpoints: attempts.iter().map(|a| a.endpoint_id).collect(),
+            numbers: attempts.iter().map(|a| a.attempt_number).collect(),
+            succeeded: attempts.iter().map(|a| a.succeeded).collect(),
+            status_codes: attempts.iter().map(|a| a.status_code).collect(),
+            error_classes: attempts.iter().map(|a| a.error_class.as_deref()).collect(),
+            errors: attempts.iter().map(|a| a.error_message.as_deref()).collect(),
+            latencies: attempts.iter().map(|a| a.latency_ms).collect(),
+            request_headers: attempts.iter().map(|a| &a.request_headers).collect(),
+            response_headers: attempts.iter().map(|a| a.response_headers.as_ref()).collect(),
+            response_bodies: attempts.iter().map(|a| a.response_body.as_deref()).collect(),
+            at: attempts.iter().map(|a| a.created_at).collect(),
+            statuses: outcomes.iter().map(|o| o.status).collect(),
+            next_at: outcomes.iter().map(|o| o.next_attempt_at).collect(),
+            healthy_endpoints,
+            healthy_orgs,
+            healthy_at,
+        }
+    }
+}
+
+impl diesel::query_builder::QueryId for RecordAttempts<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordAttempts<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Bool, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        // Planned for each batch (see `db::CustomPlan`): a cached generic plan
+        // would join `deliveries` the way that suited it when it was small.
+        out.unsafe_to_cache_prepared();
+        out.push_sql("WITH a AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.orgs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.deliveries)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.endpoints)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Int4>, _>(&self.numbers)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&self.succeeded)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Int4>>, _>(&self.status_codes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.error_classes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.errors)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Int4>, _>(&self.latencies)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Jsonb>, _>(&self.request_headers)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Jsonb>>, _>(&self.response_headers)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.response_bodies)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.statuses)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.next_at)?;
+        out.push_sql(
+            ") AS a(id, org_id, delivery_id, endpoint_id, attempt_number, succeeded, status_code, error_class, \
+                    error_message, latency_ms, request_headers, response_headers, response_body, created_at, \
+                    status, next_at)), \
+             inserted AS (INSERT INTO delivery_attempts (id, org_id, delivery_id, endpoint_id, attempt_number, \
+                 succeeded, status_code, error_class, error_message, latency_ms, request_headers, \
+                 response_headers, response_body, created_at) \
+                 SELECT id, org_id, delivery_id, endpoint_id, attempt_number, succeeded, status_code, error_class, \
+                     error_message, latency_ms, request_headers, response_headers, response_body, created_at FROM a), \
+             updated AS (UPDATE deliveries AS d SET \
+                 status = a.status, \
+                 attempt_count = greatest(d.attempt_count, a.attempt_number), \
+                 last_status_code = a.status_code, \
+                 last_error = a.error_message, \
+                 last_attempt_at = a.created_at, \
+                 next_attempt_at = a.next_at, \
+                 delivered_at = CASE WHEN a.succeeded THEN a.created_at END, \
+                 updated_at = a.created_at \
+                 FROM a WHERE d.id = a.delivery_id), \
+             s AS (SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.healthy_endpoints)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.healthy_orgs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.healthy_at)?;
+        out.push_sql(
+            ") AS s(endpoint_id, org_id, at)), \
+             touched AS ( \
+                 UPDATE endpoint_health h SET consecutive_failures = 0, consecutive_dead_letters = 0, \
+                     failing_since = NULL, last_success_at = s.at, updated_at = s.at \
+                 FROM s WHERE h.endpoint_id = s.endpoint_id \
+                     AND (h.consecutive_failures <> 0 OR h.consecutive_dead_letters <> 0 \
+                         OR h.failing_since IS NOT NULL OR h.last_success_at IS NULL \
+                         OR h.last_success_at < s.at - interval '5 seconds') \
+                 RETURNING 1) \
+             INSERT INTO endpoint_health (endpoint_id, org_id, last_success_at) \
+             SELECT s.endpoint_id, s.org_id, s.at FROM s \
+             WHERE NOT EXISTS (SELECT 1 FROM endpoint_health h WHERE h.endpoint_id = s.endpoint_id) \
+             ON CONFLICT DO NOTHING",
+        );
+        Ok(())
+    }
 }
 
 /// Folds one attempt into its endpoint's health row.

@@ -88,68 +88,180 @@ pub enum Written {
     KeyTaken,
 }
 
-/// Writes several events with their deliveries and outbox rows, three
-/// statements for the whole batch (in the caller's transaction). An event
-/// whose idempotency key is taken is skipped, not an error. The outbox rows
-/// are left to the relay from `publish_after` on; they are returned, with
-/// what their broker messages need, for the caller to publish before that.
+/// Writes several events with their deliveries and outbox rows in one
+/// statement (atomic on its own: no transaction around it, one round trip
+/// for the whole batch). An event whose idempotency key is taken is skipped,
+/// not an error. The outbox rows are left to the relay from `publish_after`
+/// on; they are returned, with what their broker messages need, for the
+/// caller to publish before that.
 pub async fn fan_out_many(
     conn: &mut AsyncPgConnection,
     batch: &[NewEvent],
     publish_after: DateTime<Utc>,
 ) -> QueryResult<(Vec<Written>, Vec<crate::outbox::Pending>)> {
-    let rows: Vec<&EventRow> = batch.iter().map(|n| &n.event).collect();
-    let stored: std::collections::HashSet<Uuid> = diesel::insert_into(events::table)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(events::id)
-        .get_results(conn)
-        .await?
-        .into_iter()
-        .collect();
     let mut deliveries = Vec::new();
-    let mut outbox = Vec::new();
-    let mut written = Vec::with_capacity(batch.len());
+    let mut traceparents = Vec::new();
     for n in batch {
-        if !stored.contains(&n.event.id) {
-            written.push(Written::KeyTaken);
-            continue;
-        }
-        let (d, mut o) = pending(&n.event, &n.endpoints, "fresh", n.traceparent.as_deref());
-        for row in &mut o {
-            row.publish_after = Some(publish_after);
-        }
-        written.push(Written::Stored(d.len()));
+        let (d, _) = pending(&n.event, &n.endpoints, "fresh", None);
+        traceparents.extend(d.iter().map(|_| n.traceparent.as_deref()));
         deliveries.extend(d);
-        outbox.extend(o);
     }
-    // Postgres takes at most 65,535 parameters per statement.
-    for chunk in deliveries.chunks(2_000) {
-        crate::deliveries::insert_many(conn, chunk).await?;
+    let statement = FanOut {
+        ids: batch.iter().map(|n| n.event.id).collect(),
+        orgs: batch.iter().map(|n| n.event.org_id).collect(),
+        types: batch.iter().map(|n| n.event.event_type.as_str()).collect(),
+        data: batch.iter().map(|n| &n.event.data).collect(),
+        occurred: batch.iter().map(|n| n.event.occurred_at).collect(),
+        keys: batch.iter().map(|n| n.event.idempotency_key.as_deref()).collect(),
+        hashes: batch.iter().map(|n| n.event.request_hash.as_deref()).collect(),
+        counts: batch.iter().map(|n| n.event.delivery_count).collect(),
+        created: batch.iter().map(|n| n.event.created_at).collect(),
+        d_ids: deliveries.iter().map(|d| d.id).collect(),
+        d_orgs: deliveries.iter().map(|d| d.org_id).collect(),
+        d_events: deliveries.iter().map(|d| d.event_id).collect(),
+        d_endpoints: deliveries.iter().map(|d| d.endpoint_id).collect(),
+        d_types: deliveries.iter().map(|d| d.event_type.as_str()).collect(),
+        d_at: deliveries.iter().map(|d| d.created_at).collect(),
+        d_traceparents: traceparents.clone(),
+        publish_after,
+    };
+    let mut stored = std::collections::HashSet::new();
+    let mut outbox_ids = std::collections::HashMap::new();
+    for row in statement.load::<FanOutRow>(conn).await? {
+        match (row.event_id, row.outbox_id, row.delivery_id) {
+            (Some(event), _, _) => {
+                stored.insert(event);
+            }
+            (None, Some(outbox), Some(delivery)) => {
+                outbox_ids.insert(delivery, outbox);
+            }
+            _ => {}
+        }
     }
-    let mut ids = std::collections::HashMap::with_capacity(outbox.len());
-    for chunk in outbox.chunks(8_000) {
-        ids.extend(crate::outbox::insert_returning(conn, chunk).await?.into_iter().map(|(id, d)| (d, id)));
-    }
-    let to_publish = deliveries
+    let written = batch
         .iter()
-        .zip(&outbox)
-        .filter_map(|(d, o)| {
+        .map(|n| if stored.contains(&n.event.id) { Written::Stored(n.endpoints.len()) } else { Written::KeyTaken })
+        .collect();
+    let to_publish = deliveries
+        .into_iter()
+        .zip(traceparents)
+        .filter_map(|(d, traceparent)| {
             Some(crate::outbox::Pending {
-                id: *ids.get(&d.id)?,
+                id: *outbox_ids.get(&d.id)?,
                 org_id: d.org_id,
                 delivery_id: d.id,
-                reason: o.reason.clone(),
-                attempt: o.attempt,
+                reason: "fresh".to_owned(),
+                attempt: 1,
                 created_at: d.created_at,
                 endpoint_id: d.endpoint_id,
                 event_id: d.event_id,
-                event_type: d.event_type.clone(),
-                traceparent: o.traceparent.clone(),
+                event_type: d.event_type,
+                traceparent: traceparent.map(str::to_owned),
             })
         })
         .collect();
     Ok((written, to_publish))
+}
+
+/// The statement behind [`fan_out_many`]: the events whose idempotency key
+/// is free, then the deliveries and outbox rows of the events actually
+/// inserted, as data-modifying CTEs over arrays (the foreign keys between
+/// them are checked at its end). Its text does not change with the batch
+/// size, so a connection prepares it once and runs it in one round trip.
+struct FanOut<'a> {
+    ids: Vec<Uuid>,
+    orgs: Vec<Uuid>,
+    types: Vec<&'a str>,
+    data: Vec<&'a serde_json::Value>,
+    occurred: Vec<DateTime<Utc>>,
+    keys: Vec<Option<&'a str>>,
+    hashes: Vec<Option<&'a [u8]>>,
+    counts: Vec<i32>,
+    created: Vec<DateTime<Utc>>,
+    d_ids: Vec<Uuid>,
+    d_orgs: Vec<Uuid>,
+    d_events: Vec<Uuid>,
+    d_endpoints: Vec<Uuid>,
+    d_types: Vec<&'a str>,
+    d_at: Vec<DateTime<Utc>>,
+    d_traceparents: Vec<Option<&'a str>>,
+    publish_after: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct FanOutRow {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    event_id: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    outbox_id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    delivery_id: Option<Uuid>,
+}
+
+impl diesel::query_builder::QueryId for FanOut<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for FanOut<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FanOut<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        out.push_sql(
+            "WITH ev AS (INSERT INTO events (id, org_id, event_type, data, occurred_at, idempotency_key, \
+             request_hash, delivery_count, created_at) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.orgs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.types)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Jsonb>, _>(&self.data)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.occurred)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.keys)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Bytea>>, _>(&self.hashes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Int4>, _>(&self.counts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.created)?;
+        out.push_sql(") ON CONFLICT DO NOTHING RETURNING id), x AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.d_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.d_orgs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.d_events)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.d_endpoints)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.d_types)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.d_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.d_traceparents)?;
+        out.push_sql(
+            ") AS x(id, org_id, event_id, endpoint_id, event_type, at, traceparent) \
+             WHERE x.event_id IN (SELECT id FROM ev)), \
+             d AS (INSERT INTO deliveries (id, org_id, event_id, endpoint_id, event_type, status, attempt_count, \
+             next_attempt_at, created_at, updated_at, scheduled_attempt) \
+             SELECT id, org_id, event_id, endpoint_id, event_type, 'pending', 0, at, at, at, 1 FROM x), \
+             o AS (INSERT INTO outbox (org_id, delivery_id, reason, attempt, traceparent, publish_after) \
+             SELECT org_id, id, 'fresh', 1, traceparent, ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&self.publish_after)?;
+        out.push_sql(
+            " FROM x RETURNING id, delivery_id) \
+             SELECT ev.id AS event_id, NULL::int8 AS outbox_id, NULL::uuid AS delivery_id FROM ev \
+             UNION ALL SELECT NULL, o.id, o.delivery_id FROM o",
+        );
+        Ok(())
+    }
 }
 
 /// One pending delivery per endpoint and its outbox row.
