@@ -301,37 +301,24 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordAttempts<'_>
         // would join `deliveries` the way that suited it when it was small.
         out.unsafe_to_cache_prepared();
         out.push_sql("WITH a AS (SELECT * FROM unnest(");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.orgs)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.deliveries)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.endpoints)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Int4>, _>(&self.numbers)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Bool>, _>(&self.succeeded)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Int4>>, _>(&self.status_codes)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.error_classes)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.errors)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Int4>, _>(&self.latencies)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Jsonb>, _>(&self.request_headers)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Jsonb>>, _>(&self.response_headers)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.response_bodies)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.statuses)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.next_at)?;
+        push_binds!(out;
+            Array<SqlUuid> => &self.ids,
+            Array<SqlUuid> => &self.orgs,
+            Array<SqlUuid> => &self.deliveries,
+            Array<SqlUuid> => &self.endpoints,
+            Array<Int4> => &self.numbers,
+            Array<Bool> => &self.succeeded,
+            Array<Nullable<Int4>> => &self.status_codes,
+            Array<Nullable<Text>> => &self.error_classes,
+            Array<Nullable<Text>> => &self.errors,
+            Array<Int4> => &self.latencies,
+            Array<Jsonb> => &self.request_headers,
+            Array<Nullable<Jsonb>> => &self.response_headers,
+            Array<Nullable<Text>> => &self.response_bodies,
+            Array<Timestamptz> => &self.at,
+            Array<Text> => &self.statuses,
+            Array<Nullable<Timestamptz>> => &self.next_at,
+        );
         out.push_sql(
             ") AS a(id, org_id, delivery_id, endpoint_id, attempt_number, succeeded, status_code, error_class, \
                     error_message, latency_ms, request_headers, response_headers, response_body, created_at, \
@@ -353,11 +340,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordAttempts<'_>
                  FROM a WHERE d.id = a.delivery_id), \
              s AS (SELECT * FROM unnest(",
         );
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.healthy_endpoints)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.healthy_orgs)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.healthy_at)?;
+        push_binds!(out;
+            Array<SqlUuid> => &self.healthy_endpoints,
+            Array<SqlUuid> => &self.healthy_orgs,
+            Array<Timestamptz> => &self.healthy_at,
+        );
         out.push_sql(
             ") AS s(endpoint_id, org_id, at)), \
              touched AS ( \

@@ -102,7 +102,7 @@ pub async fn fan_out_many(
     let mut deliveries = Vec::new();
     let mut traceparents = Vec::new();
     for n in batch {
-        let (d, _) = pending(&n.event, &n.endpoints, "fresh", None);
+        let d = new_deliveries(&n.event, &n.endpoints);
         traceparents.extend(d.iter().map(|_| n.traceparent.as_deref()));
         deliveries.extend(d);
     }
@@ -214,37 +214,27 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FanOut<'_> {
             "WITH ev AS (INSERT INTO events (id, org_id, event_type, data, occurred_at, idempotency_key, \
              request_hash, delivery_count, created_at) SELECT * FROM unnest(",
         );
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.orgs)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.types)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Jsonb>, _>(&self.data)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.occurred)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.keys)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Bytea>>, _>(&self.hashes)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Int4>, _>(&self.counts)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.created)?;
+        push_binds!(out;
+            Array<SqlUuid> => &self.ids,
+            Array<SqlUuid> => &self.orgs,
+            Array<Text> => &self.types,
+            Array<Jsonb> => &self.data,
+            Array<Timestamptz> => &self.occurred,
+            Array<Nullable<Text>> => &self.keys,
+            Array<Nullable<Bytea>> => &self.hashes,
+            Array<Int4> => &self.counts,
+            Array<Timestamptz> => &self.created,
+        );
         out.push_sql(") ON CONFLICT DO NOTHING RETURNING id), x AS (SELECT * FROM unnest(");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.d_ids)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.d_orgs)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.d_events)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.d_endpoints)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&self.d_types)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.d_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.d_traceparents)?;
+        push_binds!(out;
+            Array<SqlUuid> => &self.d_ids,
+            Array<SqlUuid> => &self.d_orgs,
+            Array<SqlUuid> => &self.d_events,
+            Array<SqlUuid> => &self.d_endpoints,
+            Array<Text> => &self.d_types,
+            Array<Timestamptz> => &self.d_at,
+            Array<Nullable<Text>> => &self.d_traceparents,
+        );
         out.push_sql(
             ") AS x(id, org_id, event_id, endpoint_id, event_type, at, traceparent) \
              WHERE x.event_id IN (SELECT id FROM ev)), \
@@ -271,8 +261,25 @@ fn pending(
     reason: &str,
     traceparent: Option<&str>,
 ) -> (Vec<crate::deliveries::DeliveryRow>, Vec<crate::outbox::NewOutbox>) {
+    let deliveries = new_deliveries(event, endpoints);
+    let outbox = deliveries
+        .iter()
+        .map(|d| crate::outbox::NewOutbox {
+            org_id: d.org_id,
+            delivery_id: d.id,
+            reason: reason.to_owned(),
+            attempt: 1,
+            traceparent: traceparent.map(str::to_owned),
+            publish_after: None,
+        })
+        .collect();
+    (deliveries, outbox)
+}
+
+/// One pending delivery of the event per endpoint.
+fn new_deliveries(event: &EventRow, endpoints: &[Uuid]) -> Vec<crate::deliveries::DeliveryRow> {
     let now = event.created_at;
-    let deliveries: Vec<crate::deliveries::DeliveryRow> = endpoints
+    endpoints
         .iter()
         .map(|ep| crate::deliveries::DeliveryRow {
             id: Uuid::now_v7(),
@@ -291,17 +298,5 @@ fn pending(
             updated_at: now,
             scheduled_attempt: 1,
         })
-        .collect();
-    let outbox = deliveries
-        .iter()
-        .map(|d| crate::outbox::NewOutbox {
-            org_id: d.org_id,
-            delivery_id: d.id,
-            reason: reason.to_owned(),
-            attempt: 1,
-            traceparent: traceparent.map(str::to_owned),
-            publish_after: None,
-        })
-        .collect();
-    (deliveries, outbox)
+        .collect()
 }

@@ -4,6 +4,19 @@
 //! results; the services own transactions and pass the connection down, so a
 //! unit of work is always one transaction on one connection.
 
+/// Pushes binds onto a query, comma-separated: `push_binds!(out; Type => &value, …)`.
+/// The arguments of an `unnest(…)` over one array per column, for statements
+/// written as their own `QueryFragment`.
+macro_rules! push_binds {
+    ($out:ident; $first_ty:ty => $first:expr $(, $ty:ty => $value:expr)* $(,)?) => {{
+        $out.push_bind_param::<$first_ty, _>($first)?;
+        $(
+            $out.push_sql(", ");
+            $out.push_bind_param::<$ty, _>($value)?;
+        )*
+    }};
+}
+
 pub mod alerts;
 pub mod audit;
 pub mod db;
