@@ -18,7 +18,7 @@ pub mod rules;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use hookline_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use hookline_broker::lapin::types::FieldTable;
 use hookline_broker::topology;
@@ -35,6 +35,8 @@ pub struct Alerting {
 
 /// Unacknowledged messages per consumer, and the most judged together.
 const PREFETCH: u16 = 64;
+/// How long a batch of alerting messages waits for more after its first.
+const LINGER: Duration = Duration::from_millis(50);
 
 impl Alerting {
     pub fn new(kit: Arc<Kit>) -> anyhow::Result<Arc<Self>> {
@@ -62,21 +64,23 @@ impl Alerting {
                 Some(Err(e)) => break Err(anyhow::anyhow!("consumer: {e}")),
                 None => break Err(anyhow::anyhow!("the broker closed the consumer")),
             };
-            // Take what has already arrived too: outcomes are judged and acknowledged together.
+            // Take what arrives within the linger too: outcomes are judged
+            // and acknowledged together, and nobody waits on alerting.
             let mut batch = vec![first];
             let mut ended = None;
+            let until = tokio::time::Instant::now() + LINGER;
             while batch.len() < PREFETCH as usize {
-                match consumer.next().now_or_never() {
-                    Some(Some(Ok(d))) => batch.push(d),
-                    Some(Some(Err(e))) => {
+                match tokio::time::timeout_at(until, consumer.next()).await {
+                    Ok(Some(Ok(d))) => batch.push(d),
+                    Ok(Some(Err(e))) => {
                         ended = Some(Err(anyhow::anyhow!("consumer: {e}")));
                         break;
                     }
-                    Some(None) => {
+                    Ok(None) => {
                         ended = Some(Err(anyhow::anyhow!("the broker closed the consumer")));
                         break;
                     }
-                    None => break,
+                    Err(_) => break,
                 }
             }
             let payloads: Vec<&[u8]> = batch.iter().map(|d| d.data.as_slice()).collect();

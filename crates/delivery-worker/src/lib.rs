@@ -96,9 +96,12 @@ pub type Recorder = Batcher<AttemptWrite, Result<(), String>>;
 const BATCH_SIZE: usize = 128;
 /// Reads or transactions of each kind in flight at once.
 const BATCH_TASKS: usize = 2;
+/// How long an attempt record waits for others to share its statement. The
+/// receiver already has the delivery; only the ack waits.
+const RECORD_LINGER: Duration = Duration::from_millis(10);
 
 fn recorder(pool: PgPool) -> Recorder {
-    Recorder::spawn(BATCH_TASKS, BATCH_SIZE, move |batch: Vec<AttemptWrite>| {
+    Recorder::spawn_lingering(BATCH_TASKS, BATCH_SIZE, RECORD_LINGER, move |batch: Vec<AttemptWrite>| {
         let pool = pool.clone();
         async move {
             let (attempts, outcomes): (Vec<AttemptRow>, Vec<AttemptOutcome>) = batch.into_iter().unzip();

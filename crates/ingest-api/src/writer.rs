@@ -8,13 +8,16 @@
 //! no relay pass sits between commit and delivery. Those rows are due for
 //! the relay only after [`RELAY_GRACE`], so if this process dies or the
 //! broker refuses before the rows are marked, the relay publishes them then:
-//! at least once, never lost (the worker collapses a duplicate).
+//! at least once, never lost (the worker collapses a duplicate). Marking is
+//! bookkeeping nobody waits for, so the marks of publishes close together
+//! share one statement.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use hookline_broker::publisher::Broker;
+use hookline_service_kit::batch::Batcher;
 use hookline_service_kit::kit::{EventWriter, Kit};
 use hookline_store::db::PgPool;
 use hookline_store::events::{NewEvent, Written};
@@ -26,6 +29,33 @@ pub const EVENT_BATCH: usize = 128;
 pub const EVENT_WRITERS: usize = 2;
 /// How long the relay leaves a written row to this process's own publish.
 pub const RELAY_GRACE: Duration = Duration::from_secs(5);
+/// How long published rows wait for others to be marked with them: far
+/// inside [`RELAY_GRACE`].
+pub const MARK_LINGER: Duration = Duration::from_millis(20);
+
+/// Marks published outbox rows, the rows of several publishes at a time.
+type Marker = Batcher<Vec<i64>, ()>;
+
+fn marker(pool: PgPool) -> Marker {
+    Marker::spawn_lingering(1, EVENT_BATCH, MARK_LINGER, move |batches: Vec<Vec<i64>>| {
+        let pool = pool.clone();
+        async move {
+            let n = batches.len();
+            let ids: Vec<i64> = batches.into_iter().flatten().collect();
+            let marked = async {
+                let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+                hookline_store::outbox::mark_published(&mut conn, &ids).await.map_err(anyhow::Error::from)
+            }
+            .await;
+            if let Err(e) = marked {
+                // Published but not marked: the relay publishes them again once due,
+                // and the worker recognises the copies.
+                tracing::warn!(error = format!("{e:#}"), "marking published outbox rows failed");
+            }
+            vec![(); n]
+        }
+    })
+}
 
 /// The kit's event writer, started on the current runtime at first use (the
 /// ingest API's server spec starts it, so its tasks run on the main runtime).
@@ -34,15 +64,17 @@ pub fn get(kit: &Kit) -> &EventWriter {
 }
 
 fn spawn(pool: PgPool, broker: Arc<Broker>) -> EventWriter {
+    let marker = Arc::new(marker(pool.clone()));
     EventWriter::spawn(EVENT_WRITERS, EVENT_BATCH, move |batch: Vec<NewEvent>| {
         let pool = pool.clone();
         let broker = broker.clone();
+        let marker = marker.clone();
         async move {
             let n = batch.len();
             match write(&pool, &batch).await {
                 Ok((written, to_publish)) => {
                     if !to_publish.is_empty() {
-                        tokio::spawn(publish(pool, broker, to_publish));
+                        tokio::spawn(publish(marker, broker, to_publish));
                     }
                     batch
                         .into_iter()
@@ -70,20 +102,10 @@ async fn write(pool: &PgPool, batch: &[NewEvent]) -> Result<(Vec<Written>, Vec<P
 
 /// Publishes committed deliveries and marks their rows; on any failure the
 /// relay takes the rows once they are due.
-async fn publish(pool: PgPool, broker: Arc<Broker>, rows: Vec<Pending>) {
+async fn publish(marker: Arc<Marker>, broker: Arc<Broker>, rows: Vec<Pending>) {
     if let Err(e) = crate::relay::publish(&broker, &rows).await {
         tracing::warn!(error = format!("{e:#}"), "publishing new deliveries failed; the outbox relay will retry");
         return;
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let marked = async {
-        let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
-        hookline_store::outbox::mark_published(&mut conn, &ids).await.map_err(anyhow::Error::from)
-    }
-    .await;
-    if let Err(e) = marked {
-        // Published but not marked: the relay publishes them again once due,
-        // and the worker recognises the copies.
-        tracing::warn!(error = format!("{e:#}"), "marking published outbox rows failed");
-    }
+    marker.submit(rows.iter().map(|r| r.id).collect()).await;
 }

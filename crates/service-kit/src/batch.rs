@@ -6,9 +6,15 @@
 //! to fill: under light load every item is written alone and at once; under
 //! load, items queue while a transaction commits and the next one takes
 //! them all, so statements and fsyncs per item fall as the load rises.
+//!
+//! Writes whose callers are not waiting on a user (a worker recording the
+//! attempt it has already delivered) may instead linger: after the first
+//! item a writer waits a few milliseconds for company, so that even a light
+//! steady load shares statements.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -22,6 +28,16 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Starts `writers` writer tasks on the current Tokio runtime. `write`
     /// gets a batch and returns one result per item, in order.
     pub fn spawn<F, Fut>(writers: usize, max_batch: usize, write: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<R>> + Send + 'static,
+    {
+        Self::spawn_lingering(writers, max_batch, Duration::ZERO, write)
+    }
+
+    /// Like [`Batcher::spawn`], but a writer holding fewer than `max_batch`
+    /// items waits up to `linger` after the first for more to arrive.
+    pub fn spawn_lingering<F, Fut>(writers: usize, max_batch: usize, linger: Duration, write: F) -> Self
     where
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<R>> + Send + 'static,
@@ -46,6 +62,15 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                             match rx.try_recv() {
                                 Ok(job) => jobs.push(job),
                                 Err(_) => break,
+                            }
+                        }
+                        if jobs.len() < max_batch && !linger.is_zero() {
+                            let until = tokio::time::Instant::now() + linger;
+                            while jobs.len() < max_batch {
+                                match tokio::time::timeout_at(until, rx.recv()).await {
+                                    Ok(Some(job)) => jobs.push(job),
+                                    Ok(None) | Err(_) => break,
+                                }
                             }
                         }
                     }
@@ -115,5 +140,32 @@ mod tests {
         assert_eq!(sizes[1..].iter().sum::<usize>(), 100);
         assert!(sizes.iter().all(|&n| (1..=16).contains(&n)), "batches stay within the limit: {sizes:?}");
         assert!(sizes[2..].contains(&16), "callers queued behind a write share the next: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lingering_writer_waits_for_company_but_not_past_a_full_batch() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        // A linger far longer than the test: only a full batch ends it early.
+        let b = Arc::new(Batcher::spawn_lingering(1, 2, Duration::from_secs(600), move |items: Vec<u32>| {
+            seen.lock().unwrap().push(items.len());
+            async move { items }
+        }));
+        let first = tokio::spawn({
+            let b = b.clone();
+            async move { b.submit(1).await }
+        });
+        // Let the writer take the first item and start waiting.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(sizes.lock().unwrap().is_empty(), "a lone item waits for company");
+        assert_eq!(b.submit(2).await, Some(2));
+        assert_eq!(first.await.unwrap(), Some(1));
+        assert_eq!(*sizes.lock().unwrap(), vec![2], "both items share one write");
+
+        // A short linger still writes a lone item once it has passed.
+        let b = Batcher::spawn_lingering(1, 8, Duration::from_millis(20), |items: Vec<u32>| async move { items });
+        assert_eq!(b.submit(7).await, Some(7));
     }
 }
