@@ -162,6 +162,7 @@ async fn evaluate(
     a: &Alerting,
     o: &DeliveryOutcome,
     rates: &mut RateMemo,
+    attention_known: bool,
 ) -> anyhow::Result<(Vec<Notice>, bool, Option<SettingsRow>)> {
     let delivery_id = DeliveryId::parse(&o.delivery_id)?.as_uuid();
     let endpoint = EndpointId::parse(&o.endpoint_id)?.as_uuid();
@@ -169,7 +170,10 @@ async fn evaluate(
     let kind = o.kind();
     let operational = EventType::parse(&o.event_type).map(|t| t.is_operational()).unwrap_or(false);
     let mut conn = a.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
-    if kind == OutcomeKind::Delivered && !hookline_store::alerts::needs_attention(&mut conn, endpoint).await? {
+    if kind == OutcomeKind::Delivered
+        && !attention_known
+        && !hookline_store::alerts::needs_attention(&mut conn, endpoint).await?
+    {
         // The common case: a healthy endpoint delivered. Nothing to open or resolve, nothing to write.
         return Ok((Vec::new(), false, None));
     }
@@ -207,13 +211,19 @@ async fn evaluate(
                         r
                     }
                 };
-                if rate.attempts >= i64::from(s.failure_rate_min_attempts) && rate.failed * 100 > i64::from(s.failure_rate_percent) * rate.attempts {
+                let above = rate.attempts >= i64::from(s.failure_rate_min_attempts)
+                    && rate.failed * 100 > i64::from(s.failure_rate_percent) * rate.attempts;
+                if !above {
+                    resolve(c, &s, &mut notices, endpoint, &[HIGH_FAILURE_RATE]).await?;
+                } else if kind != OutcomeKind::Delivered
+                    || !hookline_store::alerts::has_unresolved(c, endpoint, HIGH_FAILURE_RATE).await?
+                {
+                    // A success may open the alert (it can complete the minimum
+                    // number of attempts) but does not repeat an open one.
                     let pct = rate.failed * 100 / rate.attempts;
                     let url = hookline_store::endpoints::get_any(c, endpoint).await?.map(|e| e.url).unwrap_or_default();
                     let msg = format!("{pct}% of attempts to {url} failed in the last {} minutes", s.failure_rate_window_minutes);
                     raise(c, &s, &mut notices, org_id, HIGH_FAILURE_RATE, endpoint, msg, json!({"attempts": rate.attempts, "failed": rate.failed})).await?;
-                } else {
-                    resolve(c, &s, &mut notices, endpoint, &[HIGH_FAILURE_RATE]).await?;
                 }
             }
             match kind {
@@ -294,18 +304,20 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
     let mut rates = RateMemo::new();
     let mut results = Vec::with_capacity(payloads.len());
     for (payload, outcome) in payloads.iter().zip(&decoded) {
+        let mut attention_known = false;
         if let (Some(o), Some(attention)) = (outcome, &attention) {
             if let Some(endpoint) = delivered_to(o) {
                 if !attention.contains(&endpoint) && !touched.contains(&endpoint) {
                     results.push(Ok(()));
                     continue;
                 }
+                attention_known = attention.contains(&endpoint);
             }
             if let Ok(e) = EndpointId::parse(&o.endpoint_id) {
                 touched.insert(e.as_uuid());
             }
         }
-        results.push(process_outcome_with(a, payload, &mut rates).await);
+        results.push(process_outcome_with(a, payload, &mut rates, attention_known).await);
     }
     results
 }
@@ -319,11 +331,18 @@ pub type RateMemo = std::collections::HashMap<(Uuid, i32), hookline_store::alert
 
 /// Evaluates one outcome message.
 pub async fn process_outcome(a: &Alerting, payload: &[u8]) -> anyhow::Result<()> {
-    process_outcome_with(a, payload, &mut RateMemo::new()).await
+    process_outcome_with(a, payload, &mut RateMemo::new(), false).await
 }
 
-/// Evaluates one outcome message of a batch, sharing failure rates read for the batch.
-async fn process_outcome_with(a: &Alerting, payload: &[u8], rates: &mut RateMemo) -> anyhow::Result<()> {
+/// Evaluates one outcome message of a batch, sharing failure rates read for
+/// the batch. `attention_known`: the batch's own check found that the
+/// endpoint has something to resolve, so a success need not ask again.
+async fn process_outcome_with(
+    a: &Alerting,
+    payload: &[u8],
+    rates: &mut RateMemo,
+    attention_known: bool,
+) -> anyhow::Result<()> {
     let o = match DeliveryOutcome::decode(payload) {
         Ok(o) if o.version == MESSAGE_VERSION => o,
         _ => {
@@ -331,12 +350,15 @@ async fn process_outcome_with(a: &Alerting, payload: &[u8], rates: &mut RateMemo
             return Ok(());
         }
     };
-    let (notices, disabled, settings) = evaluate(a, &o, rates).await?;
+    let (notices, disabled, settings) = evaluate(a, &o, rates, attention_known).await?;
     if disabled {
         a.kit.caches.invalidate(Topic::Endpoints).await;
     }
     if let (false, Some(settings)) = (notices.is_empty(), settings) {
-        a.kit.outbox_wake.notify_one();
+        // Opening and resolving may have written operational events; a repeat writes none.
+        if notices.iter().any(|n| !matches!(n, Notice::Repeated(_))) {
+            a.kit.outbox_wake.notify_one();
+        }
         a.notifier.dispatch(&a.kit, &settings, notices).await;
     }
     Ok(())
