@@ -5,9 +5,10 @@
 //! and runs retention.
 //!
 //! Several instances may run: they share the `outcomes.alerting` queue (each
-//! outcome reaches one of them), every outcome is recorded in
+//! outcome reaches one of them), every failure is recorded in
 //! `processed_outcomes` in the same transaction as its effects (so a
-//! redelivered message is never counted twice), and scheduled work runs
+//! redelivered message is never counted twice; judging a success again
+//! changes nothing), and scheduled work runs
 //! under a Postgres advisory lock on one instance at a time.
 
 pub mod maintenance;

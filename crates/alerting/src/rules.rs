@@ -180,7 +180,13 @@ async fn evaluate(
     let (notices, disabled, settings) = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
             let mut notices = Vec::new();
-            if !hookline_store::alerts::mark_outcome(c, delivery_id, o.attempt as i32, kind.routing_key()).await? {
+            // Failures count (streaks, dead letters, repeats), so each is
+            // recorded once. A success only resolves, or opens a rate alert
+            // that a second judgement would find open: judging it twice
+            // changes nothing, and it writes nothing when nothing changes.
+            if kind != OutcomeKind::Delivered
+                && !hookline_store::alerts::mark_outcome(c, delivery_id, o.attempt as i32, kind.routing_key()).await?
+            {
                 return Ok((notices, false, None));
             }
             let s = hookline_store::alerts::settings(c, org_id).await?;
@@ -301,10 +307,20 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
         None
     };
     let mut touched = std::collections::HashSet::new();
+    // Per endpoint: whether the last outcome judged in this batch was a
+    // success. A success right after another judges the same rate (the
+    // batch's memo) against alerts the first already resolved: skipped.
+    let mut last_was_success: std::collections::HashMap<Uuid, bool> = std::collections::HashMap::new();
     let mut rates = RateMemo::new();
     let mut results = Vec::with_capacity(payloads.len());
     for (payload, outcome) in payloads.iter().zip(&decoded) {
         let mut attention_known = false;
+        if let Some(endpoint) = outcome.as_ref().and_then(delivered_to) {
+            if last_was_success.get(&endpoint) == Some(&true) {
+                results.push(Ok(()));
+                continue;
+            }
+        }
         if let (Some(o), Some(attention)) = (outcome, &attention) {
             if let Some(endpoint) = delivered_to(o) {
                 if !attention.contains(&endpoint) && !touched.contains(&endpoint) {
@@ -317,7 +333,12 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
                 touched.insert(e.as_uuid());
             }
         }
-        results.push(process_outcome_with(a, payload, &mut rates, attention_known).await);
+        let result = process_outcome_with(a, payload, &mut rates, attention_known).await;
+        if let Some(Ok(e)) = outcome.as_ref().map(|o| EndpointId::parse(&o.endpoint_id)) {
+            let success = outcome.as_ref().is_some_and(|o| o.kind() == OutcomeKind::Delivered);
+            last_was_success.insert(e.as_uuid(), success && result.is_ok());
+        }
+        results.push(result);
     }
     results
 }
