@@ -200,8 +200,17 @@ pub struct Rate {
 
 /// Attempts and failed attempts of an endpoint since `since`, over at most
 /// the latest 1000 attempts (bounded cost however busy the endpoint is).
+///
+/// Runs inside the caller's transaction. The bound holds only if the plan
+/// walks `delivery_attempts_endpoint_time` newest first and stops at the
+/// thousandth row. Without statistics on the table (young, or a server
+/// with autovacuum off) the planner guesses a few hundred rows and would
+/// rather collect the whole window and sort it: 6 to 9 ms for an endpoint
+/// with 12,000 recent attempts, against 0.6 ms. Sorting is therefore ruled
+/// out for this one statement.
 pub async fn failure_rate(conn: &mut AsyncPgConnection, endpoint_id: Uuid, since: DateTime<Utc>) -> QueryResult<Rate> {
-    diesel::sql_query(
+    diesel::sql_query("SET LOCAL enable_sort = off").execute(conn).await?;
+    let rate = diesel::sql_query(
         "SELECT count(*) AS attempts, count(*) FILTER (WHERE NOT succeeded) AS failed FROM ( \
            SELECT succeeded FROM delivery_attempts WHERE endpoint_id = $1 AND created_at >= $2 \
            ORDER BY created_at DESC LIMIT 1000) recent",
@@ -209,7 +218,9 @@ pub async fn failure_rate(conn: &mut AsyncPgConnection, endpoint_id: Uuid, since
     .bind::<SqlUuid, _>(endpoint_id)
     .bind::<Timestamptz, _>(since)
     .get_result(conn)
-    .await
+    .await?;
+    diesel::sql_query("SET LOCAL enable_sort = on").execute(conn).await?;
+    Ok(rate)
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
