@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diesel_async::AsyncConnection;
 use futures_util::StreamExt;
 use hookline_broker::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
@@ -122,19 +121,12 @@ fn recorder(pool: PgPool) -> Recorder {
     })
 }
 
+/// One statement, atomic on its own: no transaction around it.
 async fn write_attempts(pool: &PgPool, attempts: &[AttemptRow], outcomes: &[AttemptOutcome]) -> Result<(), String> {
     let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
-    if attempts.iter().all(|a| a.succeeded) {
-        // Successes only: one statement, atomic without a transaction around it.
-        return hookline_store::deliveries::record_attempts(&mut conn, attempts, outcomes)
-            .await
-            .map_err(|e| format!("recording attempts: {e}"));
-    }
-    conn.transaction::<_, diesel::result::Error, _>(async |c| {
-        hookline_store::deliveries::record_attempts(c, attempts, outcomes).await
-    })
-    .await
-    .map_err(|e| format!("recording attempts: {e}"))
+    hookline_store::deliveries::record_attempts(&mut conn, attempts, outcomes)
+        .await
+        .map_err(|e| format!("recording attempts: {e}"))
 }
 
 impl Worker {

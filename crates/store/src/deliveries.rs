@@ -141,7 +141,7 @@ pub struct AttemptOutcome {
 }
 
 /// Records an attempt and its effect on the delivery and the endpoint's
-/// health, in the caller's transaction.
+/// health, in one statement.
 pub async fn record_attempt(
     conn: &mut AsyncPgConnection,
     attempt: &AttemptRow,
@@ -150,12 +150,9 @@ pub async fn record_attempt(
     record_attempts(conn, std::slice::from_ref(attempt), std::slice::from_ref(outcome)).await
 }
 
-/// Records several attempts (`outcomes[i]` belongs to `attempts[i]`): one
-/// statement writes the attempts, their deliveries and the health of the
-/// endpoints that only succeeded; an endpoint with a failure in the batch
-/// then gets one health write per run of successes or failure. Call it in a
-/// transaction unless every attempt succeeded (then it is one statement,
-/// atomic on its own).
+/// Records several attempts (`outcomes[i]` belongs to `attempts[i]`) in one
+/// statement, atomic on its own: the attempts, their deliveries, and the
+/// health of their endpoints as the attempts leave it, in order.
 pub async fn record_attempts(
     conn: &mut AsyncPgConnection,
     attempts: &[AttemptRow],
@@ -165,72 +162,93 @@ pub async fn record_attempts(
     if attempts.is_empty() {
         return Ok(());
     }
-    // Health. Endpoints with only successes in the batch (the common case)
-    // are written by the same statement as the attempts and deliveries; the
-    // others are folded in attempt by attempt, in order, where a run of
-    // successes needs only its first write.
-    let mut failing = std::collections::HashSet::new();
-    for a in attempts.iter().filter(|a| !a.succeeded) {
-        failing.insert(a.endpoint_id);
-    }
-    let mut healthy: std::collections::HashMap<Uuid, &AttemptRow> = std::collections::HashMap::new();
-    for a in attempts.iter().filter(|a| !failing.contains(&a.endpoint_id)) {
-        healthy.insert(a.endpoint_id, a);
-    }
     // One parameter per column, each an array: any batch size fits.
-    RecordAttempts::new(attempts, outcomes, healthy.values().copied()).execute(conn).await?;
-    let mut last_was_success: std::collections::HashMap<Uuid, bool> = std::collections::HashMap::new();
-    for (attempt, outcome) in attempts.iter().zip(outcomes).filter(|(a, _)| failing.contains(&a.endpoint_id)) {
-        let before = last_was_success.insert(attempt.endpoint_id, attempt.succeeded);
-        if attempt.succeeded && before == Some(true) {
-            continue;
-        }
-        record_health(conn, attempt, outcome.status == "dead_letter").await?;
-    }
-    Ok(())
+    RecordAttempts::new(attempts, outcomes, &HealthChanges::fold(attempts, outcomes)).execute(conn).await.map(|_| ())
 }
 
-/// Marks endpoints healthy after a success (each given by its latest
-/// successful attempt), in one statement. Healthy rows are touched at most
-/// every few seconds, so deliveries to one endpoint do not queue on its lock
-/// (an update that matches nothing locks nothing); missing rows are created.
-async fn record_successes<'a>(
-    conn: &mut AsyncPgConnection,
-    latest: impl Iterator<Item = &'a AttemptRow>,
-) -> QueryResult<()> {
-    use diesel::sql_types::{Array, Timestamptz, Uuid as SqlUuid};
-    let (mut endpoints, mut orgs, mut at) = (Vec::new(), Vec::new(), Vec::new());
-    for a in latest {
-        endpoints.push(a.endpoint_id);
-        orgs.push(a.org_id);
-        at.push(a.created_at);
+/// What a batch of attempts does to the health of its endpoints.
+#[derive(Debug, Default, PartialEq)]
+struct HealthChanges {
+    /// Endpoints that only succeeded, each with its latest success: their
+    /// rows are touched only if unhealthy or stale (see the statement).
+    healthy: Vec<(Uuid, Uuid, DateTime<Utc>)>,
+    /// Endpoints with a failure in the batch.
+    failing: Vec<Fold>,
+}
+
+/// The failures of one endpoint in a batch, folded in attempt order.
+#[derive(Debug, PartialEq)]
+struct Fold {
+    endpoint_id: Uuid,
+    org_id: Uuid,
+    /// Failures (and of those, dead letters) since the batch's last
+    /// success, or in the whole batch when nothing succeeded.
+    failures: i32,
+    dead_letters: i32,
+    /// The first of those failures: when the endpoint began failing.
+    failing_since: Option<DateTime<Utc>>,
+    last_failure_at: DateTime<Utc>,
+    /// The batch's last success: when set, the row's streaks restart from it.
+    last_success_at: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+}
+
+impl HealthChanges {
+    fn fold(attempts: &[AttemptRow], outcomes: &[AttemptOutcome]) -> Self {
+        // Per endpoint, in order of first appearance: its fold so far and
+        // whether anything failed.
+        let mut order: Vec<Uuid> = Vec::new();
+        let mut folds: std::collections::HashMap<Uuid, (Fold, bool)> = std::collections::HashMap::new();
+        for (a, o) in attempts.iter().zip(outcomes) {
+            let (f, failed) = folds.entry(a.endpoint_id).or_insert_with(|| {
+                order.push(a.endpoint_id);
+                let fold = Fold {
+                    endpoint_id: a.endpoint_id,
+                    org_id: a.org_id,
+                    failures: 0,
+                    dead_letters: 0,
+                    failing_since: None,
+                    last_failure_at: a.created_at,
+                    last_success_at: None,
+                    at: a.created_at,
+                };
+                (fold, false)
+            });
+            f.at = a.created_at;
+            if a.succeeded {
+                f.failures = 0;
+                f.dead_letters = 0;
+                f.failing_since = None;
+                f.last_success_at = Some(a.created_at);
+            } else {
+                *failed = true;
+                f.failures += 1;
+                f.dead_letters += i32::from(o.status == "dead_letter");
+                f.failing_since.get_or_insert(a.created_at);
+                f.last_failure_at = a.created_at;
+            }
+        }
+        let mut changes = Self::default();
+        for endpoint in order {
+            let (f, failed) = folds.remove(&endpoint).expect("each endpoint folded");
+            if failed {
+                changes.failing.push(f);
+            } else {
+                changes.healthy.push((f.endpoint_id, f.org_id, f.at));
+            }
+        }
+        changes
     }
-    diesel::sql_query(
-        "WITH s AS (SELECT * FROM unnest($1, $2, $3) AS s(endpoint_id, org_id, at)), \
-         touched AS ( \
-             UPDATE endpoint_health h SET consecutive_failures = 0, consecutive_dead_letters = 0, \
-                 failing_since = NULL, last_success_at = s.at, updated_at = s.at \
-             FROM s WHERE h.endpoint_id = s.endpoint_id \
-                 AND (h.consecutive_failures <> 0 OR h.consecutive_dead_letters <> 0 \
-                     OR h.failing_since IS NOT NULL OR h.last_success_at IS NULL \
-                     OR h.last_success_at < s.at - interval '5 seconds') \
-             RETURNING 1) \
-         INSERT INTO endpoint_health (endpoint_id, org_id, last_success_at) \
-         SELECT s.endpoint_id, s.org_id, s.at FROM s \
-         WHERE NOT EXISTS (SELECT 1 FROM endpoint_health h WHERE h.endpoint_id = s.endpoint_id) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind::<Array<SqlUuid>, _>(endpoints)
-    .bind::<Array<SqlUuid>, _>(orgs)
-    .bind::<Array<Timestamptz>, _>(at)
-    .execute(conn)
-    .await
-    .map(|_| ())
 }
 
 /// The statement behind [`record_attempts`]: the attempts inserted, their
-/// deliveries updated and the health of endpoints with only successes
-/// brought up to date, as data-modifying CTEs over arrays.
+/// deliveries updated and the health of their endpoints brought up to date,
+/// as data-modifying CTEs over arrays. The health row of an endpoint that
+/// only succeeded is touched only when it is unhealthy or its last success
+/// is more than a few seconds old, so deliveries to one endpoint do not
+/// queue on its lock (an update that matches nothing locks nothing); a
+/// failing endpoint's row takes the batch's fold: streaks restart at the
+/// batch's last success, or else grow by the batch's failures.
 struct RecordAttempts<'a> {
     ids: Vec<Uuid>,
     orgs: Vec<Uuid>,
@@ -251,20 +269,19 @@ struct RecordAttempts<'a> {
     healthy_endpoints: Vec<Uuid>,
     healthy_orgs: Vec<Uuid>,
     healthy_at: Vec<DateTime<Utc>>,
+    failing_endpoints: Vec<Uuid>,
+    failing_orgs: Vec<Uuid>,
+    failures: Vec<i32>,
+    dead_letters: Vec<i32>,
+    failing_since: Vec<Option<DateTime<Utc>>>,
+    last_failure_at: Vec<DateTime<Utc>>,
+    last_success_at: Vec<Option<DateTime<Utc>>>,
+    failing_at: Vec<DateTime<Utc>>,
 }
 
 impl<'a> RecordAttempts<'a> {
-    fn new(
-        attempts: &'a [AttemptRow],
-        outcomes: &'a [AttemptOutcome],
-        healthy: impl Iterator<Item = &'a AttemptRow>,
-    ) -> Self {
-        let (mut healthy_endpoints, mut healthy_orgs, mut healthy_at) = (Vec::new(), Vec::new(), Vec::new());
-        for a in healthy {
-            healthy_endpoints.push(a.endpoint_id);
-            healthy_orgs.push(a.org_id);
-            healthy_at.push(a.created_at);
-        }
+    fn new(attempts: &'a [AttemptRow], outcomes: &'a [AttemptOutcome], health: &HealthChanges) -> Self {
+        let f = &health.failing;
         Self {
             ids: attempts.iter().map(|a| a.id).collect(),
             orgs: attempts.iter().map(|a| a.org_id).collect(),
@@ -282,9 +299,17 @@ impl<'a> RecordAttempts<'a> {
             at: attempts.iter().map(|a| a.created_at).collect(),
             statuses: outcomes.iter().map(|o| o.status).collect(),
             next_at: outcomes.iter().map(|o| o.next_attempt_at).collect(),
-            healthy_endpoints,
-            healthy_orgs,
-            healthy_at,
+            healthy_endpoints: health.healthy.iter().map(|h| h.0).collect(),
+            healthy_orgs: health.healthy.iter().map(|h| h.1).collect(),
+            healthy_at: health.healthy.iter().map(|h| h.2).collect(),
+            failing_endpoints: f.iter().map(|f| f.endpoint_id).collect(),
+            failing_orgs: f.iter().map(|f| f.org_id).collect(),
+            failures: f.iter().map(|f| f.failures).collect(),
+            dead_letters: f.iter().map(|f| f.dead_letters).collect(),
+            failing_since: f.iter().map(|f| f.failing_since).collect(),
+            last_failure_at: f.iter().map(|f| f.last_failure_at).collect(),
+            last_success_at: f.iter().map(|f| f.last_success_at).collect(),
+            failing_at: f.iter().map(|f| f.at).collect(),
         }
     }
 }
@@ -345,8 +370,38 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordAttempts<'_>
             Array<SqlUuid> => &self.healthy_orgs,
             Array<Timestamptz> => &self.healthy_at,
         );
+        out.push_sql(") AS s(endpoint_id, org_id, at)), f AS (SELECT * FROM unnest(");
+        push_binds!(out;
+            Array<SqlUuid> => &self.failing_endpoints,
+            Array<SqlUuid> => &self.failing_orgs,
+            Array<Int4> => &self.failures,
+            Array<Int4> => &self.dead_letters,
+            Array<Nullable<Timestamptz>> => &self.failing_since,
+            Array<Timestamptz> => &self.last_failure_at,
+            Array<Nullable<Timestamptz>> => &self.last_success_at,
+            Array<Timestamptz> => &self.failing_at,
+        );
         out.push_sql(
-            ") AS s(endpoint_id, org_id, at)), \
+            ") AS f(endpoint_id, org_id, failures, dead_letters, failing_since, last_failure_at, last_success_at, at)), \
+             folded AS ( \
+                 INSERT INTO endpoint_health AS h (endpoint_id, org_id, consecutive_failures, \
+                     consecutive_dead_letters, failing_since, last_failure_at, last_success_at, updated_at) \
+                 SELECT endpoint_id, org_id, failures, dead_letters, failing_since, last_failure_at, \
+                     last_success_at, at FROM f \
+                 ON CONFLICT (endpoint_id) DO UPDATE SET \
+                     consecutive_failures = CASE WHEN excluded.last_success_at IS NULL \
+                         THEN h.consecutive_failures + excluded.consecutive_failures \
+                         ELSE excluded.consecutive_failures END, \
+                     consecutive_dead_letters = CASE WHEN excluded.last_success_at IS NULL \
+                         THEN h.consecutive_dead_letters + excluded.consecutive_dead_letters \
+                         ELSE excluded.consecutive_dead_letters END, \
+                     failing_since = CASE WHEN excluded.last_success_at IS NULL \
+                         THEN coalesce(h.failing_since, excluded.failing_since) \
+                         ELSE excluded.failing_since END, \
+                     last_failure_at = excluded.last_failure_at, \
+                     last_success_at = coalesce(excluded.last_success_at, h.last_success_at), \
+                     updated_at = excluded.updated_at \
+                 RETURNING 1), \
              touched AS ( \
                  UPDATE endpoint_health h SET consecutive_failures = 0, consecutive_dead_letters = 0, \
                      failing_since = NULL, last_success_at = s.at, updated_at = s.at \
@@ -362,41 +417,6 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordAttempts<'_>
         );
         Ok(())
     }
-}
-
-/// Folds one attempt into its endpoint's health row.
-async fn record_health(conn: &mut AsyncPgConnection, attempt: &AttemptRow, dead: bool) -> QueryResult<()> {
-    let now = attempt.created_at;
-    if attempt.succeeded {
-        record_successes(conn, std::iter::once(attempt)).await?;
-    } else {
-        diesel::insert_into(endpoint_health::table)
-            .values((
-                endpoint_health::endpoint_id.eq(attempt.endpoint_id),
-                endpoint_health::org_id.eq(attempt.org_id),
-                endpoint_health::consecutive_failures.eq(1),
-                endpoint_health::consecutive_dead_letters.eq(i32::from(dead)),
-                endpoint_health::last_failure_at.eq(Some(now)),
-                endpoint_health::failing_since.eq(Some(now)),
-            ))
-            .on_conflict(endpoint_health::endpoint_id)
-            .do_update()
-            .set((
-                endpoint_health::consecutive_failures.eq(endpoint_health::consecutive_failures + 1),
-                endpoint_health::consecutive_dead_letters
-                    .eq(endpoint_health::consecutive_dead_letters + i32::from(dead)),
-                endpoint_health::last_failure_at.eq(Some(now)),
-                endpoint_health::failing_since.eq(diesel::dsl::sql::<
-                    diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-                >(
-                    "coalesce(endpoint_health.failing_since, excluded.failing_since)"
-                )),
-                endpoint_health::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
 }
 
 /// Claims the right to publish attempt `next` (only one copy of a
@@ -579,4 +599,96 @@ pub async fn activity_fingerprint(conn: &mut AsyncPgConnection, org_id: Uuid) ->
     .get_result::<Fingerprint>(conn)
     .await
     .map(|f| f.fingerprint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(endpoint: Uuid, second: i64, succeeded: bool) -> AttemptRow {
+        AttemptRow {
+            id: Uuid::new_v4(),
+            org_id: Uuid::nil(),
+            delivery_id: Uuid::new_v4(),
+            endpoint_id: endpoint,
+            attempt_number: 1,
+            succeeded,
+            status_code: None,
+            error_class: None,
+            error_message: None,
+            latency_ms: 1,
+            request_headers: serde_json::json!({}),
+            response_headers: None,
+            response_body: None,
+            created_at: DateTime::from_timestamp(1_800_000_000 + second, 0).unwrap(),
+        }
+    }
+
+    fn outcome(status: &'static str) -> AttemptOutcome {
+        AttemptOutcome { status, next_attempt_at: None }
+    }
+
+    #[test]
+    fn a_batch_folds_into_one_health_change_per_endpoint_in_attempt_order() {
+        let (ok, flaky, down) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let t = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        let attempts = [
+            attempt(flaky, 1, false),
+            attempt(ok, 2, true),
+            attempt(down, 3, false),
+            attempt(flaky, 4, true),
+            attempt(flaky, 5, false),
+            attempt(down, 6, false),
+            attempt(ok, 7, true),
+            attempt(flaky, 8, false),
+        ];
+        let outcomes =
+            ["failed", "delivered", "dead_letter", "delivered", "failed", "failed", "delivered", "dead_letter"]
+                .map(outcome);
+        let changes = HealthChanges::fold(&attempts, &outcomes);
+        assert_eq!(changes.healthy, vec![(ok, Uuid::nil(), t(7))], "only successes: the latest one");
+        assert_eq!(
+            changes.failing,
+            vec![
+                // The streak restarts at the success at 4: two failures since, one dead-lettered.
+                Fold {
+                    endpoint_id: flaky,
+                    org_id: Uuid::nil(),
+                    failures: 2,
+                    dead_letters: 1,
+                    failing_since: Some(t(5)),
+                    last_failure_at: t(8),
+                    last_success_at: Some(t(4)),
+                    at: t(8),
+                },
+                // No success: the row's streak grows by both failures.
+                Fold {
+                    endpoint_id: down,
+                    org_id: Uuid::nil(),
+                    failures: 2,
+                    dead_letters: 1,
+                    failing_since: Some(t(3)),
+                    last_failure_at: t(6),
+                    last_success_at: None,
+                    at: t(6),
+                },
+            ]
+        );
+        // A failure then a success: healthy again, but the failure is remembered.
+        let attempts = [attempt(flaky, 1, false), attempt(flaky, 2, true)];
+        let changes = HealthChanges::fold(&attempts, &["failed", "delivered"].map(outcome));
+        assert_eq!(
+            changes.failing,
+            vec![Fold {
+                endpoint_id: flaky,
+                org_id: Uuid::nil(),
+                failures: 0,
+                dead_letters: 0,
+                failing_since: None,
+                last_failure_at: t(1),
+                last_success_at: Some(t(2)),
+                at: t(2),
+            }]
+        );
+    }
 }
