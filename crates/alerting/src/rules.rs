@@ -1,7 +1,9 @@
 //! The failure rules. Each outcome is evaluated in one transaction that also
-//! records it as counted and writes any operational events (through the
-//! outbox, so they are as reliable as any other event); email and Slack
-//! notifications follow the commit.
+//! records it as counted (failures; see `evaluate`) and writes any
+//! operational events (through the outbox, so they are as reliable as any
+//! other event); email and Slack notifications follow the commit.
+
+use std::collections::HashMap;
 
 use chrono::{Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -9,7 +11,8 @@ use hookline_broker::messages::{DeliveryOutcome, DeliveryTask, OutcomeKind, MESS
 use hookline_domain::event::{EventType, ALERT_OPENED, ALERT_RESOLVED, DELIVERY_DEAD_LETTERED, ENDPOINT_DISABLED};
 use hookline_domain::id::{AlertId, DeliveryId, EndpointId, EventId};
 use hookline_service_kit::caches::Topic;
-use hookline_store::alerts::{AlertRow, SettingsRow};
+use hookline_store::alerts::{AlertRow, Rate, SettingsRow};
+use hookline_store::deliveries::HealthRow;
 use hookline_store::events::EventRow;
 use prost::Message;
 use serde_json::json;
@@ -161,7 +164,7 @@ pub async fn disable(
 async fn evaluate(
     a: &Alerting,
     o: &DeliveryOutcome,
-    rates: &mut RateMemo,
+    memo: &mut BatchMemo,
     attention_known: bool,
 ) -> anyhow::Result<(Vec<Notice>, bool, Option<SettingsRow>)> {
     let delivery_id = DeliveryId::parse(&o.delivery_id)?.as_uuid();
@@ -189,7 +192,7 @@ async fn evaluate(
             {
                 return Ok((notices, false, None));
             }
-            let s = hookline_store::alerts::settings(c, org_id).await?;
+            let s = memo.settings(c, org_id).await?;
             let mut disabled = false;
             // The failure rate is judged on every attempt, good or bad: it opens
             // above the threshold and resolves once the window is back under it.
@@ -198,7 +201,8 @@ async fn evaluate(
             let judge_rate = match kind {
                 OutcomeKind::RetryScheduled | OutcomeKind::DeadLettered | OutcomeKind::EndpointGone => true,
                 OutcomeKind::Delivered => {
-                    let recent_failure = hookline_store::deliveries::endpoint_health(c, endpoint)
+                    let recent_failure = memo
+                        .health(c, endpoint)
                         .await?
                         .and_then(|h| h.last_failure_at)
                         .is_some_and(|t| t >= window_start);
@@ -207,16 +211,7 @@ async fn evaluate(
                 _ => false,
             };
             if judge_rate {
-                let window = Utc::now() - Duration::minutes(i64::from(s.failure_rate_window_minutes));
-                let key = (endpoint, s.failure_rate_window_minutes);
-                let rate = match rates.get(&key) {
-                    Some(r) => *r,
-                    None => {
-                        let r = hookline_store::alerts::failure_rate(c, endpoint, window).await?;
-                        rates.insert(key, r);
-                        r
-                    }
-                };
+                let rate = memo.rate(c, endpoint, &s).await?;
                 let above = rate.attempts >= i64::from(s.failure_rate_min_attempts)
                     && rate.failed * 100 > i64::from(s.failure_rate_percent) * rate.attempts;
                 if !above {
@@ -227,7 +222,7 @@ async fn evaluate(
                     // A success may open the alert (it can complete the minimum
                     // number of attempts) but does not repeat an open one.
                     let pct = rate.failed * 100 / rate.attempts;
-                    let url = hookline_store::endpoints::get_any(c, endpoint).await?.map(|e| e.url).unwrap_or_default();
+                    let url = memo.url(c, endpoint).await?;
                     let msg = format!("{pct}% of attempts to {url} failed in the last {} minutes", s.failure_rate_window_minutes);
                     raise(c, &s, &mut notices, org_id, HIGH_FAILURE_RATE, endpoint, msg, json!({"attempts": rate.attempts, "failed": rate.failed})).await?;
                 }
@@ -237,8 +232,8 @@ async fn evaluate(
                     resolve(c, &s, &mut notices, endpoint, &[ENDPOINT_FAILING, DELIVERY_DEAD_LETTERED_RULE]).await?;
                 }
                 OutcomeKind::RetryScheduled | OutcomeKind::DeadLettered | OutcomeKind::EndpointGone => {
-                    let health = hookline_store::deliveries::endpoint_health(c, endpoint).await?;
-                    let url = hookline_store::endpoints::get_any(c, endpoint).await?.map(|e| e.url).unwrap_or_default();
+                    let health = memo.health(c, endpoint).await?;
+                    let url = memo.url(c, endpoint).await?;
                     if let Some(h) = &health {
                         if h.consecutive_failures >= s.endpoint_failing_threshold {
                             let n = h.consecutive_failures;
@@ -311,7 +306,7 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
     // success. A success right after another judges the same rate (the
     // batch's memo) against alerts the first already resolved: skipped.
     let mut last_was_success: std::collections::HashMap<Uuid, bool> = std::collections::HashMap::new();
-    let mut rates = RateMemo::new();
+    let mut memo = BatchMemo::default();
     let mut results = Vec::with_capacity(payloads.len());
     for (payload, outcome) in payloads.iter().zip(&decoded) {
         let mut attention_known = false;
@@ -333,7 +328,7 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
                 touched.insert(e.as_uuid());
             }
         }
-        let result = process_outcome_with(a, payload, &mut rates, attention_known).await;
+        let result = process_outcome_with(a, payload, &mut memo, attention_known).await;
         if let Some(Ok(e)) = outcome.as_ref().map(|o| EndpointId::parse(&o.endpoint_id)) {
             let success = outcome.as_ref().is_some_and(|o| o.kind() == OutcomeKind::Delivered);
             last_was_success.insert(e.as_uuid(), success && result.is_ok());
@@ -343,25 +338,72 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
     results
 }
 
-/// Failure rates already read while judging one batch of outcomes, by
-/// endpoint and window. Every outcome is published after its attempt is
-/// committed, so the first read for an endpoint already counts the attempts
-/// of the whole batch; reading it again (up to a thousand rows) for each
-/// outcome would only add attempts whose outcomes come in a later batch.
-pub type RateMemo = std::collections::HashMap<(Uuid, i32), hookline_store::alerts::Rate>;
+/// What was already read while judging one batch of outcomes. Every outcome
+/// is published after its attempt is committed, so the first read of an
+/// endpoint's failure rate (up to a thousand rows) or health already counts
+/// the attempts of the whole batch; reading them again for each outcome
+/// would only add attempts whose outcomes come in a later batch. Settings
+/// and URLs change by hand, far less often than a batch lasts.
+#[derive(Default)]
+pub struct BatchMemo {
+    rates: HashMap<(Uuid, i32), hookline_store::alerts::Rate>,
+    health: HashMap<Uuid, Option<HealthRow>>,
+    settings: HashMap<Uuid, SettingsRow>,
+    urls: HashMap<Uuid, String>,
+}
+
+impl BatchMemo {
+    async fn rate(&mut self, c: Tx<'_>, endpoint: Uuid, s: &SettingsRow) -> diesel::QueryResult<Rate> {
+        let key = (endpoint, s.failure_rate_window_minutes);
+        if let Some(r) = self.rates.get(&key) {
+            return Ok(*r);
+        }
+        let window = Utc::now() - Duration::minutes(i64::from(s.failure_rate_window_minutes));
+        let r = hookline_store::alerts::failure_rate(c, endpoint, window).await?;
+        self.rates.insert(key, r);
+        Ok(r)
+    }
+
+    async fn health(&mut self, c: Tx<'_>, endpoint: Uuid) -> diesel::QueryResult<Option<HealthRow>> {
+        if let Some(h) = self.health.get(&endpoint) {
+            return Ok(h.clone());
+        }
+        let h = hookline_store::deliveries::endpoint_health(c, endpoint).await?;
+        self.health.insert(endpoint, h.clone());
+        Ok(h)
+    }
+
+    async fn settings(&mut self, c: Tx<'_>, org_id: Uuid) -> diesel::QueryResult<SettingsRow> {
+        if let Some(s) = self.settings.get(&org_id) {
+            return Ok(s.clone());
+        }
+        let s = hookline_store::alerts::settings(c, org_id).await?;
+        self.settings.insert(org_id, s.clone());
+        Ok(s)
+    }
+
+    async fn url(&mut self, c: Tx<'_>, endpoint: Uuid) -> diesel::QueryResult<String> {
+        if let Some(u) = self.urls.get(&endpoint) {
+            return Ok(u.clone());
+        }
+        let u = hookline_store::endpoints::get_any(c, endpoint).await?.map(|e| e.url).unwrap_or_default();
+        self.urls.insert(endpoint, u.clone());
+        Ok(u)
+    }
+}
 
 /// Evaluates one outcome message.
 pub async fn process_outcome(a: &Alerting, payload: &[u8]) -> anyhow::Result<()> {
-    process_outcome_with(a, payload, &mut RateMemo::new(), false).await
+    process_outcome_with(a, payload, &mut BatchMemo::default(), false).await
 }
 
-/// Evaluates one outcome message of a batch, sharing failure rates read for
+/// Evaluates one outcome message of a batch, sharing what was read for
 /// the batch. `attention_known`: the batch's own check found that the
 /// endpoint has something to resolve, so a success need not ask again.
 async fn process_outcome_with(
     a: &Alerting,
     payload: &[u8],
-    rates: &mut RateMemo,
+    memo: &mut BatchMemo,
     attention_known: bool,
 ) -> anyhow::Result<()> {
     let o = match DeliveryOutcome::decode(payload) {
@@ -371,7 +413,7 @@ async fn process_outcome_with(
             return Ok(());
         }
     };
-    let (notices, disabled, settings) = evaluate(a, &o, rates, attention_known).await?;
+    let (notices, disabled, settings) = evaluate(a, &o, memo, attention_known).await?;
     if disabled {
         a.kit.caches.invalidate(Topic::Endpoints).await;
     }
