@@ -309,29 +309,28 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
     let mut memo = BatchMemo::default();
     let mut results = Vec::with_capacity(payloads.len());
     for (payload, outcome) in payloads.iter().zip(&decoded) {
+        let endpoint = outcome.as_ref().and_then(|o| EndpointId::parse(&o.endpoint_id).ok()).map(|e| e.as_uuid());
+        let delivered = outcome.as_ref().is_some_and(|o| o.kind() == OutcomeKind::Delivered);
         let mut attention_known = false;
-        if let Some(endpoint) = outcome.as_ref().and_then(delivered_to) {
-            if last_was_success.get(&endpoint) == Some(&true) {
+        if let (true, Some(e)) = (delivered, endpoint) {
+            if last_was_success.get(&e) == Some(&true) {
                 results.push(Ok(()));
                 continue;
             }
-        }
-        if let (Some(o), Some(attention)) = (outcome, &attention) {
-            if let Some(endpoint) = delivered_to(o) {
-                if !attention.contains(&endpoint) && !touched.contains(&endpoint) {
+            if let Some(attention) = &attention {
+                if !attention.contains(&e) && !touched.contains(&e) {
                     results.push(Ok(()));
                     continue;
                 }
-                attention_known = attention.contains(&endpoint);
-            }
-            if let Ok(e) = EndpointId::parse(&o.endpoint_id) {
-                touched.insert(e.as_uuid());
+                attention_known = attention.contains(&e);
             }
         }
+        if let (Some(e), Some(_)) = (endpoint, &attention) {
+            touched.insert(e);
+        }
         let result = process_outcome_with(a, payload, &mut memo, attention_known).await;
-        if let Some(Ok(e)) = outcome.as_ref().map(|o| EndpointId::parse(&o.endpoint_id)) {
-            let success = outcome.as_ref().is_some_and(|o| o.kind() == OutcomeKind::Delivered);
-            last_was_success.insert(e.as_uuid(), success && result.is_ok());
+        if let Some(e) = endpoint {
+            last_was_success.insert(e, delivered && result.is_ok());
         }
         results.push(result);
     }
@@ -346,7 +345,7 @@ pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::R
 /// and URLs change by hand, far less often than a batch lasts.
 #[derive(Default)]
 pub struct BatchMemo {
-    rates: HashMap<(Uuid, i32), hookline_store::alerts::Rate>,
+    rates: HashMap<(Uuid, i32), Rate>,
     health: HashMap<Uuid, Option<HealthRow>>,
     settings: HashMap<Uuid, SettingsRow>,
     urls: HashMap<Uuid, String>,
