@@ -194,7 +194,7 @@ async fn evaluate(
             }
             let s = memo.settings(c, org_id).await?;
             let mut disabled = false;
-            // The failure rate is judged on every attempt, good or bad: it opens
+            // The failure rate is judged on every attempt heard of, good or bad: it opens
             // above the threshold and resolves once the window is back under it.
             // A success only matters to the rate rule when an alert may resolve.
             let window_start = Utc::now() - Duration::minutes(i64::from(s.failure_rate_window_minutes));

@@ -89,8 +89,9 @@ fn loader(pool: PgPool) -> Loader {
 
 /// An attempt and what it did to its delivery.
 pub type AttemptWrite = (AttemptRow, AttemptOutcome);
-/// Group commit for attempt records (see [`hookline_service_kit::batch`]).
-pub type Recorder = Batcher<AttemptWrite, Result<(), String>>;
+/// Group commit for attempt records (see [`hookline_service_kit::batch`]);
+/// each answers whether alerting must hear of its attempt.
+pub type Recorder = Batcher<AttemptWrite, Result<bool, String>>;
 /// Deliveries per shared read or attempts per shared transaction, at most.
 const BATCH_SIZE: usize = 128;
 /// Reads or transactions of each kind in flight at once.
@@ -105,14 +106,15 @@ fn recorder(pool: PgPool) -> Recorder {
         async move {
             let (attempts, outcomes): (Vec<AttemptRow>, Vec<AttemptOutcome>) = batch.into_iter().unzip();
             match write_attempts(&pool, &attempts, &outcomes).await {
-                Ok(()) => vec![Ok(()); attempts.len()],
+                Ok(heard) => heard.into_iter().map(Ok).collect(),
                 Err(e) if attempts.len() == 1 => vec![Err(e)],
                 Err(e) => {
                     // Write each alone, so one bad record cannot hold the others back.
                     tracing::warn!(error = %e, attempts = attempts.len(), "a batch of attempts failed; writing each alone");
                     let mut results = Vec::with_capacity(attempts.len());
                     for (a, o) in attempts.iter().zip(&outcomes) {
-                        results.push(write_attempts(&pool, std::slice::from_ref(a), std::slice::from_ref(o)).await);
+                        let alone = write_attempts(&pool, std::slice::from_ref(a), std::slice::from_ref(o)).await;
+                        results.push(alone.map(|heard| heard[0]));
                     }
                     results
                 }
@@ -121,8 +123,13 @@ fn recorder(pool: PgPool) -> Recorder {
     })
 }
 
-/// One statement, atomic on its own: no transaction around it.
-async fn write_attempts(pool: &PgPool, attempts: &[AttemptRow], outcomes: &[AttemptOutcome]) -> Result<(), String> {
+/// One statement, atomic on its own: no transaction around it. Returns,
+/// per attempt, whether alerting must hear of it.
+async fn write_attempts(
+    pool: &PgPool,
+    attempts: &[AttemptRow],
+    outcomes: &[AttemptOutcome],
+) -> Result<Vec<bool>, String> {
     let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
     hookline_store::deliveries::record_attempts(&mut conn, attempts, outcomes)
         .await

@@ -251,7 +251,9 @@ async fn finish(
         response_body: response.body.clone(),
         created_at: now,
     };
-    if gone {
+    // Whether alerting must hear of this attempt: every failure does; a
+    // success only where it may resolve or open something.
+    let heard = if gone {
         let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
         conn.transaction::<_, diesel::result::Error, _>(async |c| {
             hookline_store::deliveries::record_attempt(c, &row, &outcome).await?;
@@ -259,14 +261,15 @@ async fn finish(
             Ok(())
         })
         .await?;
+        true
     } else {
         // Shared with the attempts of concurrent deliveries (group commit).
         match w.recorder.submit((row, outcome.clone())).await {
-            Some(Ok(())) => {}
+            Some(Ok(heard)) => heard,
             Some(Err(e)) => anyhow::bail!(e),
             None => anyhow::bail!("the attempt recorder has stopped"),
         }
-    }
+    };
     let settled = match outcome.status {
         "delivered" => hookline_service_kit::rollups::Settled::Delivered,
         "dead_letter" => hookline_service_kit::rollups::Settled::DeadLettered,
@@ -290,7 +293,9 @@ async fn finish(
         None => {
             metrics::SUCCESS.inc();
             metrics::ATTEMPTS_TO_SUCCESS.observe(f64::from(attempt));
-            publish_outcome(w, task, delivery, OutcomeKind::Delivered, Some(&response)).await;
+            if heard {
+                publish_outcome(w, task, delivery, OutcomeKind::Delivered, Some(&response)).await;
+            }
             Ok(Disposition::Ack)
         }
         Some(step) => {

@@ -311,29 +311,36 @@ pub async fn has_unresolved(conn: &mut AsyncPgConnection, endpoint_id: Uuid, rul
 }
 
 #[derive(QueryableByName)]
-struct EndpointIdRow {
+pub(crate) struct EndpointIdRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: Uuid,
+    pub(crate) id: Uuid,
 }
 
+/// Whether a success to the endpoint `e.id` could change anything, as an SQL
+/// condition over a row source aliased `e`: it has an unresolved alert, or
+/// its health shows a failing streak or a failure within the last hour (or
+/// within the org's failure-rate window, when that is longer: a success can
+/// complete the minimum number of attempts of a window). The worker asks it while
+/// recording attempts (see `deliveries::record_attempts`), alerting when
+/// judging them: one definition, so neither misses what the other skips.
+pub(crate) const SUCCESS_MATTERS: &str =
+    "(EXISTS (SELECT 1 FROM alerts a WHERE a.endpoint_id = e.id AND a.state <> 'resolved') \
+     OR EXISTS (SELECT 1 FROM endpoint_health h WHERE h.endpoint_id = e.id \
+         AND (h.consecutive_failures > 0 OR h.failing_since IS NOT NULL \
+             OR h.last_failure_at > now() - interval '1 minute' * greatest(60, coalesce( \
+                 (SELECT st.failure_rate_window_minutes FROM alert_settings st WHERE st.org_id = h.org_id), 0)))))";
+
 /// Of these endpoints, those where a success could change anything, in one
-/// query: they have an unresolved alert, or their health shows a failure in
-/// the last hour.
+/// query (see [`SUCCESS_MATTERS`]).
 pub async fn needing_attention(
     conn: &mut AsyncPgConnection,
     endpoint_ids: &[Uuid],
 ) -> QueryResult<std::collections::HashSet<Uuid>> {
-    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
-    let rows: Vec<EndpointIdRow> = diesel::sql_query(
-        "SELECT e.id FROM unnest($1) AS e(id) \
-         WHERE EXISTS (SELECT 1 FROM alerts a WHERE a.endpoint_id = e.id AND a.state <> 'resolved') \
-            OR EXISTS (SELECT 1 FROM endpoint_health h WHERE h.endpoint_id = e.id \
-                AND (h.consecutive_failures > 0 OR h.failing_since IS NOT NULL OR h.last_failure_at > $2))",
-    )
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(endpoint_ids)
-    .bind::<diesel::sql_types::Timestamptz, _>(hour_ago)
-    .load(conn)
-    .await?;
+    let rows: Vec<EndpointIdRow> =
+        diesel::sql_query(format!("SELECT e.id FROM unnest($1) AS e(id) WHERE {SUCCESS_MATTERS}"))
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(endpoint_ids)
+            .load(conn)
+            .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 

@@ -141,29 +141,40 @@ pub struct AttemptOutcome {
 }
 
 /// Records an attempt and its effect on the delivery and the endpoint's
-/// health, in one statement.
+/// health, in one statement. Returns whether alerting must hear of it (see
+/// [`record_attempts`]).
 pub async fn record_attempt(
     conn: &mut AsyncPgConnection,
     attempt: &AttemptRow,
     outcome: &AttemptOutcome,
-) -> QueryResult<()> {
-    record_attempts(conn, std::slice::from_ref(attempt), std::slice::from_ref(outcome)).await
+) -> QueryResult<bool> {
+    Ok(record_attempts(conn, std::slice::from_ref(attempt), std::slice::from_ref(outcome)).await?[0])
 }
 
 /// Records several attempts (`outcomes[i]` belongs to `attempts[i]`) in one
 /// statement, atomic on its own: the attempts, their deliveries, and the
 /// health of their endpoints as the attempts leave it, in order.
+///
+/// Returns, per attempt, whether alerting must hear of it: every failure,
+/// and a success only when its endpoint failed in the batch or, before it,
+/// was in a state a success changes (`alerts::SUCCESS_MATTERS`). A success
+/// to a healthy endpoint opens and resolves nothing, so telling alerting of
+/// it would only cost a message each way.
 pub async fn record_attempts(
     conn: &mut AsyncPgConnection,
     attempts: &[AttemptRow],
     outcomes: &[AttemptOutcome],
-) -> QueryResult<()> {
+) -> QueryResult<Vec<bool>> {
     assert_eq!(attempts.len(), outcomes.len(), "one outcome per attempt");
     if attempts.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let health = HealthChanges::fold(attempts, outcomes);
     // One parameter per column, each an array: any batch size fits.
-    RecordAttempts::new(attempts, outcomes, &HealthChanges::fold(attempts, outcomes)).execute(conn).await.map(|_| ())
+    let rows: Vec<crate::alerts::EndpointIdRow> = RecordAttempts::new(attempts, outcomes, &health).load(conn).await?;
+    let mut heard: std::collections::HashSet<Uuid> = rows.into_iter().map(|r| r.id).collect();
+    heard.extend(health.failing.iter().map(|f| f.endpoint_id));
+    Ok(attempts.iter().map(|a| !a.succeeded || heard.contains(&a.endpoint_id)).collect())
 }
 
 /// What a batch of attempts does to the health of its endpoints.
@@ -248,7 +259,10 @@ impl HealthChanges {
 /// is more than a few seconds old, so deliveries to one endpoint do not
 /// queue on its lock (an update that matches nothing locks nothing); a
 /// failing endpoint's row takes the batch's fold: streaks restart at the
-/// batch's last success, or else grow by the batch's failures.
+/// batch's last success, or else grow by the batch's failures. It returns
+/// the endpoints that only succeeded but where a success matters, judged on
+/// the state before the batch (every part of one statement sees the same
+/// snapshot).
 struct RecordAttempts<'a> {
     ids: Vec<Uuid>,
     orgs: Vec<Uuid>,
@@ -312,6 +326,10 @@ impl<'a> RecordAttempts<'a> {
             failing_at: f.iter().map(|f| f.at).collect(),
         }
     }
+}
+
+impl diesel::query_builder::Query for RecordAttempts<'_> {
+    type SqlType = diesel::sql_types::Untyped;
 }
 
 impl diesel::query_builder::QueryId for RecordAttempts<'_> {
@@ -409,12 +427,15 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordAttempts<'_>
                      AND (h.consecutive_failures <> 0 OR h.consecutive_dead_letters <> 0 \
                          OR h.failing_since IS NOT NULL OR h.last_success_at IS NULL \
                          OR h.last_success_at < s.at - interval '5 seconds') \
-                 RETURNING 1) \
-             INSERT INTO endpoint_health (endpoint_id, org_id, last_success_at) \
-             SELECT s.endpoint_id, s.org_id, s.at FROM s \
-             WHERE NOT EXISTS (SELECT 1 FROM endpoint_health h WHERE h.endpoint_id = s.endpoint_id) \
-             ON CONFLICT DO NOTHING",
+                 RETURNING 1), \
+             fresh AS ( \
+                 INSERT INTO endpoint_health (endpoint_id, org_id, last_success_at) \
+                 SELECT s.endpoint_id, s.org_id, s.at FROM s \
+                 WHERE NOT EXISTS (SELECT 1 FROM endpoint_health h WHERE h.endpoint_id = s.endpoint_id) \
+                 ON CONFLICT DO NOTHING RETURNING 1) \
+             SELECT e.id FROM (SELECT endpoint_id AS id FROM s) AS e WHERE ",
         );
+        out.push_sql(crate::alerts::SUCCESS_MATTERS);
         Ok(())
     }
 }

@@ -46,7 +46,9 @@ async fn deleting_an_endpoint_cancels_what_is_pending_and_keeps_history() {
     let s = Stack::start().await;
     let r = TestReceiver::start().await;
     r.set(Behaviour::Status(500));
-    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 2000}})).await;
+    // The retry waits long enough to be seen on its delay queue even when a
+    // loaded machine takes seconds over the steps before.
+    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 8000}})).await;
     s.send_lead("l1").await;
     wait_received(&r, 1, Duration::from_secs(20)).await;
     let (status, _) = s.control(Method::DELETE, &format!("/api/v1/webhooks/{ep}"), None).await;
@@ -57,11 +59,11 @@ async fn deleting_an_endpoint_cancels_what_is_pending_and_keeps_history() {
     // reach its delay queue, then to leave it and the work queue.
     let vhost = &s.env.vhost;
     eventually(Duration::from_secs(10), "the retry on its delay queue", || async {
-        (queue_depth(vhost, "deliveries.retry.2000ms").await.unwrap_or(0) == 1).then_some(())
+        (queue_depth(vhost, "deliveries.retry.8000ms").await.unwrap_or(0) == 1).then_some(())
     })
     .await;
-    eventually(Duration::from_secs(10), "the retry to be consumed", || async {
-        let waiting = queue_depth(vhost, "deliveries.retry.2000ms").await.unwrap_or(1)
+    eventually(Duration::from_secs(20), "the retry to be consumed", || async {
+        let waiting = queue_depth(vhost, "deliveries.retry.8000ms").await.unwrap_or(1)
             + queue_depth(vhost, "deliveries.work").await.unwrap_or(1);
         (waiting == 0).then_some(())
     })

@@ -123,3 +123,26 @@ async fn timeouts_and_resets_are_classified_and_retried() {
         .collect();
     assert_eq!(classes, ["timeout", "connect"]);
 }
+
+#[tokio::test]
+async fn alerting_hears_of_failures_and_the_successes_that_follow_them_only() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 200}})).await;
+    for i in 0..3 {
+        s.send_lead(&format!("ok{i}")).await;
+    }
+    s.wait_status(&ep, 3, "delivered", Duration::from_secs(20)).await;
+    // The receiver has served three; the fourth request fails, its retry succeeds.
+    r.set(Behaviour::FailFirst { n: 4, status: 500 });
+    s.send_lead("flaky").await;
+    s.wait_status(&ep, 4, "delivered", Duration::from_secs(20)).await;
+    // Nothing consumes outcomes here: the queue holds what alerting would
+    // hear. Successes to a healthy endpoint change nothing and are not sent;
+    // the failure is, and so is the success after it (it may resolve an alert).
+    let vhost = &s.env.vhost;
+    eventually(Duration::from_secs(10), "the failure and the recovery on the outcomes queue", || async {
+        (queue_depth(vhost, "outcomes.alerting").await.unwrap_or(0) == 2).then_some(())
+    })
+    .await;
+}
