@@ -88,9 +88,10 @@ impl Alerting {
             let results = if queue == topology::QUEUE_OUTCOMES_ALERTING {
                 rules::process_outcomes(self, &payloads).await
             } else {
-                let mut results = Vec::with_capacity(payloads.len());
-                for p in &payloads {
-                    results.push(rules::process_dead_letter(self, p).await);
+                let mut results = Vec::with_capacity(batch.len());
+                for d in &batch {
+                    let kind = d.properties.kind().as_ref().map(|k| k.as_str());
+                    results.push(rules::process_dead_letter(self, kind, &d.data).await);
                 }
                 results
             };

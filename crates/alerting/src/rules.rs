@@ -429,13 +429,22 @@ async fn process_outcome_with(
 /// A message on the dead-letter queue. Deliveries the worker dead-lettered
 /// were counted through their outcome already; this catches the rest
 /// (poison messages the broker gave up on), marks them and raises the alert.
-pub async fn process_dead_letter(a: &Alerting, payload: &[u8]) -> anyhow::Result<()> {
-    let Ok(task) = DeliveryTask::decode(payload) else {
-        tracing::error!(
-            "an undecodable message reached the dead-letter queue; it stays in deliveries.dead for inspection"
-        );
-        return Ok(());
+pub async fn process_dead_letter(a: &Alerting, kind: Option<&str>, payload: &[u8]) -> anyhow::Result<()> {
+    let tasks = match hookline_broker::messages::tasks_of(kind, payload) {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            tracing::error!(error = %e, "an unreadable message reached the dead-letter queue; it stays in deliveries.dead for inspection");
+            return Ok(());
+        }
     };
+    // A batch is dead-lettered whole only by the broker (redelivery limit).
+    for task in &tasks {
+        dead_letter_task(a, task).await?;
+    }
+    Ok(())
+}
+
+async fn dead_letter_task(a: &Alerting, task: &DeliveryTask) -> anyhow::Result<()> {
     let Ok(delivery_id) = DeliveryId::parse(&task.delivery_id) else { return Ok(()) };
     let mut conn = a.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
     let Some(d) = hookline_store::deliveries::get(&mut conn, delivery_id.as_uuid()).await? else { return Ok(()) };

@@ -5,7 +5,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/hookline.broker.v1.rs"));
 }
 
-pub use generated::{DeliveryOutcome, DeliveryTask, OutcomeKind, TaskReason};
+pub use generated::{DeliveryBatch, DeliveryOutcome, DeliveryTask, OutcomeKind, TaskReason};
 
 /// The message format version this build reads and writes.
 pub const MESSAGE_VERSION: u32 = 1;
@@ -13,6 +13,35 @@ pub const MESSAGE_VERSION: u32 = 1;
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
 pub const TYPE_DELIVERY_TASK: &str = "hookline.broker.v1.DeliveryTask";
 pub const TYPE_DELIVERY_OUTCOME: &str = "hookline.broker.v1.DeliveryOutcome";
+pub const TYPE_DELIVERY_BATCH: &str = "hookline.broker.v1.DeliveryBatch";
+
+/// Why a work message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    #[error("undecodable: {0}")]
+    Undecodable(#[from] prost::DecodeError),
+    #[error("message format version {0}, which this build does not know")]
+    Version(u32),
+}
+
+/// The tasks a work or dead-letter message carries: one for a
+/// `DeliveryTask`, several for a `DeliveryBatch`, told apart by the AMQP
+/// `type` property (`kind`; messages without one are single tasks).
+pub fn tasks_of(kind: Option<&str>, payload: &[u8]) -> Result<Vec<DeliveryTask>, Unreadable> {
+    use prost::Message;
+    let (version, tasks) = if kind == Some(TYPE_DELIVERY_BATCH) {
+        let batch = DeliveryBatch::decode(payload)?;
+        (batch.version, batch.tasks)
+    } else {
+        let task = DeliveryTask::decode(payload)?;
+        (task.version, vec![task])
+    };
+    match tasks.iter().map(|t| t.version).find(|v| *v != MESSAGE_VERSION) {
+        _ if version != MESSAGE_VERSION => Err(Unreadable::Version(version)),
+        Some(v) => Err(Unreadable::Version(v)),
+        None => Ok(tasks),
+    }
+}
 
 impl OutcomeKind {
     /// The routing key outcomes are published with: `outcome.<kind>`.
@@ -46,5 +75,28 @@ mod tests {
         let back = DeliveryTask::decode(bytes.as_slice()).unwrap();
         assert_eq!(back, task);
         assert_eq!(back.reason(), TaskReason::Retry);
+    }
+
+    #[test]
+    fn a_batch_is_read_by_its_type_and_a_task_without_one() {
+        let task = |id: &str| DeliveryTask {
+            version: MESSAGE_VERSION,
+            delivery_id: id.into(),
+            attempt: 1,
+            ..Default::default()
+        };
+        let batch = DeliveryBatch { version: MESSAGE_VERSION, tasks: vec![task("dlv_1"), task("dlv_2")] };
+        let got = tasks_of(Some(TYPE_DELIVERY_BATCH), &batch.encode_to_vec()).unwrap();
+        assert_eq!(got.iter().map(|t| t.delivery_id.as_str()).collect::<Vec<_>>(), ["dlv_1", "dlv_2"]);
+        assert_eq!(tasks_of(None, &task("dlv_3").encode_to_vec()).unwrap()[0].delivery_id, "dlv_3");
+        assert_eq!(tasks_of(Some(TYPE_DELIVERY_TASK), &task("dlv_4").encode_to_vec()).unwrap().len(), 1);
+        let newer = DeliveryBatch { version: MESSAGE_VERSION + 1, tasks: vec![task("dlv_5")] };
+        assert!(matches!(tasks_of(Some(TYPE_DELIVERY_BATCH), &newer.encode_to_vec()), Err(Unreadable::Version(_))));
+        let mixed = DeliveryBatch {
+            version: MESSAGE_VERSION,
+            tasks: vec![task("dlv_6"), DeliveryTask { version: 9, ..task("dlv_7") }],
+        };
+        assert!(matches!(tasks_of(Some(TYPE_DELIVERY_BATCH), &mixed.encode_to_vec()), Err(Unreadable::Version(9))));
+        assert!(tasks_of(Some(TYPE_DELIVERY_BATCH), b"\xff\xff\xff").is_err());
     }
 }

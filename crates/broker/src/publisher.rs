@@ -16,7 +16,10 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use prost::Message;
 use tokio::sync::Mutex;
 
-use crate::messages::{DeliveryOutcome, DeliveryTask, CONTENT_TYPE, TYPE_DELIVERY_OUTCOME, TYPE_DELIVERY_TASK};
+use crate::messages::{
+    DeliveryBatch, DeliveryOutcome, DeliveryTask, CONTENT_TYPE, TYPE_DELIVERY_BATCH, TYPE_DELIVERY_OUTCOME,
+    TYPE_DELIVERY_TASK,
+};
 use crate::topology;
 
 /// Header carrying the attempt number, so consumers never parse `x-death`.
@@ -150,6 +153,34 @@ impl Broker {
         self.publish(
             topology::EXCHANGE_DELIVERIES,
             topology::ROUTING_WORK,
+            TYPE_DELIVERY_TASK,
+            Some(task.attempt),
+            traceparent,
+            &task.encode_to_vec(),
+        )
+        .await
+    }
+
+    /// Publishes several tasks to the work queue as one message (see
+    /// `DeliveryBatch`).
+    pub async fn publish_batch(&self, batch: &DeliveryBatch, traceparent: Option<&str>) -> anyhow::Result<()> {
+        self.publish(
+            topology::EXCHANGE_DELIVERIES,
+            topology::ROUTING_WORK,
+            TYPE_DELIVERY_BATCH,
+            None,
+            traceparent,
+            &batch.encode_to_vec(),
+        )
+        .await
+    }
+
+    /// Hands a task to the dead-letter exchange, where rejecting a message of
+    /// its own would have sent it: for a task that came in a batch.
+    pub async fn publish_dead_letter(&self, task: &DeliveryTask, traceparent: Option<&str>) -> anyhow::Result<()> {
+        self.publish(
+            topology::EXCHANGE_DEAD_LETTER,
+            "",
             TYPE_DELIVERY_TASK,
             Some(task.attempt),
             traceparent,

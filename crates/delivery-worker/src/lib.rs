@@ -2,10 +2,12 @@
 //! delivery, record the attempt, and retry through delay queues or
 //! dead-letter.
 //!
-//! [`process::process_one`] is the pure step (one message in, one
+//! [`process::process_task`] is the pure step (one task in, one
 //! disposition out); [`Worker::run`] is the consume loop around it, which
 //! acks only after the outcome is recorded and shuts down through the kit's
-//! cancellation token, waiting for in-flight deliveries.
+//! cancellation token, waiting for in-flight deliveries. A message carries
+//! one task, or the new deliveries of one event as a batch (see
+//! `Worker::take_batch`).
 
 pub mod client;
 pub mod metrics;
@@ -21,6 +23,7 @@ use hookline_broker::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
 };
 use hookline_broker::lapin::types::FieldTable;
+use hookline_broker::messages::TYPE_DELIVERY_BATCH;
 use hookline_broker::topology;
 use hookline_service_kit::batch::Batcher;
 use hookline_service_kit::kit::Kit;
@@ -38,6 +41,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9101";
 pub const SLOT_WAIT: Duration = Duration::from_millis(250);
 /// Endpoints answering faster than this on average are waited for rather than parked.
 pub const FAST_ENDPOINT_MS: f64 = 50.0;
+/// How long a message whose dependency failed waits before it comes back.
+pub const REQUEUE_DELAY: Duration = Duration::from_secs(1);
 /// How long SIGTERM waits for in-flight deliveries.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -271,6 +276,10 @@ impl Worker {
                 Some(Err(e)) => break Err(anyhow::anyhow!("consumer: {e}")),
                 None => break Err(anyhow::anyhow!("the broker closed the consumer")),
             };
+            if delivery.properties.kind().as_ref().is_some_and(|k| k.as_str() == TYPE_DELIVERY_BATCH) {
+                self.take_batch(delivery, &concurrency).await;
+                continue;
+            }
             let permit = concurrency.clone().acquire_owned().await.expect("semaphore open");
             let this = Arc::clone(self);
             tokio::spawn(async move {
@@ -283,7 +292,7 @@ impl Worker {
                     Disposition::DeadLetter => delivery.acker.reject(BasicRejectOptions { requeue: false }).await,
                     Disposition::Requeue => {
                         // Give a failing dependency a moment before the message comes back.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::time::sleep(REQUEUE_DELAY).await;
                         delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await
                     }
                 };
@@ -303,6 +312,71 @@ impl Worker {
         }
         let _ = conn.close(200, "shutting down".into()).await;
         result
+    }
+
+    /// Takes a message carrying several tasks (one event's new deliveries):
+    /// each runs as if it had come alone, holding a slot of the worker's
+    /// concurrency of its own, and the message is acknowledged once all are
+    /// settled. A task not done with goes on alone, as its own message would
+    /// have: to the dead-letter exchange, or back to the work queue after
+    /// [`REQUEUE_DELAY`]. Only if that cannot be published does the whole
+    /// message return; the tasks already done recognise themselves then.
+    async fn take_batch(self: &Arc<Self>, delivery: lapin::message::Delivery, concurrency: &Arc<Semaphore>) {
+        let kind = Some(TYPE_DELIVERY_BATCH);
+        let tasks = match hookline_broker::messages::tasks_of(kind, &delivery.data) {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                tracing::error!(error = %e, "an unreadable delivery batch; dead-lettering it for inspection");
+                if let Err(e) = delivery.acker.reject(BasicRejectOptions { requeue: false }).await {
+                    tracing::warn!(error = %e, "rejecting failed; the broker will redeliver");
+                }
+                return;
+            }
+        };
+        let traceparent = hookline_broker::publisher::traceparent_of(&delivery.properties);
+        let mut running = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let permit = concurrency.clone().acquire_owned().await.expect("semaphore open");
+            let this = Arc::clone(self);
+            let traceparent = traceparent.clone();
+            let redelivered = delivery.redelivered;
+            running.push(tokio::spawn(async move {
+                metrics::IN_FLIGHT.inc();
+                let disposition = process::process_task(&this, &task, redelivered, traceparent.as_deref()).await;
+                metrics::IN_FLIGHT.dec();
+                drop(permit);
+                (task, disposition)
+            }));
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut settled = true;
+            for handle in running {
+                let Ok((task, disposition)) = handle.await else {
+                    settled = false;
+                    continue;
+                };
+                let broker = &this.kit.broker;
+                let handed = match disposition {
+                    Disposition::Ack => Ok(()),
+                    Disposition::DeadLetter => broker.publish_dead_letter(&task, traceparent.as_deref()).await,
+                    Disposition::Requeue => broker.publish_delayed(&task, REQUEUE_DELAY, traceparent.as_deref()).await,
+                };
+                if let Err(e) = handed {
+                    tracing::warn!(delivery_id = %task.delivery_id, error = format!("{e:#}"), "could not hand on a task of a batch; requeueing the batch");
+                    settled = false;
+                }
+            }
+            let acked = if settled {
+                delivery.acker.ack(BasicAckOptions::default()).await
+            } else {
+                tokio::time::sleep(REQUEUE_DELAY).await;
+                delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await
+            };
+            if let Err(e) = acked {
+                tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+            }
+        });
     }
 
     /// Samples the dead-letter queue's depth for `webhook_dlq_size`.

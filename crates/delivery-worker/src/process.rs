@@ -1,4 +1,4 @@
-//! One message in, one disposition out.
+//! One task in, one disposition out.
 //!
 //! Every attempt is recorded before the message is acknowledged, and every
 //! retry is published (with a confirm) before the attempt's message is
@@ -43,6 +43,7 @@ pub enum Disposition {
 pub const PARK_DELAY: Duration = Duration::from_millis(1000);
 pub const USER_AGENT: &str = concat!("Hookline/", env!("CARGO_PKG_VERSION"));
 
+/// Handles one `DeliveryTask` message.
 pub async fn process_one(w: &Arc<Worker>, payload: &[u8], redelivered: bool, traceparent: Option<&str>) -> Disposition {
     let task = match DeliveryTask::decode(payload) {
         Ok(t) if t.version == MESSAGE_VERSION => t,
@@ -58,6 +59,16 @@ pub async fn process_one(w: &Arc<Worker>, payload: &[u8], redelivered: bool, tra
             return Disposition::DeadLetter;
         }
     };
+    process_task(w, &task, redelivered, traceparent).await
+}
+
+/// Handles one task, whether it came alone or in a batch.
+pub async fn process_task(
+    w: &Arc<Worker>,
+    task: &DeliveryTask,
+    redelivered: bool,
+    traceparent: Option<&str>,
+) -> Disposition {
     let trace = traceparent.and_then(TraceParent::parse).unwrap_or_else(TraceParent::root);
     let span = tracing::info_span!(
         "delivery",
@@ -68,7 +79,7 @@ pub async fn process_one(w: &Arc<Worker>, payload: &[u8], redelivered: bool, tra
         trace_id = %trace.trace_id_hex()
     );
     hookline_service_kit::telemetry::attach_parent(&span, &trace);
-    match step(w, &task, &trace).instrument(span).await {
+    match step(w, task, &trace).instrument(span).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(delivery_id = %task.delivery_id, error = format!("{e:#}"), "delivery step failed; requeueing the message");

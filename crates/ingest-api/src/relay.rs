@@ -1,5 +1,6 @@
 //! The outbox relay: publishes outbox rows to RabbitMQ with publisher
-//! confirms, then marks them published.
+//! confirms, then marks them published. The new deliveries of one event
+//! go out as one message (a `DeliveryBatch`), whatever the fan-out.
 //!
 //! New events' deliveries are published by the event writer right after
 //! their commit (see [`crate::writer`]); their rows become due here only if
@@ -22,7 +23,7 @@ use anyhow::Context;
 use chrono::Utc;
 use diesel_async::AsyncConnection;
 use futures_util::future::join_all;
-use hookline_broker::messages::{DeliveryTask, TaskReason, MESSAGE_VERSION};
+use hookline_broker::messages::{DeliveryBatch, DeliveryTask, TaskReason, MESSAGE_VERSION};
 use hookline_broker::publisher::Broker;
 use hookline_domain::id::{DeliveryId, EndpointId, EventId, OrgId};
 use hookline_domain::trace::TraceParent;
@@ -64,30 +65,70 @@ fn reason(text: &str) -> TaskReason {
     }
 }
 
-/// Publishes one delivery message per outbox row, with confirms, all at
-/// once; fails if the broker refused or did not confirm any of them.
+fn task_of(r: &Pending) -> DeliveryTask {
+    DeliveryTask {
+        version: MESSAGE_VERSION,
+        delivery_id: DeliveryId::from_uuid(r.delivery_id).to_string(),
+        org_id: OrgId::from_uuid(r.org_id).to_string(),
+        endpoint_id: EndpointId::from_uuid(r.endpoint_id).to_string(),
+        event_id: EventId::from_uuid(r.event_id).to_string(),
+        event_type: r.event_type.clone(),
+        attempt: r.attempt.max(1) as u32,
+        first_enqueued_at_ms: r.created_at.timestamp_millis(),
+        reason: reason(&r.reason) as i32,
+    }
+}
+
+/// The rows one message carries: the fresh deliveries of one event (written
+/// by one request, so one trace) travel together; anything else alone.
+fn messages(rows: &[Pending]) -> Vec<Vec<&Pending>> {
+    let mut groups: Vec<Vec<&Pending>> = Vec::new();
+    let mut of_event: std::collections::HashMap<uuid::Uuid, usize> = std::collections::HashMap::new();
+    for r in rows {
+        if r.reason != "fresh" || r.attempt > 1 {
+            groups.push(vec![r]);
+            continue;
+        }
+        match of_event.get(&r.event_id) {
+            Some(&i) if groups[i][0].traceparent == r.traceparent => groups[i].push(r),
+            _ => {
+                of_event.insert(r.event_id, groups.len());
+                groups.push(vec![r]);
+            }
+        }
+    }
+    groups
+}
+
+/// Publishes the outbox rows, with confirms, all at once: one message per
+/// event for fresh deliveries (a `DeliveryBatch` when it has several), one
+/// per row otherwise. Fails if the broker refused or did not confirm any.
 pub async fn publish(broker: &Broker, rows: &[Pending]) -> anyhow::Result<()> {
-    let results = join_all(rows.iter().map(|r| {
-        let task = DeliveryTask {
-            version: MESSAGE_VERSION,
-            delivery_id: DeliveryId::from_uuid(r.delivery_id).to_string(),
-            org_id: OrgId::from_uuid(r.org_id).to_string(),
-            endpoint_id: EndpointId::from_uuid(r.endpoint_id).to_string(),
-            event_id: EventId::from_uuid(r.event_id).to_string(),
-            event_type: r.event_type.clone(),
-            attempt: r.attempt.max(1) as u32,
-            first_enqueued_at_ms: r.created_at.timestamp_millis(),
-            reason: reason(&r.reason) as i32,
-        };
-        // Each message continues the trace of the request that wrote its row.
-        let parent = r.traceparent.as_deref().and_then(TraceParent::parse);
-        let span =
-            tracing::info_span!("relay.publish", delivery_id = %task.delivery_id, trace_id = tracing::field::Empty);
+    let results = join_all(messages(rows).into_iter().map(|group| {
+        let first = group[0];
+        // Each message continues the trace of the request that wrote its rows.
+        let parent = first.traceparent.as_deref().and_then(TraceParent::parse);
+        let span = tracing::info_span!(
+            "relay.publish",
+            delivery_id = %DeliveryId::from_uuid(first.delivery_id),
+            deliveries = group.len(),
+            trace_id = tracing::field::Empty
+        );
         if let Some(p) = &parent {
             span.record("trace_id", p.trace_id_hex());
             hookline_service_kit::telemetry::attach_parent(&span, p);
         }
-        async move { broker.publish_task(&task, r.traceparent.as_deref()).await }.instrument(span)
+        let traceparent = first.traceparent.as_deref();
+        async move {
+            if let [one] = group.as_slice() {
+                broker.publish_task(&task_of(one), traceparent).await
+            } else {
+                let batch =
+                    DeliveryBatch { version: MESSAGE_VERSION, tasks: group.iter().map(|r| task_of(r)).collect() };
+                broker.publish_batch(&batch, traceparent).await
+            }
+        }
+        .instrument(span)
     }))
     .await;
     if let Some(e) = results.into_iter().find_map(Result::err) {

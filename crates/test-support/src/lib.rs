@@ -273,6 +273,22 @@ pub async fn queue_depth(vhost: &str, queue: &str) -> anyhow::Result<u64> {
     Ok(u64::from(n))
 }
 
+/// Takes every message off a queue and returns the delivery tasks they
+/// carried, batches unpacked, in queue order.
+pub async fn drain_tasks(vhost: &str, queue: &str) -> anyhow::Result<Vec<hookline_broker::messages::DeliveryTask>> {
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+    let conn = hookline_broker::publisher::connect(&format!("{}/{vhost}", amqp_server()), "hookline-test").await?;
+    let ch = conn.create_channel().await?;
+    let mut tasks = Vec::new();
+    while let Some(m) = ch.basic_get(queue.into(), BasicGetOptions::default()).await? {
+        let kind = m.delivery.properties.kind().as_ref().map(|k| k.as_str().to_owned());
+        tasks.extend(hookline_broker::messages::tasks_of(kind.as_deref(), &m.delivery.data)?);
+        m.delivery.acker.ack(BasicAckOptions::default()).await?;
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(tasks)
+}
+
 /// Closes every broker connection of a vhost (fault injection).
 pub async fn close_vhost_connections(vhost: &str) -> anyhow::Result<usize> {
     let c = mgmt_client();

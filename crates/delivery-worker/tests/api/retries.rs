@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use hookline_test_support::receiver::{Behaviour, TestReceiver};
-use hookline_test_support::{eventually, queue_depth};
+use hookline_test_support::{drain_tasks, eventually, queue_depth};
 use reqwest::Method;
 use serde_json::json;
 
@@ -145,4 +145,35 @@ async fn alerting_hears_of_failures_and_the_successes_that_follow_them_only() {
         (queue_depth(vhost, "outcomes.alerting").await.unwrap_or(0) == 2).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn each_delivery_of_one_event_is_settled_on_its_own() {
+    let s = Stack::start().await;
+    let ok = TestReceiver::start().await;
+    let gone = TestReceiver::start().await;
+    gone.set(Behaviour::Status(410));
+    let failing = TestReceiver::start().await;
+    failing.set(Behaviour::Status(500));
+    let ok_ep = s.endpoint(&ok, "/ok", json!({})).await;
+    let gone_ep = s.endpoint(&gone, "/gone", json!({})).await;
+    let failing_ep = s.endpoint(&failing, "/failing", json!({"max_retries": 0})).await;
+    // One event, three endpoints: one message on the work queue.
+    s.send_lead("l1").await;
+    s.wait_status(&ok_ep, 1, "delivered", Duration::from_secs(20)).await;
+    let dead_gone = s.wait_status(&gone_ep, 1, "dead_letter", Duration::from_secs(20)).await;
+    let dead_failing = s.wait_status(&failing_ep, 1, "dead_letter", Duration::from_secs(20)).await;
+    // The two dead deliveries reach the dead-letter queue each on its own;
+    // the delivered one does not, and nothing is sent twice.
+    let vhost = &s.env.vhost;
+    eventually(Duration::from_secs(10), "two dead letters", || async {
+        (queue_depth(vhost, "deliveries.dead").await.unwrap_or(0) == 2).then_some(())
+    })
+    .await;
+    let dead: std::collections::BTreeSet<String> =
+        drain_tasks(vhost, "deliveries.dead").await.unwrap().into_iter().map(|t| t.delivery_id).collect();
+    let expected: std::collections::BTreeSet<String> =
+        [&dead_gone[0], &dead_failing[0]].iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(dead, expected);
+    assert_eq!((ok.count(), gone.count(), failing.count()), (1, 1, 1));
 }
