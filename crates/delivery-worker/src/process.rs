@@ -39,8 +39,20 @@ pub enum Disposition {
     Requeue,
 }
 
-/// How long a message waits when its endpoint is at its concurrency cap.
+/// How long a message waits when its endpoint is at its concurrency cap,
+/// the first time; it doubles with each parking of the same attempt.
 pub const PARK_DELAY: Duration = Duration::from_millis(1000);
+/// The longest a parked message waits before it looks for a slot again.
+pub const MAX_PARK_DELAY: Duration = Duration::from_secs(32);
+
+/// How long an attempt parked `times` times before waits now. An endpoint
+/// that stays at its cap (it hangs, or is slow under load) frees slots far
+/// more slowly than deliveries to it arrive; parking its backlog for a fixed
+/// second would send all of it round the broker (and read it from the
+/// database) every second, a churn that grows with the backlog.
+pub fn park_delay(times: u32) -> Duration {
+    PARK_DELAY.saturating_mul(1u32 << times.min(16)).min(MAX_PARK_DELAY)
+}
 pub const USER_AGENT: &str = concat!("Hookline/", env!("CARGO_PKG_VERSION"));
 
 /// Handles one `DeliveryTask` message.
@@ -143,7 +155,8 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
     // One slow endpoint must not hold the worker's slots: over its cap, park.
     let Some(_slot) = w.endpoint_slot(endpoint.id).await else {
         metrics::PARKED.with_label_values(&["concurrency"]).inc();
-        return park(w, task, PARK_DELAY, trace).await;
+        let again = DeliveryTask { parked: task.parked.saturating_add(1), ..task.clone() };
+        return park(w, &again, park_delay(task.parked), trace).await;
     };
     if let Some(rps) = endpoint.rate_limit_per_second {
         if let Err(wait) = w.endpoint_rate_check(endpoint.id, rps) {
@@ -342,7 +355,7 @@ async fn schedule(
     if !hookline_store::deliveries::claim_next_attempt(&mut conn, delivery_id, next).await? {
         return Ok(Disposition::Ack);
     }
-    let retry = DeliveryTask { attempt: next as u32, reason: TaskReason::Retry as i32, ..task.clone() };
+    let retry = DeliveryTask { attempt: next as u32, reason: TaskReason::Retry as i32, parked: 0, ..task.clone() };
     if let Err(e) = w.kit.broker.publish_delayed(&retry, delay, Some(&trace.to_string())).await {
         hookline_store::deliveries::unclaim_attempt(&mut conn, delivery_id, next).await?;
         return Err(e.context("publishing the retry"));
@@ -410,5 +423,17 @@ async fn publish_outcome(
     };
     if let Err(e) = w.kit.broker.publish_outcome(&outcome).await {
         tracing::warn!(error = format!("{e:#}"), "could not publish a delivery outcome");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parking_again_waits_twice_as_long_up_to_a_cap() {
+        let waits: Vec<u64> = (0..8).map(|n| park_delay(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 32, 32]);
+        assert_eq!(park_delay(u32::MAX), MAX_PARK_DELAY);
     }
 }

@@ -76,6 +76,7 @@ fn task_of(r: &Pending) -> DeliveryTask {
         attempt: r.attempt.max(1) as u32,
         first_enqueued_at_ms: r.created_at.timestamp_millis(),
         reason: reason(&r.reason) as i32,
+        parked: 0,
     }
 }
 
