@@ -29,18 +29,24 @@ pub enum Unreadable {
 /// `type` property (`kind`; messages without one are single tasks).
 pub fn tasks_of(kind: Option<&str>, payload: &[u8]) -> Result<Vec<DeliveryTask>, Unreadable> {
     use prost::Message;
-    let (version, tasks) = if kind == Some(TYPE_DELIVERY_BATCH) {
-        let batch = DeliveryBatch::decode(payload)?;
-        (batch.version, batch.tasks)
-    } else {
-        let task = DeliveryTask::decode(payload)?;
-        (task.version, vec![task])
-    };
-    match tasks.iter().map(|t| t.version).find(|v| *v != MESSAGE_VERSION) {
-        _ if version != MESSAGE_VERSION => Err(Unreadable::Version(version)),
-        Some(v) => Err(Unreadable::Version(v)),
-        None => Ok(tasks),
+    if kind != Some(TYPE_DELIVERY_BATCH) {
+        return Ok(vec![read_task(payload)?]);
     }
+    let batch = DeliveryBatch::decode(payload)?;
+    let known = |version: u32| if version == MESSAGE_VERSION { Ok(()) } else { Err(Unreadable::Version(version)) };
+    known(batch.version)?;
+    batch.tasks.iter().try_for_each(|t| known(t.version))?;
+    Ok(batch.tasks)
+}
+
+/// A single `DeliveryTask` message, of a version this build knows.
+pub fn read_task(payload: &[u8]) -> Result<DeliveryTask, Unreadable> {
+    use prost::Message;
+    let task = DeliveryTask::decode(payload)?;
+    if task.version != MESSAGE_VERSION {
+        return Err(Unreadable::Version(task.version));
+    }
+    Ok(task)
 }
 
 impl OutcomeKind {

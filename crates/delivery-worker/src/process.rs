@@ -21,7 +21,6 @@ use hookline_domain::trace::TraceParent;
 use hookline_service_kit::secrets;
 use hookline_store::deliveries::{AttemptOutcome, AttemptRow, DeliveryRow};
 use hookline_store::endpoints::EndpointRow;
-use prost::Message;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::Instrument;
 
@@ -57,21 +56,13 @@ pub const USER_AGENT: &str = concat!("Hookline/", env!("CARGO_PKG_VERSION"));
 
 /// Handles one `DeliveryTask` message.
 pub async fn process_one(w: &Arc<Worker>, payload: &[u8], redelivered: bool, traceparent: Option<&str>) -> Disposition {
-    let task = match DeliveryTask::decode(payload) {
-        Ok(t) if t.version == MESSAGE_VERSION => t,
-        Ok(t) => {
-            tracing::error!(
-                version = t.version,
-                "a delivery message of an unknown version; dead-lettering it for inspection"
-            );
-            return Disposition::DeadLetter;
-        }
+    match hookline_broker::messages::read_task(payload) {
+        Ok(task) => process_task(w, &task, redelivered, traceparent).await,
         Err(e) => {
-            tracing::error!(error = %e, "an undecodable delivery message; dead-lettering it for inspection");
-            return Disposition::DeadLetter;
+            tracing::error!(error = %e, "an unreadable delivery message; dead-lettering it for inspection");
+            Disposition::DeadLetter
         }
-    };
-    process_task(w, &task, redelivered, traceparent).await
+    }
 }
 
 /// Handles one task, whether it came alone or in a batch.
