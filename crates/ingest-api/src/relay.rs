@@ -80,8 +80,8 @@ fn task_of(r: &Pending) -> DeliveryTask {
     }
 }
 
-/// The rows one message carries: the fresh deliveries of one event (written
-/// by one request, so one trace) travel together; anything else alone.
+/// The deliveries one message carries: the fresh deliveries of one event
+/// (written by one request, so one trace) travel together; anything else alone.
 fn messages(rows: &[Pending]) -> Vec<Vec<&Pending>> {
     let mut groups: Vec<Vec<&Pending>> = Vec::new();
     let mut of_event: std::collections::HashMap<uuid::Uuid, usize> = std::collections::HashMap::new();
@@ -101,9 +101,10 @@ fn messages(rows: &[Pending]) -> Vec<Vec<&Pending>> {
     groups
 }
 
-/// Publishes the outbox rows, with confirms, all at once: one message per
-/// event for fresh deliveries (a `DeliveryBatch` when it has several), one
-/// per row otherwise. Fails if the broker refused or did not confirm any.
+/// Publishes the deliveries of outbox rows, with confirms, all at once: one
+/// message per event for fresh deliveries (a `DeliveryBatch` when it has
+/// several), one per delivery otherwise. Fails if the broker refused or did
+/// not confirm any.
 pub async fn publish(broker: &Broker, rows: &[Pending]) -> anyhow::Result<()> {
     let results = join_all(messages(rows).into_iter().map(|group| {
         let first = group[0];
@@ -141,20 +142,19 @@ pub async fn publish(broker: &Broker, rows: &[Pending]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One pass: publishes up to one batch. Returns how many rows it published.
+/// One pass: publishes up to one batch of rows. Returns how many rows it took.
 pub async fn relay_once(kit: &Kit) -> anyhow::Result<usize> {
     let mut conn = kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
     let batch = kit.settings.outbox_batch_size;
     let broker = kit.broker.clone();
     conn.transaction::<_, anyhow::Error, _>(async |c| {
-        let rows = hookline_store::outbox::claim(c, batch).await.context("claiming outbox rows")?;
-        if rows.is_empty() {
+        let claimed = hookline_store::outbox::claim(c, batch).await.context("claiming outbox rows")?;
+        if claimed.ids.is_empty() {
             return Ok(0);
         }
-        publish(&broker, &rows).await?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        hookline_store::outbox::mark_published(c, &ids).await.context("marking outbox rows published")?;
-        Ok(rows.len())
+        publish(&broker, &claimed.deliveries).await?;
+        hookline_store::outbox::mark_published(c, &claimed.ids).await.context("marking outbox rows published")?;
+        Ok(claimed.ids.len())
     })
     .await
 }

@@ -4,7 +4,7 @@
 //! `hookline_service_kit::batch`); each writes what has queued in one
 //! statement (one round trip and one fsync for the lot) and answers every
 //! request once it has committed. It then publishes the new deliveries to
-//! RabbitMQ itself, with confirms, and marks their outbox rows published:
+//! RabbitMQ itself, with confirms, and marks their events' outbox rows published:
 //! no relay pass sits between commit and delivery. Those rows are due for
 //! the relay only after [`RELAY_GRACE`], so if this process dies or the
 //! broker refuses before the rows are marked, the relay publishes them then:
@@ -107,5 +107,8 @@ async fn publish(marker: Arc<Marker>, broker: Arc<Broker>, rows: Vec<Pending>) {
         tracing::warn!(error = format!("{e:#}"), "publishing new deliveries failed; the outbox relay will retry");
         return;
     }
-    marker.submit(rows.iter().map(|r| r.id).collect()).await;
+    // An event's deliveries share one outbox row.
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    ids.dedup();
+    marker.submit(ids).await;
 }

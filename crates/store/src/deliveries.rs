@@ -491,7 +491,8 @@ pub async fn requeue(conn: &mut AsyncPgConnection, row: &DeliveryRow, reason: &s
         conn,
         &[NewOutbox {
             org_id: row.org_id,
-            delivery_id: row.id,
+            delivery_id: Some(row.id),
+            event_id: None,
             reason: reason.to_owned(),
             attempt: next,
             traceparent: None,
@@ -534,7 +535,9 @@ pub async fn overdue(
         .filter(deliveries::status.eq("failed"))
         .filter(deliveries::next_attempt_at.lt(older_than))
         .filter(diesel::dsl::not(diesel::dsl::exists(
-            outbox::table.filter(outbox::delivery_id.eq(deliveries::id)).filter(outbox::published_at.is_null()),
+            outbox::table
+                .filter(outbox::delivery_id.eq(deliveries::id.nullable()))
+                .filter(outbox::published_at.is_null()),
         )))
         .order(deliveries::next_attempt_at.asc())
         .limit(limit)

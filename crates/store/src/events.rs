@@ -54,8 +54,8 @@ pub async fn release_idempotency_key(conn: &mut AsyncPgConnection, id: Uuid) -> 
         .map(|_| ())
 }
 
-/// Writes an event, one pending delivery per endpoint, and their outbox rows
-/// (in the caller's transaction). Returns the delivery ids.
+/// Writes an event, one pending delivery per endpoint, and the event's
+/// outbox row (in the caller's transaction). Returns the delivery ids.
 pub async fn fan_out(
     conn: &mut AsyncPgConnection,
     event: &EventRow,
@@ -64,9 +64,21 @@ pub async fn fan_out(
     traceparent: Option<&str>,
 ) -> QueryResult<Vec<Uuid>> {
     insert(conn, event).await?;
-    let (deliveries, outbox) = pending(event, endpoints, reason, traceparent);
+    let deliveries = new_deliveries(event, endpoints);
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
     crate::deliveries::insert_many(conn, &deliveries).await?;
-    crate::outbox::insert(conn, &outbox).await?;
+    let row = crate::outbox::NewOutbox {
+        org_id: event.org_id,
+        delivery_id: None,
+        event_id: Some(event.id),
+        reason: reason.to_owned(),
+        attempt: 1,
+        traceparent: traceparent.map(str::to_owned),
+        publish_after: None,
+    };
+    crate::outbox::insert(conn, &[row]).await?;
     Ok(deliveries.iter().map(|d| d.id).collect())
 }
 
@@ -99,13 +111,9 @@ pub async fn fan_out_many(
     batch: &[NewEvent],
     publish_after: DateTime<Utc>,
 ) -> QueryResult<(Vec<Written>, Vec<crate::outbox::Pending>)> {
-    let mut deliveries = Vec::new();
-    let mut traceparents = Vec::new();
-    for n in batch {
-        let d = new_deliveries(&n.event, &n.endpoints);
-        traceparents.extend(d.iter().map(|_| n.traceparent.as_deref()));
-        deliveries.extend(d);
-    }
+    let deliveries: Vec<_> = batch.iter().flat_map(|n| new_deliveries(&n.event, &n.endpoints)).collect();
+    // One outbox row per event that has a delivery.
+    let with_deliveries: Vec<&NewEvent> = batch.iter().filter(|n| !n.endpoints.is_empty()).collect();
     let statement = FanOut {
         ids: batch.iter().map(|n| n.event.id).collect(),
         orgs: batch.iter().map(|n| n.event.org_id).collect(),
@@ -122,41 +130,39 @@ pub async fn fan_out_many(
         d_endpoints: deliveries.iter().map(|d| d.endpoint_id).collect(),
         d_types: deliveries.iter().map(|d| d.event_type.as_str()).collect(),
         d_at: deliveries.iter().map(|d| d.created_at).collect(),
-        d_traceparents: traceparents.clone(),
+        o_events: with_deliveries.iter().map(|n| n.event.id).collect(),
+        o_orgs: with_deliveries.iter().map(|n| n.event.org_id).collect(),
+        o_traceparents: with_deliveries.iter().map(|n| n.traceparent.as_deref()).collect(),
         publish_after,
     };
     let mut stored = std::collections::HashSet::new();
     let mut outbox_ids = std::collections::HashMap::new();
     for row in statement.load::<FanOutRow>(conn).await? {
-        match (row.event_id, row.outbox_id, row.delivery_id) {
-            (Some(event), _, _) => {
-                stored.insert(event);
-            }
-            (None, Some(outbox), Some(delivery)) => {
-                outbox_ids.insert(delivery, outbox);
-            }
-            _ => {}
+        stored.insert(row.event_id);
+        if let Some(outbox) = row.outbox_id {
+            outbox_ids.insert(row.event_id, outbox);
         }
     }
     let written = batch
         .iter()
         .map(|n| if stored.contains(&n.event.id) { Written::Stored(n.endpoints.len()) } else { Written::KeyTaken })
         .collect();
+    let traceparents: std::collections::HashMap<Uuid, Option<&str>> =
+        with_deliveries.iter().map(|n| (n.event.id, n.traceparent.as_deref())).collect();
     let to_publish = deliveries
         .into_iter()
-        .zip(traceparents)
-        .filter_map(|(d, traceparent)| {
+        .filter_map(|d| {
             Some(crate::outbox::Pending {
-                id: *outbox_ids.get(&d.id)?,
+                id: *outbox_ids.get(&d.event_id)?,
                 org_id: d.org_id,
                 delivery_id: d.id,
                 reason: "fresh".to_owned(),
                 attempt: 1,
                 created_at: d.created_at,
                 endpoint_id: d.endpoint_id,
+                traceparent: traceparents.get(&d.event_id).copied().flatten().map(str::to_owned),
                 event_id: d.event_id,
                 event_type: d.event_type,
-                traceparent: traceparent.map(str::to_owned),
             })
         })
         .collect();
@@ -164,7 +170,7 @@ pub async fn fan_out_many(
 }
 
 /// The statement behind [`fan_out_many`]: the events whose idempotency key
-/// is free, then the deliveries and outbox rows of the events actually
+/// is free, then the deliveries and the outbox row of each event actually
 /// inserted, as data-modifying CTEs over arrays (the foreign keys between
 /// them are checked at its end). Its text does not change with the batch
 /// size, so a connection prepares it once and runs it in one round trip.
@@ -184,18 +190,19 @@ struct FanOut<'a> {
     d_endpoints: Vec<Uuid>,
     d_types: Vec<&'a str>,
     d_at: Vec<DateTime<Utc>>,
-    d_traceparents: Vec<Option<&'a str>>,
+    o_events: Vec<Uuid>,
+    o_orgs: Vec<Uuid>,
+    o_traceparents: Vec<Option<&'a str>>,
     publish_after: DateTime<Utc>,
 }
 
+/// An event the statement stored, and its outbox row if it has deliveries.
 #[derive(QueryableByName)]
 struct FanOutRow {
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
-    event_id: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    event_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     outbox_id: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
-    delivery_id: Option<Uuid>,
 }
 
 impl diesel::query_builder::QueryId for FanOut<'_> {
@@ -233,47 +240,29 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FanOut<'_> {
             Array<SqlUuid> => &self.d_endpoints,
             Array<Text> => &self.d_types,
             Array<Timestamptz> => &self.d_at,
-            Array<Nullable<Text>> => &self.d_traceparents,
         );
         out.push_sql(
-            ") AS x(id, org_id, event_id, endpoint_id, event_type, at, traceparent) \
+            ") AS x(id, org_id, event_id, endpoint_id, event_type, at) \
              WHERE x.event_id IN (SELECT id FROM ev)), \
              d AS (INSERT INTO deliveries (id, org_id, event_id, endpoint_id, event_type, status, attempt_count, \
              next_attempt_at, created_at, updated_at, scheduled_attempt) \
              SELECT id, org_id, event_id, endpoint_id, event_type, 'pending', 0, at, at, at, 1 FROM x), \
-             o AS (INSERT INTO outbox (org_id, delivery_id, reason, attempt, traceparent, publish_after) \
-             SELECT org_id, id, 'fresh', 1, traceparent, ",
+             o AS (INSERT INTO outbox (org_id, event_id, reason, attempt, traceparent, publish_after) \
+             SELECT r.org_id, r.id, 'fresh', 1, r.traceparent, ",
         );
         out.push_bind_param::<Timestamptz, _>(&self.publish_after)?;
+        out.push_sql(" FROM unnest(");
+        push_binds!(out;
+            Array<SqlUuid> => &self.o_events,
+            Array<SqlUuid> => &self.o_orgs,
+            Array<Nullable<Text>> => &self.o_traceparents,
+        );
         out.push_sql(
-            " FROM x RETURNING id, delivery_id) \
-             SELECT ev.id AS event_id, NULL::int8 AS outbox_id, NULL::uuid AS delivery_id FROM ev \
-             UNION ALL SELECT NULL, o.id, o.delivery_id FROM o",
+            ") AS r(id, org_id, traceparent) WHERE r.id IN (SELECT id FROM ev) RETURNING id, event_id) \
+             SELECT ev.id AS event_id, o.id AS outbox_id FROM ev LEFT JOIN o ON o.event_id = ev.id",
         );
         Ok(())
     }
-}
-
-/// One pending delivery per endpoint and its outbox row.
-fn pending(
-    event: &EventRow,
-    endpoints: &[Uuid],
-    reason: &str,
-    traceparent: Option<&str>,
-) -> (Vec<crate::deliveries::DeliveryRow>, Vec<crate::outbox::NewOutbox>) {
-    let deliveries = new_deliveries(event, endpoints);
-    let outbox = deliveries
-        .iter()
-        .map(|d| crate::outbox::NewOutbox {
-            org_id: d.org_id,
-            delivery_id: d.id,
-            reason: reason.to_owned(),
-            attempt: 1,
-            traceparent: traceparent.map(str::to_owned),
-            publish_after: None,
-        })
-        .collect();
-    (deliveries, outbox)
 }
 
 /// One pending delivery of the event per endpoint.

@@ -1,5 +1,7 @@
 //! The transactional outbox: rows written with the deliveries, relayed to
-//! RabbitMQ by the ingest API.
+//! RabbitMQ by the ingest API. A row names either one delivery (a retry, a
+//! re-queued delivery) or an event, standing for the event's deliveries that
+//! are still waiting for their first attempt.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -12,7 +14,10 @@ use crate::schema::{deliveries, outbox};
 #[diesel(table_name = outbox)]
 pub struct NewOutbox {
     pub org_id: Uuid,
-    pub delivery_id: Uuid,
+    /// The one delivery the row publishes; None for an event's row.
+    pub delivery_id: Option<Uuid>,
+    /// The event whose pending deliveries the row publishes; None for a delivery's row.
+    pub event_id: Option<Uuid>,
     pub reason: String,
     pub attempt: i32,
     pub traceparent: Option<String>,
@@ -42,18 +47,21 @@ pub struct Pending {
     pub traceparent: Option<String>,
 }
 
-/// Writes rows and returns (outbox id, delivery id) of each.
-pub async fn insert_returning(conn: &mut AsyncPgConnection, rows: &[NewOutbox]) -> QueryResult<Vec<(i64, Uuid)>> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    diesel::insert_into(outbox::table).values(rows).returning((outbox::id, outbox::delivery_id)).get_results(conn).await
+/// Outbox rows taken by a relay pass.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// Every row taken, to mark once published (an event's row may have no
+    /// delivery left to publish).
+    pub ids: Vec<i64>,
+    /// One entry per delivery to publish, in outbox order.
+    pub deliveries: Vec<Pending>,
 }
 
 /// Locks the oldest unpublished rows that are due. Rows another relay holds are skipped,
 /// so relays side by side never publish the same row twice. Only outbox rows
-/// are locked; the deliveries they point at stay free for the workers.
-pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Pending>> {
+/// are locked; the deliveries they point at stay free for the workers. An
+/// event's row stands for its deliveries still waiting for a first attempt.
+pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Claimed> {
     let ids: Vec<i64> = outbox::table
         .filter(outbox::published_at.is_null())
         .filter(outbox::publish_after.le(diesel::dsl::now))
@@ -65,26 +73,40 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<
         .load(conn)
         .await?;
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claimed::default());
     }
-    outbox::table
-        .inner_join(deliveries::table)
+    let columns = (
+        outbox::id,
+        outbox::org_id,
+        deliveries::id,
+        outbox::reason,
+        outbox::attempt,
+        outbox::created_at,
+        deliveries::endpoint_id,
+        deliveries::event_id,
+        deliveries::event_type,
+        outbox::traceparent,
+    );
+    let mut rows: Vec<Pending> = outbox::table
+        .inner_join(deliveries::table.on(outbox::delivery_id.eq(deliveries::id.nullable())))
         .filter(outbox::id.eq_any(&ids))
-        .order(outbox::id.asc())
-        .select((
-            outbox::id,
-            outbox::org_id,
-            outbox::delivery_id,
-            outbox::reason,
-            outbox::attempt,
-            outbox::created_at,
-            deliveries::endpoint_id,
-            deliveries::event_id,
-            deliveries::event_type,
-            outbox::traceparent,
-        ))
+        .select(columns)
         .load(conn)
-        .await
+        .await?;
+    let of_events: Vec<Pending> = outbox::table
+        .inner_join(
+            deliveries::table.on(outbox::event_id
+                .eq(deliveries::event_id.nullable())
+                .and(deliveries::status.eq("pending"))
+                .and(deliveries::attempt_count.eq(0))),
+        )
+        .filter(outbox::id.eq_any(&ids))
+        .select(columns)
+        .load(conn)
+        .await?;
+    rows.extend(of_events);
+    rows.sort_by_key(|r| (r.id, r.delivery_id));
+    Ok(Claimed { ids, deliveries: rows })
 }
 
 pub async fn mark_published(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<()> {

@@ -194,13 +194,14 @@ diesel::table! {
     outbox (id) {
         id -> Int8,
         org_id -> Uuid,
-        delivery_id -> Uuid,
+        delivery_id -> Nullable<Uuid>,
         reason -> Text,
         attempt -> Int4,
         created_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
         traceparent -> Nullable<Text>,
         publish_after -> Timestamptz,
+        event_id -> Nullable<Uuid>,
     }
 }
 
@@ -271,7 +272,6 @@ diesel::joinable!(webhook_endpoints -> organisations (org_id));
 diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
-diesel::joinable!(outbox -> deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     organisations,
