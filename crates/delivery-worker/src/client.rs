@@ -57,14 +57,19 @@ impl Resolve for GuardedResolver {
     }
 }
 
-pub fn build_client(allow_private: bool) -> anyhow::Result<reqwest::Client> {
+/// The delivery client. `max_in_flight` is how many requests the worker can
+/// have open at once; as many idle connections are kept per host, so that
+/// endpoints sharing a host (one receiver behind several paths is common)
+/// reuse their connections instead of opening a new one for every request
+/// beyond a smaller pool.
+pub fn build_client(allow_private: bool, max_in_flight: usize) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver { allow_private }))
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(max_in_flight)
         .tcp_nodelay(true)
         .build()?)
 }

@@ -143,7 +143,7 @@ async fn write_attempts(
 
 impl Worker {
     pub fn new(kit: Arc<Kit>) -> anyhow::Result<Arc<Self>> {
-        let client = client::build_client(kit.settings.allow_private_targets)?;
+        let client = client::build_client(kit.settings.allow_private_targets, kit.settings.worker_concurrency)?;
         Ok(Arc::new(Self {
             client,
             endpoint_slots: Mutex::new(HashMap::new()),

@@ -74,6 +74,15 @@ struct State {
 pub struct TestReceiver {
     pub port: u16,
     state: Arc<Mutex<State>>,
+    connections: Arc<Mutex<Connections>>,
+}
+
+/// Connections accepted in all, open now, and open at most at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connections {
+    pub accepted: usize,
+    pub open: usize,
+    pub peak: usize,
 }
 
 impl TestReceiver {
@@ -87,12 +96,28 @@ impl TestReceiver {
             served: 0,
         }));
         let st = state.clone();
+        let connections = Arc::new(Mutex::new(Connections::default()));
+        let conns = connections.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(handle(stream, st.clone()));
+                {
+                    let mut c = conns.lock().unwrap();
+                    c.accepted += 1;
+                    c.open += 1;
+                    c.peak = c.peak.max(c.open);
+                }
+                let (st, conns) = (st.clone(), conns.clone());
+                tokio::spawn(async move {
+                    handle(stream, st).await;
+                    conns.lock().unwrap().open -= 1;
+                });
             }
         });
-        Self { port, state }
+        Self { port, state, connections }
+    }
+
+    pub fn connections(&self) -> Connections {
+        *self.connections.lock().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -134,6 +134,33 @@ async fn a_hanging_endpoint_does_not_slow_a_healthy_one() {
 }
 
 #[tokio::test]
+async fn endpoints_sharing_a_host_keep_their_connections() {
+    // Five endpoints on one receiver, each at its cap of 16 slow requests:
+    // 80 connections to one host at once, more than a pool of 64 would keep.
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    // Slow enough that a wave's 80 requests are all open together even on a busy machine.
+    r.set(Behaviour::Slow(Duration::from_secs(1)));
+    let mut hooks = Vec::new();
+    for i in 0..5 {
+        hooks.push(s.endpoint(&r, &format!("/p{i}"), json!({})).await);
+    }
+    // Two waves, each needing all 80 at once.
+    for wave in 1..=2 {
+        for i in 0..16 {
+            s.send_lead(&format!("w{wave}-{i}")).await;
+        }
+        for h in &hooks {
+            s.wait_status(h, 16 * wave, "delivered", Duration::from_secs(60)).await;
+        }
+    }
+    let c = r.connections();
+    assert!(c.peak > 64, "the load needed more connections than a pool of 64: {c:?}");
+    // The second wave went over the connections the first one opened.
+    assert_eq!(c.accepted, c.peak, "connections were dropped and opened again: {c:?}");
+}
+
+#[tokio::test]
 async fn a_forced_broker_disconnect_during_a_burst_loses_nothing() {
     let s = Stack::start().await;
     let r = TestReceiver::start().await;
