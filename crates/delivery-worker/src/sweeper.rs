@@ -17,6 +17,7 @@ pub async fn sweep_once(kit: &Kit) -> anyhow::Result<usize> {
     let cutoff = Utc::now() - chrono::Duration::from_std(OVERDUE)?;
     let n = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
+            hookline_store::deliveries::forget_settled_retries(c).await?;
             let rows = hookline_store::deliveries::overdue(c, cutoff, 500).await?;
             let mut n = 0;
             for r in &rows {

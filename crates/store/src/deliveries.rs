@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::outbox::NewOutbox;
-use crate::schema::{deliveries, delivery_attempts, endpoint_health, outbox};
+use crate::schema::{deliveries, delivery_attempts, delivery_retries, endpoint_health, outbox};
 use crate::Page;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -380,7 +380,14 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordAttempts<'_>
                  next_attempt_at = CASE WHEN d.status = 'cancelled' AND NOT a.succeeded THEN NULL ELSE a.next_at END, \
                  delivered_at = CASE WHEN a.succeeded THEN a.created_at END, \
                  updated_at = a.created_at \
-                 FROM a WHERE d.id = a.delivery_id), \
+                 FROM a WHERE d.id = a.delivery_id \
+                 RETURNING d.id, d.status, d.next_attempt_at, d.attempt_count), \
+             scheduled AS (INSERT INTO delivery_retries (delivery_id, due_at) \
+                 SELECT id, next_attempt_at FROM updated WHERE status = 'failed' AND next_attempt_at IS NOT NULL \
+                 ON CONFLICT (delivery_id) DO UPDATE SET due_at = excluded.due_at), \
+             unscheduled AS (DELETE FROM delivery_retries WHERE delivery_id IN ( \
+                 SELECT id FROM updated WHERE attempt_count > 1 \
+                     AND NOT (status = 'failed' AND next_attempt_at IS NOT NULL))), \
              s AS (SELECT * FROM unnest(",
         );
         push_binds!(out;
@@ -532,6 +539,8 @@ pub async fn overdue(
     limit: i64,
 ) -> QueryResult<Vec<DeliveryRow>> {
     deliveries::table
+        .inner_join(delivery_retries::table)
+        .filter(delivery_retries::due_at.lt(older_than))
         .filter(deliveries::status.eq("failed"))
         .filter(deliveries::next_attempt_at.lt(older_than))
         .filter(diesel::dsl::not(diesel::dsl::exists(
@@ -539,13 +548,25 @@ pub async fn overdue(
                 .filter(outbox::delivery_id.eq(deliveries::id.nullable()))
                 .filter(outbox::published_at.is_null()),
         )))
-        .order(deliveries::next_attempt_at.asc())
+        .order(delivery_retries::due_at.asc())
         .limit(limit)
         .select(DeliveryRow::as_select())
         .for_update()
         .skip_locked()
         .load(conn)
         .await
+}
+
+/// Forgets scheduled retries of deliveries no longer waiting for one (sent
+/// again by hand, cancelled): the attempt statement removes the rows of the
+/// deliveries it records, this the rest. Returns how many.
+pub async fn forget_settled_retries(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM delivery_retries r USING deliveries d \
+         WHERE d.id = r.delivery_id AND (d.status <> 'failed' OR d.next_attempt_at IS NULL)",
+    )
+    .execute(conn)
+    .await
 }
 
 #[derive(Debug, Clone, QueryableByName)]

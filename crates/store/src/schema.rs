@@ -241,6 +241,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    delivery_retries (delivery_id) {
+        delivery_id -> Uuid,
+        due_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     endpoint_health (endpoint_id) {
         endpoint_id -> Uuid,
         org_id -> Uuid,
@@ -272,6 +279,7 @@ diesel::joinable!(webhook_endpoints -> organisations (org_id));
 diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
+diesel::joinable!(delivery_retries -> deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     organisations,
@@ -282,6 +290,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     deliveries,
     delivery_attempts,
+    delivery_retries,
     outbox,
     alerts,
     alert_settings,

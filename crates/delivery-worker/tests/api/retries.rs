@@ -177,3 +177,70 @@ async fn each_delivery_of_one_event_is_settled_on_its_own() {
     assert_eq!(dead, expected);
     assert_eq!((ok.count(), gone.count(), failing.count()), (1, 1, 1));
 }
+
+#[tokio::test]
+async fn the_sweeper_sends_again_a_retry_whose_message_was_lost() {
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use hookline_delivery_worker::sweeper::sweep_once;
+    use hookline_store::schema::delivery_retries;
+
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::FailFirst { n: 1, status: 500 });
+    // The retry waits ten minutes on its delay queue: for this test, its message is lost.
+    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 600_000}})).await;
+    s.send_lead("l1").await;
+    let failed = s.wait_status(&ep, 1, "failed", Duration::from_secs(20)).await;
+    let id = hookline_domain::id::DeliveryId::parse(failed[0]["id"].as_str().unwrap()).unwrap().as_uuid();
+    let mut conn = AsyncPgConnection::establish(&s.env.database_url()).await.unwrap();
+    let scheduled: Vec<uuid::Uuid> =
+        delivery_retries::table.select(delivery_retries::delivery_id).load(&mut conn).await.unwrap();
+    assert_eq!(scheduled, vec![id], "the failed attempt scheduled its retry");
+    assert_eq!(sweep_once(&s.kit).await.unwrap(), 0, "a retry not yet due is left alone");
+
+    // Long past due, as if the message had been lost before the sweeper's horizon.
+    diesel::sql_query("UPDATE deliveries SET next_attempt_at = now() - interval '1 hour'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query("UPDATE delivery_retries SET due_at = now() - interval '1 hour'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sweep_once(&s.kit).await.unwrap(), 1);
+    s.wait_status(&ep, 1, "delivered", Duration::from_secs(20)).await;
+    assert_eq!(r.count(), 2);
+    // Delivered, it is no longer scheduled, and nothing is swept twice.
+    let left: i64 = delivery_retries::table.count().get_result(&mut conn).await.unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(sweep_once(&s.kit).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_cancelled_retry_is_forgotten_by_the_sweeper() {
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use hookline_store::schema::delivery_retries;
+
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(500));
+    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 600_000}})).await;
+    s.send_lead("l1").await;
+    let failed = s.wait_status(&ep, 1, "failed", Duration::from_secs(20)).await;
+    let id = failed[0]["id"].as_str().unwrap().to_owned();
+    let mut conn = AsyncPgConnection::establish(&s.env.database_url()).await.unwrap();
+    let count =
+        async |conn: &mut AsyncPgConnection| -> i64 { delivery_retries::table.count().get_result(conn).await.unwrap() };
+    assert_eq!(count(&mut conn).await, 1);
+    // The endpoint is deleted: its waiting delivery is cancelled, and the
+    // sweeper forgets the retry it had scheduled.
+    let (status, _) = s.control(Method::DELETE, &format!("/api/v1/webhooks/{ep}"), None).await;
+    assert_eq!(status, 204);
+    let (_, d) = s.control(Method::GET, &format!("/api/v1/webhooks/deliveries/{id}"), None).await;
+    assert_eq!(d["status"], "cancelled");
+    assert_eq!(count(&mut conn).await, 1);
+    assert_eq!(hookline_delivery_worker::sweeper::sweep_once(&s.kit).await.unwrap(), 0);
+    assert_eq!(count(&mut conn).await, 0);
+}
