@@ -1,5 +1,9 @@
 use std::time::Duration;
 
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use hookline_delivery_worker::sweeper::sweep_once;
+use hookline_store::schema::delivery_retries;
 use hookline_test_support::receiver::{Behaviour, TestReceiver};
 use hookline_test_support::{drain_tasks, eventually, queue_depth};
 use reqwest::Method;
@@ -180,11 +184,6 @@ async fn each_delivery_of_one_event_is_settled_on_its_own() {
 
 #[tokio::test]
 async fn the_sweeper_sends_again_a_retry_whose_message_was_lost() {
-    use diesel::prelude::*;
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-    use hookline_delivery_worker::sweeper::sweep_once;
-    use hookline_store::schema::delivery_retries;
-
     let s = Stack::start().await;
     let r = TestReceiver::start().await;
     r.set(Behaviour::FailFirst { n: 1, status: 500 });
@@ -219,10 +218,6 @@ async fn the_sweeper_sends_again_a_retry_whose_message_was_lost() {
 
 #[tokio::test]
 async fn a_cancelled_retry_is_forgotten_by_the_sweeper() {
-    use diesel::prelude::*;
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-    use hookline_store::schema::delivery_retries;
-
     let s = Stack::start().await;
     let r = TestReceiver::start().await;
     r.set(Behaviour::Status(500));
@@ -241,6 +236,6 @@ async fn a_cancelled_retry_is_forgotten_by_the_sweeper() {
     let (_, d) = s.control(Method::GET, &format!("/api/v1/webhooks/deliveries/{id}"), None).await;
     assert_eq!(d["status"], "cancelled");
     assert_eq!(count(&mut conn).await, 1);
-    assert_eq!(hookline_delivery_worker::sweeper::sweep_once(&s.kit).await.unwrap(), 0);
+    assert_eq!(sweep_once(&s.kit).await.unwrap(), 0);
     assert_eq!(count(&mut conn).await, 0);
 }
