@@ -103,17 +103,18 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
     };
     for st in stale {
         let mut c = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let (notices, settings) = c
+        let mut j = rules::Judging::default();
+        let settings = c
             .transaction::<_, diesel::result::Error, _>(async |c| {
-                let s = hookline_store::alerts::settings(c, st.org_id).await?;
-                let mut notices = Vec::new();
+                let s = j.settings(c, st.org_id).await?;
                 let reason = format!("no successful delivery for {} hours", st.hours);
-                rules::disable(c, &s, &mut notices, st.org_id, st.endpoint_id, &reason, false).await?;
-                Ok((notices, s))
+                rules::disable(c, &mut j, &s, st.org_id, st.endpoint_id, &reason, false).await?;
+                j.finish(c).await?;
+                Ok(s)
             })
             .await?;
         a.kit.caches.invalidate(Topic::Endpoints).await;
-        a.notifier.dispatch(&a.kit, &settings, notices).await;
+        a.notifier.dispatch(&a.kit, &settings, std::mem::take(&mut j.notices)).await;
     }
     Ok(removed)
 }

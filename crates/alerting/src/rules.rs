@@ -1,9 +1,9 @@
-//! The failure rules. Each outcome is evaluated in one transaction that also
-//! records it as counted (failures; see `evaluate`) and writes any
+//! The failure rules. A batch of outcomes is judged in one transaction that
+//! also records its failures as counted (see `judge`) and writes any
 //! operational events (through the outbox, so they are as reliable as any
 //! other event); email and Slack notifications follow the commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -33,6 +33,14 @@ pub enum Notice {
     Opened(AlertRow),
     Repeated(AlertRow),
     Resolved(AlertRow),
+}
+
+impl Notice {
+    pub fn alert(&self) -> &AlertRow {
+        match self {
+            Notice::Opened(a) | Notice::Repeated(a) | Notice::Resolved(a) => a,
+        }
+    }
 }
 
 type Tx<'a> = &'a mut AsyncPgConnection;
@@ -82,276 +90,44 @@ pub fn alert_payload(a: &AlertRow) -> serde_json::Value {
     })
 }
 
-async fn raise(
-    c: Tx<'_>,
-    s: &SettingsRow,
-    notices: &mut Vec<Notice>,
-    org_id: Uuid,
-    rule: &str,
-    endpoint: Uuid,
-    message: String,
-    details: serde_json::Value,
-) -> diesel::QueryResult<()> {
-    let (alert, opened) =
-        hookline_store::alerts::raise(c, AlertId::new().as_uuid(), org_id, rule, Some(endpoint), &message, &details, 1)
-            .await?;
-    if opened {
-        ALERTS.with_label_values(&[rule, "opened"]).inc();
-        if s.notify_via_webhooks {
-            emit(c, org_id, ALERT_OPENED, alert_payload(&alert), Some(endpoint)).await?;
-        }
-        notices.push(Notice::Opened(alert));
-    } else {
-        notices.push(Notice::Repeated(alert));
-    }
-    Ok(())
-}
-
-pub async fn resolve(
-    c: Tx<'_>,
-    s: &SettingsRow,
-    notices: &mut Vec<Notice>,
-    endpoint: Uuid,
-    rules: &[&str],
-) -> diesel::QueryResult<()> {
-    for alert in hookline_store::alerts::resolve_for_endpoint(c, endpoint, rules).await? {
-        ALERTS.with_label_values(&[alert.rule.as_str(), "resolved"]).inc();
-        if s.notify_via_webhooks {
-            emit(c, alert.org_id, ALERT_RESOLVED, alert_payload(&alert), Some(endpoint)).await?;
-        }
-        notices.push(Notice::Resolved(alert));
-    }
-    Ok(())
-}
-
-/// Disables an endpoint and says so (alert, operational event).
-pub async fn disable(
-    c: Tx<'_>,
-    s: &SettingsRow,
-    notices: &mut Vec<Notice>,
-    org_id: Uuid,
-    endpoint: Uuid,
-    reason: &str,
-    already: bool,
-) -> diesel::QueryResult<bool> {
-    let changed = if already { true } else { hookline_store::endpoints::disable(c, endpoint, reason).await? };
-    if !changed {
-        return Ok(false);
-    }
-    ENDPOINTS_DISABLED.with_label_values(&[if reason.contains("410") { "gone" } else { "failing" }]).inc();
-    let ep_id = EndpointId::from_uuid(endpoint).to_string();
-    let url = hookline_store::endpoints::get_any(c, endpoint).await?.map(|e| e.url).unwrap_or_default();
-    raise(
-        c,
-        s,
-        notices,
-        org_id,
-        ENDPOINT_DISABLED_RULE,
-        endpoint,
-        format!("Endpoint {url} was disabled: {reason}"),
-        json!({"reason": reason}),
-    )
-    .await?;
-    if s.notify_via_webhooks {
-        emit(c, org_id, ENDPOINT_DISABLED, json!({"webhook_id": ep_id, "url": url, "reason": reason}), Some(endpoint))
-            .await?;
-    }
-    Ok(true)
-}
-
-/// The notices to send, whether an endpoint was disabled, and the org's
-/// settings they were judged by (None when nothing was evaluated).
-async fn evaluate(
-    a: &Alerting,
-    o: &DeliveryOutcome,
-    memo: &mut BatchMemo,
-    attention_known: bool,
-) -> anyhow::Result<(Vec<Notice>, bool, Option<SettingsRow>)> {
-    let delivery_id = DeliveryId::parse(&o.delivery_id)?.as_uuid();
-    let endpoint = EndpointId::parse(&o.endpoint_id)?.as_uuid();
-    let org_id = hookline_domain::id::OrgId::parse(&o.org_id)?.as_uuid();
-    let kind = o.kind();
-    let operational = EventType::parse(&o.event_type).map(|t| t.is_operational()).unwrap_or(false);
-    let mut conn = a.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
-    if kind == OutcomeKind::Delivered
-        && !attention_known
-        && !hookline_store::alerts::needs_attention(&mut conn, endpoint).await?
-    {
-        // The common case: a healthy endpoint delivered. Nothing to open or resolve, nothing to write.
-        return Ok((Vec::new(), false, None));
-    }
-    let (notices, disabled, settings) = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| {
-            let mut notices = Vec::new();
-            // Failures count (streaks, dead letters, repeats), so each is
-            // recorded once. A success only resolves, or opens a rate alert
-            // that a second judgement would find open: judging it twice
-            // changes nothing, and it writes nothing when nothing changes.
-            if kind != OutcomeKind::Delivered
-                && !hookline_store::alerts::mark_outcome(c, delivery_id, o.attempt as i32, kind.routing_key()).await?
-            {
-                return Ok((notices, false, None));
-            }
-            let s = memo.settings(c, org_id).await?;
-            let mut disabled = false;
-            // The failure rate is judged on every attempt heard of, good or bad: it opens
-            // above the threshold and resolves once the window is back under it.
-            // A success only matters to the rate rule when an alert may resolve.
-            let window_start = Utc::now() - Duration::minutes(i64::from(s.failure_rate_window_minutes));
-            let judge_rate = match kind {
-                OutcomeKind::RetryScheduled | OutcomeKind::DeadLettered | OutcomeKind::EndpointGone => true,
-                OutcomeKind::Delivered => {
-                    let recent_failure = memo
-                        .health(c, endpoint)
-                        .await?
-                        .and_then(|h| h.last_failure_at)
-                        .is_some_and(|t| t >= window_start);
-                    recent_failure || hookline_store::alerts::has_unresolved(c, endpoint, HIGH_FAILURE_RATE).await?
-                }
-                _ => false,
-            };
-            if judge_rate {
-                let rate = memo.rate(c, endpoint, &s).await?;
-                let above = rate.attempts >= i64::from(s.failure_rate_min_attempts)
-                    && rate.failed * 100 > i64::from(s.failure_rate_percent) * rate.attempts;
-                if !above {
-                    resolve(c, &s, &mut notices, endpoint, &[HIGH_FAILURE_RATE]).await?;
-                } else if kind != OutcomeKind::Delivered
-                    || !hookline_store::alerts::has_unresolved(c, endpoint, HIGH_FAILURE_RATE).await?
-                {
-                    // A success may open the alert (it can complete the minimum
-                    // number of attempts) but does not repeat an open one.
-                    let pct = rate.failed * 100 / rate.attempts;
-                    let url = memo.url(c, endpoint).await?;
-                    let msg = format!("{pct}% of attempts to {url} failed in the last {} minutes", s.failure_rate_window_minutes);
-                    raise(c, &s, &mut notices, org_id, HIGH_FAILURE_RATE, endpoint, msg, json!({"attempts": rate.attempts, "failed": rate.failed})).await?;
-                }
-            }
-            match kind {
-                OutcomeKind::Delivered => {
-                    resolve(c, &s, &mut notices, endpoint, &[ENDPOINT_FAILING, DELIVERY_DEAD_LETTERED_RULE]).await?;
-                }
-                OutcomeKind::RetryScheduled | OutcomeKind::DeadLettered | OutcomeKind::EndpointGone => {
-                    let health = memo.health(c, endpoint).await?;
-                    let url = memo.url(c, endpoint).await?;
-                    if let Some(h) = &health {
-                        if h.consecutive_failures >= s.endpoint_failing_threshold {
-                            let n = h.consecutive_failures;
-                            let msg = format!("Endpoint {url} failed {n} time{} in a row", if n == 1 { "" } else { "s" });
-                            raise(c, &s, &mut notices, org_id, ENDPOINT_FAILING, endpoint, msg, json!({"consecutive_failures": h.consecutive_failures, "last_status_code": o.status_code, "error_class": o.error_class})).await?;
-                        }
-                    }
-                    if matches!(kind, OutcomeKind::DeadLettered | OutcomeKind::EndpointGone) {
-                        let count = health.as_ref().map(|h| h.consecutive_dead_letters).unwrap_or(1);
-                        let msg = format!("Deliveries to {url} are being dead-lettered");
-                        raise(c, &s, &mut notices, org_id, DELIVERY_DEAD_LETTERED_RULE, endpoint, msg, json!({"last_delivery_id": o.delivery_id, "consecutive_dead_letters": count})).await?;
-                        if s.notify_via_webhooks && !operational {
-                            let d = hookline_store::deliveries::get(c, delivery_id).await?;
-                            emit(c, org_id, DELIVERY_DEAD_LETTERED, json!({
-                                "delivery_id": o.delivery_id, "webhook_id": o.endpoint_id, "event": o.event_type,
-                                "attempts": d.as_ref().map(|d| d.attempt_count), "last_status_code": d.as_ref().and_then(|d| d.last_status_code),
-                                "last_error": d.as_ref().and_then(|d| d.last_error.clone()),
-                            }), Some(endpoint)).await?;
-                        }
-                    }
-                    if kind == OutcomeKind::EndpointGone {
-                        disabled |= disable(c, &s, &mut notices, org_id, endpoint, "the endpoint answered 410 Gone", true).await?;
-                    } else if let Some(h) = &health {
-                        if h.consecutive_dead_letters >= s.auto_disable_dead_letters {
-                            let reason = format!("{} consecutive deliveries were dead-lettered", h.consecutive_dead_letters);
-                            disabled |= disable(c, &s, &mut notices, org_id, endpoint, &reason, false).await?;
-                        } else if let Some(since) = h.failing_since {
-                            let hours = i64::from(s.auto_disable_failing_hours);
-                            if since <= Utc::now() - Duration::hours(hours) && h.last_success_at.is_none_or(|t| t < since) {
-                                let reason = format!("no successful delivery for {hours} hours");
-                                disabled |= disable(c, &s, &mut notices, org_id, endpoint, &reason, false).await?;
-                            }
-                        }
-                    }
-                }
-                OutcomeKind::Cancelled | OutcomeKind::Unspecified => {}
-            }
-            Ok((notices, disabled, Some(s)))
-        })
-        .await?;
-    Ok((notices, disabled, settings))
-}
-
-/// Evaluates several outcome messages in order, one result each. A delivery
-/// to an endpoint with nothing to resolve changes nothing: those are
-/// recognised for the whole batch with one query, unless an earlier outcome
-/// of the batch concerned the same endpoint.
-pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::Result<()>> {
-    let decoded: Vec<Option<DeliveryOutcome>> =
-        payloads.iter().map(|p| DeliveryOutcome::decode(*p).ok().filter(|o| o.version == MESSAGE_VERSION)).collect();
-    let delivered_to = |o: &DeliveryOutcome| {
-        (o.kind() == OutcomeKind::Delivered)
-            .then(|| EndpointId::parse(&o.endpoint_id).ok().map(|e| e.as_uuid()))
-            .flatten()
-    };
-    let mut endpoints: Vec<Uuid> = decoded.iter().flatten().filter_map(delivered_to).collect();
-    endpoints.sort_unstable();
-    endpoints.dedup();
-    // Alone, an outcome is judged by `process_outcome`'s own check.
-    let attention = if payloads.len() > 1 && !endpoints.is_empty() {
-        match a.kit.pool.get().await {
-            Ok(mut conn) => hookline_store::alerts::needing_attention(&mut conn, &endpoints).await.ok(),
-            Err(_) => None,
-        }
-    } else {
-        None
-    };
-    let mut touched = std::collections::HashSet::new();
-    // Per endpoint: whether the last outcome judged in this batch was a
-    // success. A success right after another judges the same rate (the
-    // batch's memo) against alerts the first already resolved: skipped.
-    let mut last_was_success: std::collections::HashMap<Uuid, bool> = std::collections::HashMap::new();
-    let mut memo = BatchMemo::default();
-    let mut results = Vec::with_capacity(payloads.len());
-    for (payload, outcome) in payloads.iter().zip(&decoded) {
-        let endpoint = outcome.as_ref().and_then(|o| EndpointId::parse(&o.endpoint_id).ok()).map(|e| e.as_uuid());
-        let delivered = outcome.as_ref().is_some_and(|o| o.kind() == OutcomeKind::Delivered);
-        let mut attention_known = false;
-        if let (true, Some(e)) = (delivered, endpoint) {
-            if last_was_success.get(&e) == Some(&true) {
-                results.push(Ok(()));
-                continue;
-            }
-            if let Some(attention) = &attention {
-                if !attention.contains(&e) && !touched.contains(&e) {
-                    results.push(Ok(()));
-                    continue;
-                }
-                attention_known = attention.contains(&e);
-            }
-        }
-        if let (Some(e), Some(_)) = (endpoint, &attention) {
-            touched.insert(e);
-        }
-        let result = process_outcome_with(a, payload, &mut memo, attention_known).await;
-        if let Some(e) = endpoint {
-            last_was_success.insert(e, delivered && result.is_ok());
-        }
-        results.push(result);
-    }
-    results
-}
-
-/// What was already read while judging one batch of outcomes. Every outcome
-/// is published after its attempt is committed, so the first read of an
-/// endpoint's failure rate (up to a thousand rows) or health already counts
-/// the attempts of the whole batch; reading them again for each outcome
-/// would only add attempts whose outcomes come in a later batch. Settings
-/// and URLs change by hand, far less often than a batch lasts.
+/// One transaction's judging: what it has read (see [`Judging::rate`]),
+/// which alerts it knows to be open, the repeats it has yet to write, and
+/// what it decided, acted on after the commit.
+///
+/// A repeat of an alert already open is counted here and written once, with
+/// the number of occurrences, when the judging ends ([`Judging::finish`]) or
+/// before the alert resolves: a burst of failures to one endpoint updates its
+/// alert once per batch rather than once per failure.
 #[derive(Default)]
-pub struct BatchMemo {
+pub struct Judging {
     rates: HashMap<(Uuid, i32), Rate>,
     health: HashMap<Uuid, Option<HealthRow>>,
     settings: HashMap<Uuid, SettingsRow>,
     urls: HashMap<Uuid, String>,
+    /// Per endpoint, the rules of its unresolved alerts.
+    open: HashMap<Uuid, HashSet<String>>,
+    repeats: Vec<Repeat>,
+    pub notices: Vec<Notice>,
+    pub disabled: bool,
 }
 
-impl BatchMemo {
+/// Occurrences of an open alert not written yet; the latest message and details win.
+struct Repeat {
+    org_id: Uuid,
+    rule: &'static str,
+    endpoint: Uuid,
+    message: String,
+    details: serde_json::Value,
+    occurrences: i32,
+}
+
+impl Judging {
+    /// Every outcome is published after its attempt is committed, so the
+    /// first read of an endpoint's failure rate (up to a thousand rows) or
+    /// health already counts the attempts of the whole batch; reading them
+    /// again for each outcome would only add attempts whose outcomes come in
+    /// a later batch. Settings and URLs change by hand, far less often than
+    /// a batch lasts.
     async fn rate(&mut self, c: Tx<'_>, endpoint: Uuid, s: &SettingsRow) -> diesel::QueryResult<Rate> {
         let key = (endpoint, s.failure_rate_window_minutes);
         if let Some(r) = self.rates.get(&key) {
@@ -372,7 +148,7 @@ impl BatchMemo {
         Ok(h)
     }
 
-    async fn settings(&mut self, c: Tx<'_>, org_id: Uuid) -> diesel::QueryResult<SettingsRow> {
+    pub async fn settings(&mut self, c: Tx<'_>, org_id: Uuid) -> diesel::QueryResult<SettingsRow> {
         if let Some(s) = self.settings.get(&org_id) {
             return Ok(s.clone());
         }
@@ -389,41 +165,418 @@ impl BatchMemo {
         self.urls.insert(endpoint, u.clone());
         Ok(u)
     }
+
+    /// Whether the endpoint has an unresolved alert of `rule`, as this
+    /// transaction has read and changed them.
+    async fn is_open(&mut self, c: Tx<'_>, endpoint: Uuid, rule: &str) -> diesel::QueryResult<bool> {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.open.entry(endpoint) {
+            let rules = hookline_store::alerts::unresolved_rules(c, endpoint).await?;
+            e.insert(rules.into_iter().collect());
+        }
+        Ok(self.open[&endpoint].contains(rule))
+    }
+
+    /// Writes the repeats counted so far of `endpoint` (every endpoint when
+    /// None) whose rule is one of `rules` (every rule when None).
+    async fn write_repeats(
+        &mut self,
+        c: Tx<'_>,
+        endpoint: Option<Uuid>,
+        rules: Option<&[&str]>,
+    ) -> diesel::QueryResult<()> {
+        let (due, kept) = std::mem::take(&mut self.repeats).into_iter().partition::<Vec<_>, _>(|r| {
+            endpoint.is_none_or(|e| e == r.endpoint) && rules.is_none_or(|rules| rules.contains(&r.rule))
+        });
+        self.repeats = kept;
+        for r in due {
+            let s = self.settings(c, r.org_id).await?;
+            write_raise(c, self, &s, r.org_id, r.rule, r.endpoint, &r.message, &r.details, r.occurrences).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is still counted in memory. Call it last in the transaction.
+    pub async fn finish(&mut self, c: Tx<'_>) -> diesel::QueryResult<()> {
+        self.write_repeats(c, None, None).await
+    }
+
+    /// Whether anything decided wrote an operational event (a repeat writes none).
+    fn wrote_events(&self) -> bool {
+        self.notices.iter().any(|n| !matches!(n, Notice::Repeated(_)))
+    }
+}
+
+/// Opens an alert, or counts another occurrence of the open one (in memory
+/// until the judging ends, when this transaction knows it is open).
+#[allow(clippy::too_many_arguments)]
+async fn raise(
+    c: Tx<'_>,
+    j: &mut Judging,
+    s: &SettingsRow,
+    org_id: Uuid,
+    rule: &'static str,
+    endpoint: Uuid,
+    message: String,
+    details: serde_json::Value,
+) -> diesel::QueryResult<()> {
+    if j.is_open(c, endpoint, rule).await? {
+        match j.repeats.iter_mut().find(|r| r.endpoint == endpoint && r.rule == rule) {
+            Some(r) => {
+                r.occurrences += 1;
+                r.message = message;
+                r.details = details;
+            }
+            None => j.repeats.push(Repeat { org_id, rule, endpoint, message, details, occurrences: 1 }),
+        }
+        return Ok(());
+    }
+    write_raise(c, j, s, org_id, rule, endpoint, &message, &details, 1).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_raise(
+    c: Tx<'_>,
+    j: &mut Judging,
+    s: &SettingsRow,
+    org_id: Uuid,
+    rule: &str,
+    endpoint: Uuid,
+    message: &str,
+    details: &serde_json::Value,
+    occurrences: i32,
+) -> diesel::QueryResult<()> {
+    let (alert, opened) = hookline_store::alerts::raise(
+        c,
+        AlertId::new().as_uuid(),
+        org_id,
+        rule,
+        Some(endpoint),
+        message,
+        details,
+        occurrences,
+    )
+    .await?;
+    j.open.entry(endpoint).or_default().insert(rule.to_owned());
+    if opened {
+        ALERTS.with_label_values(&[rule, "opened"]).inc();
+        if s.notify_via_webhooks {
+            emit(c, org_id, ALERT_OPENED, alert_payload(&alert), Some(endpoint)).await?;
+        }
+        j.notices.push(Notice::Opened(alert));
+    } else {
+        j.notices.push(Notice::Repeated(alert));
+    }
+    Ok(())
+}
+
+/// Resolves the endpoint's open alerts of `rules`, after writing the
+/// occurrences still counted in memory. Asks nothing of the database when
+/// none of them is open.
+pub async fn resolve(
+    c: Tx<'_>,
+    j: &mut Judging,
+    s: &SettingsRow,
+    endpoint: Uuid,
+    rules: &[&str],
+) -> diesel::QueryResult<()> {
+    let mut open = Vec::with_capacity(rules.len());
+    for rule in rules {
+        if j.is_open(c, endpoint, rule).await? {
+            open.push(*rule);
+        }
+    }
+    if open.is_empty() {
+        return Ok(());
+    }
+    j.write_repeats(c, Some(endpoint), Some(&open)).await?;
+    for alert in hookline_store::alerts::resolve_for_endpoint(c, endpoint, &open).await? {
+        ALERTS.with_label_values(&[alert.rule.as_str(), "resolved"]).inc();
+        if s.notify_via_webhooks {
+            emit(c, alert.org_id, ALERT_RESOLVED, alert_payload(&alert), Some(endpoint)).await?;
+        }
+        j.notices.push(Notice::Resolved(alert));
+    }
+    if let Some(set) = j.open.get_mut(&endpoint) {
+        set.retain(|r| !open.contains(&r.as_str()));
+    }
+    Ok(())
+}
+
+/// Disables an endpoint and says so (alert, operational event).
+pub async fn disable(
+    c: Tx<'_>,
+    j: &mut Judging,
+    s: &SettingsRow,
+    org_id: Uuid,
+    endpoint: Uuid,
+    reason: &str,
+    already: bool,
+) -> diesel::QueryResult<()> {
+    let changed = if already { true } else { hookline_store::endpoints::disable(c, endpoint, reason).await? };
+    if !changed {
+        return Ok(());
+    }
+    j.disabled = true;
+    ENDPOINTS_DISABLED.with_label_values(&[if reason.contains("410") { "gone" } else { "failing" }]).inc();
+    let ep_id = EndpointId::from_uuid(endpoint).to_string();
+    let url = j.url(c, endpoint).await?;
+    let message = format!("Endpoint {url} was disabled: {reason}");
+    raise(c, j, s, org_id, ENDPOINT_DISABLED_RULE, endpoint, message, json!({"reason": reason})).await?;
+    if s.notify_via_webhooks {
+        emit(c, org_id, ENDPOINT_DISABLED, json!({"webhook_id": ep_id, "url": url, "reason": reason}), Some(endpoint))
+            .await?;
+    }
+    Ok(())
+}
+
+/// An outcome message, read and checked.
+struct Outcome {
+    o: DeliveryOutcome,
+    kind: OutcomeKind,
+    delivery_id: Uuid,
+    endpoint: Uuid,
+    org_id: Uuid,
+}
+
+impl Outcome {
+    /// None (logged) for a message this version cannot read or whose ids
+    /// are malformed: judging it again could never succeed.
+    fn read(payload: &[u8]) -> Option<Self> {
+        let o = match DeliveryOutcome::decode(payload) {
+            Ok(o) if o.version == MESSAGE_VERSION => o,
+            _ => {
+                tracing::error!("an outcome message this version cannot read; dropping it");
+                return None;
+            }
+        };
+        let ids = (|| {
+            anyhow::Ok((
+                DeliveryId::parse(&o.delivery_id)?.as_uuid(),
+                EndpointId::parse(&o.endpoint_id)?.as_uuid(),
+                hookline_domain::id::OrgId::parse(&o.org_id)?.as_uuid(),
+            ))
+        })();
+        match ids {
+            Ok((delivery_id, endpoint, org_id)) => Some(Self { kind: o.kind(), o, delivery_id, endpoint, org_id }),
+            Err(e) => {
+                tracing::error!(error = %e, "an outcome message with a malformed id; dropping it");
+                None
+            }
+        }
+    }
+
+    fn counted(&self) -> (Uuid, i32, String) {
+        (self.delivery_id, self.o.attempt as i32, self.kind.routing_key().to_owned())
+    }
+}
+
+/// Judges one outcome inside the batch's transaction.
+async fn evaluate(c: Tx<'_>, j: &mut Judging, out: &Outcome) -> diesel::QueryResult<()> {
+    let Outcome { o, kind, delivery_id, endpoint, org_id } = out;
+    let (kind, delivery_id, endpoint, org_id) = (*kind, *delivery_id, *endpoint, *org_id);
+    let operational = EventType::parse(&o.event_type).map(|t| t.is_operational()).unwrap_or(false);
+    let s = j.settings(c, org_id).await?;
+    // The failure rate is judged on every attempt heard of, good or bad: it opens
+    // above the threshold and resolves once the window is back under it.
+    // A success only matters to the rate rule when an alert may resolve.
+    let window_start = Utc::now() - Duration::minutes(i64::from(s.failure_rate_window_minutes));
+    let judge_rate = match kind {
+        OutcomeKind::RetryScheduled | OutcomeKind::DeadLettered | OutcomeKind::EndpointGone => true,
+        OutcomeKind::Delivered => {
+            let recent_failure =
+                j.health(c, endpoint).await?.and_then(|h| h.last_failure_at).is_some_and(|t| t >= window_start);
+            recent_failure || j.is_open(c, endpoint, HIGH_FAILURE_RATE).await?
+        }
+        _ => false,
+    };
+    if judge_rate {
+        let rate = j.rate(c, endpoint, &s).await?;
+        let above = rate.attempts >= i64::from(s.failure_rate_min_attempts)
+            && rate.failed * 100 > i64::from(s.failure_rate_percent) * rate.attempts;
+        if !above {
+            resolve(c, j, &s, endpoint, &[HIGH_FAILURE_RATE]).await?;
+        } else if kind != OutcomeKind::Delivered || !j.is_open(c, endpoint, HIGH_FAILURE_RATE).await? {
+            // A success may open the alert (it can complete the minimum
+            // number of attempts) but does not repeat an open one.
+            let pct = rate.failed * 100 / rate.attempts;
+            let url = j.url(c, endpoint).await?;
+            let msg =
+                format!("{pct}% of attempts to {url} failed in the last {} minutes", s.failure_rate_window_minutes);
+            raise(
+                c,
+                j,
+                &s,
+                org_id,
+                HIGH_FAILURE_RATE,
+                endpoint,
+                msg,
+                json!({"attempts": rate.attempts, "failed": rate.failed}),
+            )
+            .await?;
+        }
+    }
+    match kind {
+        OutcomeKind::Delivered => {
+            resolve(c, j, &s, endpoint, &[ENDPOINT_FAILING, DELIVERY_DEAD_LETTERED_RULE]).await?;
+        }
+        OutcomeKind::RetryScheduled | OutcomeKind::DeadLettered | OutcomeKind::EndpointGone => {
+            let health = j.health(c, endpoint).await?;
+            let url = j.url(c, endpoint).await?;
+            if let Some(h) = &health {
+                if h.consecutive_failures >= s.endpoint_failing_threshold {
+                    let n = h.consecutive_failures;
+                    let msg = format!("Endpoint {url} failed {n} time{} in a row", if n == 1 { "" } else { "s" });
+                    raise(c, j, &s, org_id, ENDPOINT_FAILING, endpoint, msg, json!({"consecutive_failures": h.consecutive_failures, "last_status_code": o.status_code, "error_class": o.error_class})).await?;
+                }
+            }
+            if matches!(kind, OutcomeKind::DeadLettered | OutcomeKind::EndpointGone) {
+                let count = health.as_ref().map(|h| h.consecutive_dead_letters).unwrap_or(1);
+                let msg = format!("Deliveries to {url} are being dead-lettered");
+                raise(
+                    c,
+                    j,
+                    &s,
+                    org_id,
+                    DELIVERY_DEAD_LETTERED_RULE,
+                    endpoint,
+                    msg,
+                    json!({"last_delivery_id": o.delivery_id, "consecutive_dead_letters": count}),
+                )
+                .await?;
+                if s.notify_via_webhooks && !operational {
+                    let d = hookline_store::deliveries::get(c, delivery_id).await?;
+                    emit(c, org_id, DELIVERY_DEAD_LETTERED, json!({
+                        "delivery_id": o.delivery_id, "webhook_id": o.endpoint_id, "event": o.event_type,
+                        "attempts": d.as_ref().map(|d| d.attempt_count), "last_status_code": d.as_ref().and_then(|d| d.last_status_code),
+                        "last_error": d.as_ref().and_then(|d| d.last_error.clone()),
+                    }), Some(endpoint)).await?;
+                }
+            }
+            if kind == OutcomeKind::EndpointGone {
+                disable(c, j, &s, org_id, endpoint, "the endpoint answered 410 Gone", true).await?;
+            } else if let Some(h) = &health {
+                if h.consecutive_dead_letters >= s.auto_disable_dead_letters {
+                    let reason = format!("{} consecutive deliveries were dead-lettered", h.consecutive_dead_letters);
+                    disable(c, j, &s, org_id, endpoint, &reason, false).await?;
+                } else if let Some(since) = h.failing_since {
+                    let hours = i64::from(s.auto_disable_failing_hours);
+                    if since <= Utc::now() - Duration::hours(hours) && h.last_success_at.is_none_or(|t| t < since) {
+                        let reason = format!("no successful delivery for {hours} hours");
+                        disable(c, j, &s, org_id, endpoint, &reason, false).await?;
+                    }
+                }
+            }
+        }
+        OutcomeKind::Cancelled | OutcomeKind::Unspecified => {}
+    }
+    Ok(())
+}
+
+/// Evaluates several outcome messages in order, one result each, in one
+/// transaction: one commit for the batch, each alert written once however
+/// often it occurred. Should the batch fail, each outcome is judged again
+/// alone, so one that cannot be judged holds up only itself.
+pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::Result<()>> {
+    let outcomes: Vec<Outcome> = payloads.iter().filter_map(|p| Outcome::read(p)).collect();
+    match judge(a, &outcomes).await {
+        Ok(()) => payloads.iter().map(|_| Ok(())).collect(),
+        Err(e) if payloads.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "judging a batch of outcomes failed; judging each alone");
+            let mut results = Vec::with_capacity(payloads.len());
+            for p in payloads {
+                let one: Vec<Outcome> = Outcome::read(p).into_iter().collect();
+                results.push(judge(a, &one).await);
+            }
+            results
+        }
+    }
+}
+
+/// Judges outcomes in order in one transaction, then acts on what was decided.
+///
+/// Failures count (streaks, dead letters, repeats), so each is recorded in
+/// `processed_outcomes` in the same transaction and judged only the first
+/// time. A success only resolves, or opens a rate alert that a second
+/// judgement would find open: judging it twice changes nothing, and it
+/// writes nothing when nothing changes. So a success is skipped when the
+/// endpoint has nothing a success could change (one query for the batch,
+/// see `alerts::SUCCESS_MATTERS`) and no earlier outcome of the batch
+/// concerned it, or when it follows another success to the same endpoint
+/// (that one judged the same rate against alerts it already resolved).
+async fn judge(a: &Alerting, outcomes: &[Outcome]) -> anyhow::Result<()> {
+    let mut delivered_to: Vec<Uuid> =
+        outcomes.iter().filter(|o| o.kind == OutcomeKind::Delivered).map(|o| o.endpoint).collect();
+    delivered_to.sort_unstable();
+    delivered_to.dedup();
+    let mut conn = a.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    let attention = if delivered_to.is_empty() {
+        HashSet::new()
+    } else {
+        hookline_store::alerts::needing_attention(&mut conn, &delivered_to).await?
+    };
+    let mut last_was_success: HashMap<Uuid, bool> = HashMap::new();
+    let mut judged = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        let delivered = o.kind == OutcomeKind::Delivered;
+        let skip = delivered
+            && match last_was_success.get(&o.endpoint) {
+                Some(&was) => was,
+                None => !attention.contains(&o.endpoint),
+            };
+        last_was_success.insert(o.endpoint, delivered);
+        if !skip {
+            judged.push(o);
+        }
+    }
+    if judged.is_empty() {
+        return Ok(());
+    }
+    let mut j = Judging::default();
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        let failures: Vec<(Uuid, i32, &str)> = judged
+            .iter()
+            .filter(|o| o.kind != OutcomeKind::Delivered)
+            .map(|o| (o.delivery_id, o.o.attempt as i32, o.kind.routing_key()))
+            .collect();
+        let mut fresh = hookline_store::alerts::mark_outcomes(c, &failures).await?;
+        for o in &judged {
+            if o.kind != OutcomeKind::Delivered && !fresh.remove(&o.counted()) {
+                continue;
+            }
+            evaluate(c, &mut j, o).await?;
+        }
+        j.finish(c).await
+    })
+    .await?;
+    drop(conn);
+    if j.disabled {
+        a.kit.caches.invalidate(Topic::Endpoints).await;
+    }
+    if j.wrote_events() {
+        a.kit.outbox_wake.notify_one();
+    }
+    // Notices go out with the settings of the organisation they concern.
+    let mut by_org: Vec<(Uuid, Vec<Notice>)> = Vec::new();
+    for n in std::mem::take(&mut j.notices) {
+        let org = n.alert().org_id;
+        match by_org.iter_mut().find(|(o, _)| *o == org) {
+            Some((_, list)) => list.push(n),
+            None => by_org.push((org, vec![n])),
+        }
+    }
+    for (org, notices) in by_org {
+        if let Some(settings) = j.settings.get(&org) {
+            a.notifier.dispatch(&a.kit, settings, notices).await;
+        }
+    }
+    Ok(())
 }
 
 /// Evaluates one outcome message.
 pub async fn process_outcome(a: &Alerting, payload: &[u8]) -> anyhow::Result<()> {
-    process_outcome_with(a, payload, &mut BatchMemo::default(), false).await
-}
-
-/// Evaluates one outcome message of a batch, sharing what was read for
-/// the batch. `attention_known`: the batch's own check found that the
-/// endpoint has something to resolve, so a success need not ask again.
-async fn process_outcome_with(
-    a: &Alerting,
-    payload: &[u8],
-    memo: &mut BatchMemo,
-    attention_known: bool,
-) -> anyhow::Result<()> {
-    let o = match DeliveryOutcome::decode(payload) {
-        Ok(o) if o.version == MESSAGE_VERSION => o,
-        _ => {
-            tracing::error!("an outcome message this version cannot read; dropping it");
-            return Ok(());
-        }
-    };
-    let (notices, disabled, settings) = evaluate(a, &o, memo, attention_known).await?;
-    if disabled {
-        a.kit.caches.invalidate(Topic::Endpoints).await;
-    }
-    if let (false, Some(settings)) = (notices.is_empty(), settings) {
-        // Opening and resolving may have written operational events; a repeat writes none.
-        if notices.iter().any(|n| !matches!(n, Notice::Repeated(_))) {
-            a.kit.outbox_wake.notify_one();
-        }
-        a.notifier.dispatch(&a.kit, &settings, notices).await;
-    }
-    Ok(())
+    let one: Vec<Outcome> = Outcome::read(payload).into_iter().collect();
+    judge(a, &one).await
 }
 
 /// A message on the dead-letter queue. Deliveries the worker dead-lettered

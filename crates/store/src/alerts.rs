@@ -172,22 +172,37 @@ pub async fn claim_notification(
     Ok(n > 0)
 }
 
-/// Records that an outcome was counted; false when it already was.
-pub async fn mark_outcome(
-    conn: &mut AsyncPgConnection,
+#[derive(QueryableByName)]
+struct MarkedRow {
+    #[diesel(sql_type = SqlUuid)]
     delivery_id: Uuid,
+    #[diesel(sql_type = Integer)]
     attempt: i32,
-    kind: &str,
-) -> QueryResult<bool> {
-    let n = diesel::sql_query(
-        "INSERT INTO processed_outcomes (delivery_id, attempt, kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    #[diesel(sql_type = Text)]
+    kind: String,
+}
+
+/// Records that these outcomes (delivery, attempt, kind) were counted, in one
+/// statement; returns those that had not been yet. An outcome listed twice
+/// is returned once.
+pub async fn mark_outcomes(
+    conn: &mut AsyncPgConnection,
+    outcomes: &[(Uuid, i32, &str)],
+) -> QueryResult<std::collections::HashSet<(Uuid, i32, String)>> {
+    if outcomes.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<MarkedRow> = diesel::sql_query(
+        "INSERT INTO processed_outcomes (delivery_id, attempt, kind) \
+         SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[]) ON CONFLICT DO NOTHING \
+         RETURNING delivery_id, attempt, kind",
     )
-    .bind::<SqlUuid, _>(delivery_id)
-    .bind::<Integer, _>(attempt)
-    .bind::<Text, _>(kind)
-    .execute(conn)
+    .bind::<Array<SqlUuid>, _>(outcomes.iter().map(|o| o.0).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(outcomes.iter().map(|o| o.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(outcomes.iter().map(|o| o.2).collect::<Vec<_>>())
+    .load(conn)
     .await?;
-    Ok(n > 0)
+    Ok(rows.into_iter().map(|r| (r.delivery_id, r.attempt, r.kind)).collect())
 }
 
 #[derive(Debug, Clone, Copy, QueryableByName)]
@@ -298,16 +313,14 @@ pub async fn stale_failing(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Stal
     .await
 }
 
-/// Whether the endpoint has an unresolved alert of `rule`.
-pub async fn has_unresolved(conn: &mut AsyncPgConnection, endpoint_id: Uuid, rule: &str) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        alerts::table
-            .filter(alerts::endpoint_id.eq(endpoint_id))
-            .filter(alerts::rule.eq(rule))
-            .filter(alerts::state.ne("resolved")),
-    ))
-    .get_result(conn)
-    .await
+/// The rules of the endpoint's unresolved alerts.
+pub async fn unresolved_rules(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<Vec<String>> {
+    alerts::table
+        .filter(alerts::endpoint_id.eq(endpoint_id))
+        .filter(alerts::state.ne("resolved"))
+        .select(alerts::rule)
+        .load(conn)
+        .await
 }
 
 #[derive(QueryableByName)]
@@ -342,9 +355,4 @@ pub async fn needing_attention(
             .load(conn)
             .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
-/// Whether a success to the endpoint could change anything (see [`needing_attention`]).
-pub async fn needs_attention(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<bool> {
-    Ok(!needing_attention(conn, &[endpoint_id]).await?.is_empty())
 }
