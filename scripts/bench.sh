@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hookline/target}"
 cargo build --release -q -p hookline
+if ! command -v wrk >/dev/null; then
+  echo "bench: wrk is not installed, so the reports will not show the built-in receiver's ceiling" >&2
+  echo "bench: install it first (Debian and Ubuntu: apt-get install wrk)" >&2
+fi
 BIN="$CARGO_TARGET_DIR/release/hookline"
 
 VHOST="hookline-bench"
