@@ -417,7 +417,19 @@ async fn evaluate(c: Tx<'_>, j: &mut Judging, out: &Outcome) -> diesel::QueryRes
     }
     match kind {
         OutcomeKind::Delivered => {
-            resolve(c, j, &s, endpoint, &[ENDPOINT_FAILING, DELIVERY_DEAD_LETTERED_RULE]).await?;
+            // Judged on the endpoint's state, not on the order messages
+            // arrive in: a success heard late (a worker reports successes
+            // at most once a second per endpoint) must not resolve what the
+            // failures after it would open again.
+            let h = j.health(c, endpoint).await?;
+            let mut ended = Vec::with_capacity(2);
+            if h.as_ref().is_none_or(|h| h.consecutive_failures < s.endpoint_failing_threshold) {
+                ended.push(ENDPOINT_FAILING);
+            }
+            if h.as_ref().is_none_or(|h| h.consecutive_dead_letters == 0) {
+                ended.push(DELIVERY_DEAD_LETTERED_RULE);
+            }
+            resolve(c, j, &s, endpoint, &ended).await?;
         }
         OutcomeKind::RetryScheduled | OutcomeKind::DeadLettered | OutcomeKind::EndpointGone => {
             let health = j.health(c, endpoint).await?;

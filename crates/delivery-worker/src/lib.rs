@@ -12,6 +12,7 @@
 pub mod client;
 pub mod metrics;
 pub mod process;
+pub mod successes;
 pub mod sweeper;
 
 use std::collections::HashMap;
@@ -61,6 +62,8 @@ pub struct Worker {
     pub recorder: Recorder,
     /// Reads the deliveries (with their events) of concurrent messages in shared queries.
     pub loader: Loader,
+    /// Successes alerting must hear of, at most one per endpoint a second.
+    pub successes: successes::SuccessReports,
 }
 
 /// A delivery and its event, as the worker reads them.
@@ -151,6 +154,7 @@ impl Worker {
             endpoint_latency: Mutex::new(HashMap::new()),
             recorder: recorder(kit.pool.clone()),
             loader: loader(kit.pool.clone()),
+            successes: successes::SuccessReports::default(),
             kit,
         }))
     }

@@ -8,7 +8,7 @@
 //! message recognise work already done.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use diesel_async::AsyncConnection;
@@ -25,6 +25,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::Instrument;
 
 use crate::client::{post, Response};
+use crate::successes::Offer;
 use crate::{metrics, Worker};
 
 /// What to do with the broker message.
@@ -309,7 +310,7 @@ async fn finish(
             metrics::SUCCESS.inc();
             metrics::ATTEMPTS_TO_SUCCESS.observe(f64::from(attempt));
             if heard {
-                publish_outcome(w, task, delivery, OutcomeKind::Delivered, Some(&response)).await;
+                report_success(w, task, delivery, &response).await;
             }
             Ok(Disposition::Ack)
         }
@@ -399,7 +400,46 @@ async fn publish_outcome(
     kind: OutcomeKind,
     response: Option<&Response>,
 ) {
-    let outcome = DeliveryOutcome {
+    send_outcome(w, &outcome_message(task, delivery, kind, response)).await;
+}
+
+/// Reports a success now, or holds it for the end of its endpoint's
+/// interval (see [`crate::successes`]).
+async fn report_success(w: &Arc<Worker>, task: &DeliveryTask, delivery: &DeliveryRow, response: &Response) {
+    let outcome = outcome_message(task, delivery, OutcomeKind::Delivered, Some(response));
+    let endpoint = delivery.endpoint_id;
+    match w.successes.offer(endpoint, outcome, Instant::now()) {
+        Offer::Now(outcome) => send_outcome(w, &outcome).await,
+        Offer::Held { flush_at: Some(at) } => {
+            let w = w.clone();
+            tokio::spawn(async move {
+                // On shutdown the held success goes at once rather than never.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = w.kit.cancel.cancelled() => {}
+                }
+                if let Some(outcome) = w.successes.take_held(endpoint, Instant::now()) {
+                    send_outcome(&w, &outcome).await;
+                }
+            });
+        }
+        Offer::Held { flush_at: None } => {}
+    }
+}
+
+async fn send_outcome(w: &Worker, outcome: &DeliveryOutcome) {
+    if let Err(e) = w.kit.broker.publish_outcome(outcome).await {
+        tracing::warn!(error = format!("{e:#}"), "could not publish a delivery outcome");
+    }
+}
+
+fn outcome_message(
+    task: &DeliveryTask,
+    delivery: &DeliveryRow,
+    kind: OutcomeKind,
+    response: Option<&Response>,
+) -> DeliveryOutcome {
+    DeliveryOutcome {
         version: MESSAGE_VERSION,
         delivery_id: task.delivery_id.clone(),
         org_id: task.org_id.clone(),
@@ -411,9 +451,6 @@ async fn publish_outcome(
         error_class: response.and_then(|r| r.error_class).unwrap_or("").to_owned(),
         latency_ms: response.map(|r| r.latency.as_millis() as u64).unwrap_or(0),
         occurred_at_ms: Utc::now().timestamp_millis(),
-    };
-    if let Err(e) = w.kit.broker.publish_outcome(&outcome).await {
-        tracing::warn!(error = format!("{e:#}"), "could not publish a delivery outcome");
     }
 }
 

@@ -289,6 +289,25 @@ pub async fn drain_tasks(vhost: &str, queue: &str) -> anyhow::Result<Vec<hooklin
     Ok(tasks)
 }
 
+/// Takes every message off a queue and returns the delivery outcomes they
+/// carried, in queue order.
+pub async fn drain_outcomes(
+    vhost: &str,
+    queue: &str,
+) -> anyhow::Result<Vec<hookline_broker::messages::DeliveryOutcome>> {
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+    use prost::Message;
+    let conn = hookline_broker::publisher::connect(&format!("{}/{vhost}", amqp_server()), "hookline-test").await?;
+    let ch = conn.create_channel().await?;
+    let mut outcomes = Vec::new();
+    while let Some(m) = ch.basic_get(queue.into(), BasicGetOptions::default()).await? {
+        outcomes.push(hookline_broker::messages::DeliveryOutcome::decode(m.delivery.data.as_slice())?);
+        m.delivery.acker.ack(BasicAckOptions::default()).await?;
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(outcomes)
+}
+
 /// Closes every broker connection of a vhost (fault injection).
 pub async fn close_vhost_connections(vhost: &str) -> anyhow::Result<usize> {
     let c = mgmt_client();

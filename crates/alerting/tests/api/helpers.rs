@@ -1,9 +1,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookline_broker::messages::{DeliveryOutcome, OutcomeKind, MESSAGE_VERSION};
 use hookline_service_kit::kit::Kit;
 use hookline_test_support::receiver::TestReceiver;
 use hookline_test_support::{eventually, http, serve, TestEnv, TestServer, OPERATOR_TOKEN};
+use prost::Message;
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
 
@@ -91,6 +93,32 @@ impl Stack {
             self.alerts(query).await.into_iter().find(|a| a["count"].as_i64().unwrap_or(0) >= count)
         })
         .await
+    }
+
+    /// An outcome message for the endpoint's latest delivery, as a worker would publish it.
+    pub async fn outcome(&self, webhook: &str, kind: OutcomeKind, attempt: u32) -> Vec<u8> {
+        let (_, v) = self.call(Method::GET, &format!("/api/v1/webhooks/deliveries?webhook_id={webhook}"), None).await;
+        let delivery_id = v["data"][0]["id"].as_str().expect("a delivery").to_owned();
+        let row = {
+            let mut conn = self.kit.pool.get().await.unwrap();
+            let id = hookline_domain::id::DeliveryId::parse(&delivery_id).unwrap().as_uuid();
+            hookline_store::deliveries::get(&mut conn, id).await.unwrap().unwrap()
+        };
+        let failed = kind != OutcomeKind::Delivered;
+        DeliveryOutcome {
+            version: MESSAGE_VERSION,
+            delivery_id,
+            org_id: hookline_domain::id::OrgId::from_uuid(row.org_id).to_string(),
+            endpoint_id: webhook.to_owned(),
+            event_type: "new_lead".into(),
+            attempt,
+            kind: kind as i32,
+            status_code: if failed { 500 } else { 200 },
+            error_class: if failed { "http_5xx".into() } else { String::new() },
+            latency_ms: 1,
+            occurred_at_ms: 0,
+        }
+        .encode_to_vec()
     }
 
     pub async fn wait_status(&self, webhook: &str, n: usize, status: &str) {

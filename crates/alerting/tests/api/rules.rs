@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use hookline_broker::messages::OutcomeKind;
 use hookline_test_support::eventually;
 use hookline_test_support::receiver::{Behaviour, TestReceiver};
 use reqwest::Method;
@@ -30,6 +31,25 @@ async fn consecutive_failures_open_one_alert_that_resolves_itself() {
     .await;
     // A new failure streak opens a new alert rather than reviving the old one.
     assert_eq!(s.alerts("state=open&rule=endpoint_failing").await.len(), 0);
+}
+
+#[tokio::test]
+async fn a_success_heard_late_leaves_open_what_failures_after_it_keep_open() {
+    let s = Stack::start(&[]).await;
+    s.settings(json!({"endpoint_failing_threshold": 3, "failure_rate_min_attempts": 1000})).await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(500));
+    let ep = s.endpoint(&r, fast(5)).await;
+    s.send_lead("l1").await;
+    s.wait_alert(&format!("rule=endpoint_failing&webhook_id={ep}"), 1).await;
+    // A success from before the streak, reported after it (a worker holds
+    // successes for up to a second): the endpoint is still failing.
+    let late = s.outcome(&ep, OutcomeKind::Delivered, 1).await;
+    let alerting = hookline_alerting::Alerting::new(s.kit.clone()).unwrap();
+    let results = hookline_alerting::rules::process_outcomes(&alerting, &[&late]).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let a = s.alerts(&format!("rule=endpoint_failing&webhook_id={ep}")).await;
+    assert_eq!(a[0]["state"], "open", "the streak goes on; the success is older than it");
 }
 
 #[tokio::test]
@@ -131,9 +151,6 @@ async fn two_alerting_instances_count_each_outcome_once() {
 
 #[tokio::test]
 async fn a_batch_counts_each_failure_once_whatever_else_it_holds() {
-    use hookline_broker::messages::{DeliveryOutcome, OutcomeKind, MESSAGE_VERSION};
-    use prost::Message;
-
     let s = Stack::start(&[]).await;
     s.settings(json!({"endpoint_failing_threshold": 1000, "failure_rate_min_attempts": 1000, "auto_disable_dead_letters": 1000})).await;
     let r = TestReceiver::start().await;
@@ -142,33 +159,10 @@ async fn a_batch_counts_each_failure_once_whatever_else_it_holds() {
     s.send_lead("l0").await;
     s.wait_status(&ep, 1, "dead_letter").await;
     s.wait_alert(&format!("rule=delivery_dead_lettered&webhook_id={ep}"), 1).await;
-    let (_, v) = s.call(Method::GET, &format!("/api/v1/webhooks/deliveries?webhook_id={ep}"), None).await;
-    let delivery_id = v["data"][0]["id"].as_str().unwrap().to_owned();
-    let row = {
-        let mut conn = s.kit.pool.get().await.unwrap();
-        let id = hookline_domain::id::DeliveryId::parse(&delivery_id).unwrap().as_uuid();
-        hookline_store::deliveries::get(&mut conn, id).await.unwrap().unwrap()
-    };
-    let org_id = hookline_domain::id::OrgId::from_uuid(row.org_id).to_string();
-    let outcome = |attempt: u32| {
-        DeliveryOutcome {
-            version: MESSAGE_VERSION,
-            delivery_id: delivery_id.clone(),
-            org_id: org_id.clone(),
-            endpoint_id: ep.clone(),
-            event_type: "new_lead".into(),
-            attempt,
-            kind: OutcomeKind::DeadLettered as i32,
-            status_code: 500,
-            error_class: "http_5xx".into(),
-            latency_ms: 1,
-            occurred_at_ms: 0,
-        }
-        .encode_to_vec()
-    };
+    let outcome = async |attempt| s.outcome(&ep, OutcomeKind::DeadLettered, attempt).await;
     // Attempt 7 twice (a redelivered message), an unreadable message, attempt 8,
     // and attempt 1 again (already counted when it happened).
-    let (seven, eight, first) = (outcome(7), outcome(8), outcome(1));
+    let (seven, eight, first) = (outcome(7).await, outcome(8).await, outcome(1).await);
     let payloads: Vec<&[u8]> = vec![&seven, &seven, b"not an outcome", &eight, &first];
     let alerting = hookline_alerting::Alerting::new(s.kit.clone()).unwrap();
     let results = hookline_alerting::rules::process_outcomes(&alerting, &payloads).await;

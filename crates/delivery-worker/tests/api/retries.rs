@@ -152,6 +152,49 @@ async fn alerting_hears_of_failures_and_the_successes_that_follow_them_only() {
 }
 
 #[tokio::test]
+async fn successes_after_a_failure_reach_alerting_once_an_interval_the_latest_last() {
+    use hookline_broker::messages::OutcomeKind;
+    use hookline_delivery_worker::successes::INTERVAL;
+
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::FailFirst { n: 1, status: 500 });
+    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 200}})).await;
+    let started = std::time::Instant::now();
+    s.send_lead("flaky").await;
+    // After a failure every success may change the failure rate, so each
+    // one matters to alerting; a burst of them is reported as a few.
+    for i in 0..20 {
+        s.send_lead(&format!("ok{i}")).await;
+    }
+    s.wait_status(&ep, 21, "delivered", Duration::from_secs(30)).await;
+    let last_event = s.send_lead("last").await;
+    let last = s.wait_status(&ep, 22, "delivered", Duration::from_secs(30)).await;
+    let last_delivery = last.iter().find(|d| d["event_id"] == last_event.as_str()).expect("the last delivery")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The last success is reported, at once or when its interval ends.
+    let vhost = &s.env.vhost;
+    let drained = std::cell::RefCell::new(Vec::new());
+    eventually(Duration::from_secs(10), "the last success on the outcomes queue", || async {
+        let more = hookline_test_support::drain_outcomes(vhost, "outcomes.alerting").await.unwrap_or_default();
+        let mut all = drained.borrow_mut();
+        all.extend(more);
+        all.iter().any(|o| o.delivery_id == last_delivery).then_some(())
+    })
+    .await;
+    let outcomes = drained.into_inner();
+    let elapsed = started.elapsed();
+    let failures = outcomes.iter().filter(|o| o.kind() == OutcomeKind::RetryScheduled).count();
+    let successes = outcomes.iter().filter(|o| o.kind() == OutcomeKind::Delivered).count();
+    assert_eq!(failures, 1, "every failure is reported");
+    // Reports to one endpoint are at least an interval apart.
+    let bound = (elapsed.as_millis() / INTERVAL.as_millis() + 1) as usize;
+    assert!(successes <= bound, "{successes} of 22 successes reported in {elapsed:?}, more than {bound}");
+}
+
+#[tokio::test]
 async fn each_delivery_of_one_event_is_settled_on_its_own() {
     let s = Stack::start().await;
     let ok = TestReceiver::start().await;
