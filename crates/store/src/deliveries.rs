@@ -60,10 +60,23 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<D
 }
 
 /// Several deliveries with their events, in one query; absent ids are skipped.
+///
+/// One id, the common case when deliveries do not queue, keeps a cached
+/// plan: an equality on the primary key is planned as index lookups even
+/// on an empty table, so planning it afresh (most of its cost) buys
+/// nothing. A list is planned per execution (see `db::CustomPlan`).
 pub async fn get_many_with_event(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> QueryResult<Vec<(DeliveryRow, crate::events::EventRow)>> {
+    if let [id] = ids {
+        return deliveries::table
+            .inner_join(crate::schema::events::table)
+            .filter(deliveries::id.eq(*id))
+            .select((DeliveryRow::as_select(), crate::events::EventRow::as_select()))
+            .load(conn)
+            .await;
+    }
     crate::db::CustomPlan(
         deliveries::table
             .inner_join(crate::schema::events::table)

@@ -222,3 +222,37 @@ async fn redirects_are_never_followed() {
     assert_eq!(r.count(), 1);
     assert_eq!(inner.count(), 0, "the redirect target was never contacted");
 }
+
+#[tokio::test]
+async fn deliveries_read_alone_or_together_come_with_their_own_events() {
+    use hookline_domain::id::{DeliveryId, EventId};
+    use hookline_store::deliveries::get_many_with_event;
+
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let ep = s.endpoint(&r, "/hook", json!({})).await;
+    for i in 0..3 {
+        s.send_lead(&format!("lead_{i}")).await;
+    }
+    let listed = s.wait_status(&ep, 3, "delivered", Duration::from_secs(20)).await;
+    let uuid = |v: &serde_json::Value| DeliveryId::parse(v["id"].as_str().unwrap()).unwrap().as_uuid();
+    let event = |v: &serde_json::Value| EventId::parse(v["event_id"].as_str().unwrap()).unwrap().as_uuid();
+    let ids: Vec<uuid::Uuid> = listed.iter().map(uuid).collect();
+    let mut conn = s.kit.pool.get().await.unwrap();
+    let together = get_many_with_event(&mut conn, &ids).await.unwrap();
+    assert_eq!(together.len(), 3);
+    for d in &listed {
+        let alone = get_many_with_event(&mut conn, &[uuid(d)]).await.unwrap();
+        assert_eq!(alone.len(), 1);
+        let (delivery, ev) = &alone[0];
+        assert_eq!(delivery.id, uuid(d));
+        assert_eq!(ev.id, event(d), "its own event");
+        assert_eq!(delivery.event_id, ev.id);
+        let same = together.iter().find(|(t, _)| t.id == delivery.id).expect("read together too");
+        assert_eq!(same.1.data, ev.data);
+    }
+    assert!(
+        get_many_with_event(&mut conn, &[uuid::Uuid::new_v4()]).await.unwrap().is_empty(),
+        "absent ids are skipped"
+    );
+}
