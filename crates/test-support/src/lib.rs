@@ -273,19 +273,33 @@ pub async fn queue_depth(vhost: &str, queue: &str) -> anyhow::Result<u64> {
     Ok(u64::from(n))
 }
 
-/// Takes every message off a queue and returns the delivery tasks they
-/// carried, batches unpacked, in queue order.
-pub async fn drain_tasks(vhost: &str, queue: &str) -> anyhow::Result<Vec<hookline_broker::messages::DeliveryTask>> {
+/// Takes every message off a queue of the test's vhost, acknowledging
+/// each, and hands `read` its type and body, in queue order.
+async fn drain(
+    vhost: &str,
+    queue: &str,
+    mut read: impl FnMut(Option<&str>, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     use lapin::options::{BasicAckOptions, BasicGetOptions};
     let conn = hookline_broker::publisher::connect(&format!("{}/{vhost}", amqp_server()), "hookline-test").await?;
     let ch = conn.create_channel().await?;
-    let mut tasks = Vec::new();
     while let Some(m) = ch.basic_get(queue.into(), BasicGetOptions::default()).await? {
-        let kind = m.delivery.properties.kind().as_ref().map(|k| k.as_str().to_owned());
-        tasks.extend(hookline_broker::messages::tasks_of(kind.as_deref(), &m.delivery.data)?);
+        read(m.delivery.properties.kind().as_ref().map(|k| k.as_str()), &m.delivery.data)?;
         m.delivery.acker.ack(BasicAckOptions::default()).await?;
     }
     let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
+/// Takes every message off a queue and returns the delivery tasks they
+/// carried, batches unpacked, in queue order.
+pub async fn drain_tasks(vhost: &str, queue: &str) -> anyhow::Result<Vec<hookline_broker::messages::DeliveryTask>> {
+    let mut tasks = Vec::new();
+    drain(vhost, queue, |kind, body| {
+        tasks.extend(hookline_broker::messages::tasks_of(kind, body)?);
+        Ok(())
+    })
+    .await?;
     Ok(tasks)
 }
 
@@ -295,16 +309,13 @@ pub async fn drain_outcomes(
     vhost: &str,
     queue: &str,
 ) -> anyhow::Result<Vec<hookline_broker::messages::DeliveryOutcome>> {
-    use lapin::options::{BasicAckOptions, BasicGetOptions};
     use prost::Message;
-    let conn = hookline_broker::publisher::connect(&format!("{}/{vhost}", amqp_server()), "hookline-test").await?;
-    let ch = conn.create_channel().await?;
     let mut outcomes = Vec::new();
-    while let Some(m) = ch.basic_get(queue.into(), BasicGetOptions::default()).await? {
-        outcomes.push(hookline_broker::messages::DeliveryOutcome::decode(m.delivery.data.as_slice())?);
-        m.delivery.acker.ack(BasicAckOptions::default()).await?;
-    }
-    let _ = conn.close(200, "done".into()).await;
+    drain(vhost, queue, |_, body| {
+        outcomes.push(hookline_broker::messages::DeliveryOutcome::decode(body)?);
+        Ok(())
+    })
+    .await?;
     Ok(outcomes)
 }
 
