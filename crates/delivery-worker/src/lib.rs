@@ -97,9 +97,17 @@ fn loader(pool: PgPool) -> Loader {
 
 /// An attempt and what it did to its delivery.
 pub type AttemptWrite = (AttemptRow, AttemptOutcome);
-/// Group commit for attempt records (see [`hookline_service_kit::batch`]);
-/// each answers whether alerting must hear of its attempt.
-pub type Recorder = Batcher<AttemptWrite, Result<bool, String>>;
+/// What recording an attempt settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// Alerting must hear of the attempt.
+    pub heard: bool,
+    /// The attempt failed with a retry to come, and this caller claimed the
+    /// right to publish it (see `deliveries::claim_next_attempts`).
+    pub claimed: bool,
+}
+/// Group commit for attempt records (see [`hookline_service_kit::batch`]).
+pub type Recorder = Batcher<AttemptWrite, Result<Recorded, String>>;
 /// Deliveries per shared read or attempts per shared transaction, at most.
 const BATCH_SIZE: usize = 128;
 /// Reads or transactions of each kind in flight at once.
@@ -114,7 +122,7 @@ fn recorder(pool: PgPool) -> Recorder {
         async move {
             let (attempts, outcomes): (Vec<AttemptRow>, Vec<AttemptOutcome>) = batch.into_iter().unzip();
             match write_attempts(&pool, &attempts, &outcomes).await {
-                Ok(heard) => heard.into_iter().map(Ok).collect(),
+                Ok(recorded) => recorded.into_iter().map(Ok).collect(),
                 Err(e) if attempts.len() == 1 => vec![Err(e)],
                 Err(e) => {
                     // Write each alone, so one bad record cannot hold the others back.
@@ -122,7 +130,7 @@ fn recorder(pool: PgPool) -> Recorder {
                     let mut results = Vec::with_capacity(attempts.len());
                     for (a, o) in attempts.iter().zip(&outcomes) {
                         let alone = write_attempts(&pool, std::slice::from_ref(a), std::slice::from_ref(o)).await;
-                        results.push(alone.map(|heard| heard[0]));
+                        results.push(alone.map(|recorded| recorded[0]));
                     }
                     results
                 }
@@ -131,17 +139,45 @@ fn recorder(pool: PgPool) -> Recorder {
     })
 }
 
-/// One statement, atomic on its own: no transaction around it. Returns,
-/// per attempt, whether alerting must hear of it.
+/// Records the attempts and claims the retries of those that failed, in one
+/// transaction: one commit (and one flush of the WAL) for the batch rather
+/// than one more per failure. A batch with nothing to retry is one
+/// statement, atomic on its own.
+///
+/// A crash after the commit and before a claimed retry is published leaves
+/// the delivery failed with its next attempt claimed; the sweeper queues
+/// such retries again once they are overdue (see [`sweeper`]).
 async fn write_attempts(
     pool: &PgPool,
     attempts: &[AttemptRow],
     outcomes: &[AttemptOutcome],
-) -> Result<Vec<bool>, String> {
+) -> Result<Vec<Recorded>, String> {
+    use diesel_async::AsyncConnection;
+    use hookline_store::deliveries::{claim_next_attempts, record_attempts};
+    // (position in the batch, (delivery, attempt to claim))
+    let (at, claims): (Vec<usize>, Vec<(Uuid, i32)>) = attempts
+        .iter()
+        .zip(outcomes)
+        .enumerate()
+        .filter(|(_, (_, o))| o.status == "failed" && o.next_attempt_at.is_some())
+        .map(|(i, (a, _))| (i, (a.delivery_id, a.attempt_number + 1)))
+        .unzip();
     let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
-    hookline_store::deliveries::record_attempts(&mut conn, attempts, outcomes)
+    let written = if claims.is_empty() {
+        record_attempts(&mut conn, attempts, outcomes).await.map(|heard| (heard, Vec::new()))
+    } else {
+        conn.transaction::<_, diesel::result::Error, _>(async |c| {
+            let heard = record_attempts(c, attempts, outcomes).await?;
+            Ok((heard, claim_next_attempts(c, &claims).await?))
+        })
         .await
-        .map_err(|e| format!("recording attempts: {e}"))
+    };
+    let (heard, won) = written.map_err(|e| format!("recording attempts: {e}"))?;
+    let mut recorded: Vec<Recorded> = heard.into_iter().map(|heard| Recorded { heard, claimed: false }).collect();
+    for (i, won) in at.into_iter().zip(won) {
+        recorded[i].claimed = won;
+    }
+    Ok(recorded)
 }
 
 impl Worker {

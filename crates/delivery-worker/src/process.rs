@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::client::{post, Response};
 use crate::successes::Offer;
-use crate::{metrics, Worker};
+use crate::{metrics, Recorded, Worker};
 
 /// What to do with the broker message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,7 +269,7 @@ async fn finish(
     };
     // Whether alerting must hear of this attempt: every failure does; a
     // success only where it may resolve or open something.
-    let heard = if gone {
+    let recorded = if gone {
         let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
         conn.transaction::<_, diesel::result::Error, _>(async |c| {
             hookline_store::deliveries::record_attempt(c, &row, &outcome).await?;
@@ -277,11 +277,11 @@ async fn finish(
             Ok(())
         })
         .await?;
-        true
+        Recorded { heard: true, claimed: false }
     } else {
         // Shared with the attempts of concurrent deliveries (group commit).
         match w.recorder.submit((row, outcome.clone())).await {
-            Some(Ok(heard)) => heard,
+            Some(Ok(recorded)) => recorded,
             Some(Err(e)) => anyhow::bail!(e),
             None => anyhow::bail!("the attempt recorder has stopped"),
         }
@@ -309,7 +309,7 @@ async fn finish(
         None => {
             metrics::SUCCESS.inc();
             metrics::ATTEMPTS_TO_SUCCESS.observe(f64::from(attempt));
-            if heard {
+            if recorded.heard {
                 report_success(w, task, delivery, &response).await;
             }
             Ok(Disposition::Ack)
@@ -324,9 +324,11 @@ async fn finish(
                     Ok(Disposition::DeadLetter)
                 }
                 NextStep::RetryAfter(delay) => {
-                    let d = schedule(w, task, delivery.id, attempt + 1, delay, trace).await?;
+                    if recorded.claimed {
+                        publish_retry(w, task, delivery.id, attempt + 1, delay, trace).await?;
+                    }
                     publish_outcome(w, task, delivery, OutcomeKind::RetryScheduled, Some(&response)).await;
-                    Ok(d)
+                    Ok(Disposition::Ack)
                 }
             }
         }
@@ -344,15 +346,30 @@ async fn schedule(
     trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
     let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
-    if !hookline_store::deliveries::claim_next_attempt(&mut conn, delivery_id, next).await? {
-        return Ok(Disposition::Ack);
+    if hookline_store::deliveries::claim_next_attempt(&mut conn, delivery_id, next).await? {
+        drop(conn);
+        publish_retry(w, task, delivery_id, next, delay, trace).await?;
     }
+    Ok(Disposition::Ack)
+}
+
+/// Publishes attempt `next`, claimed by this caller, to the delay queue for
+/// `delay`; gives the claim back when the broker refuses it.
+async fn publish_retry(
+    w: &Arc<Worker>,
+    task: &DeliveryTask,
+    delivery_id: uuid::Uuid,
+    next: i32,
+    delay: Duration,
+    trace: &TraceParent,
+) -> anyhow::Result<()> {
     let retry = DeliveryTask { attempt: next as u32, reason: TaskReason::Retry as i32, parked: 0, ..task.clone() };
     if let Err(e) = w.kit.broker.publish_delayed(&retry, delay, Some(&trace.to_string())).await {
+        let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
         hookline_store::deliveries::unclaim_attempt(&mut conn, delivery_id, next).await?;
         return Err(e.context("publishing the retry"));
     }
-    Ok(Disposition::Ack)
+    Ok(())
 }
 
 async fn park(

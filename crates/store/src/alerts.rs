@@ -323,8 +323,9 @@ pub async fn unresolved_rules(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -
         .await
 }
 
+/// A row of one column, `id`.
 #[derive(QueryableByName)]
-pub(crate) struct EndpointIdRow {
+pub(crate) struct IdRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub(crate) id: Uuid,
 }
@@ -349,10 +350,9 @@ pub async fn needing_attention(
     conn: &mut AsyncPgConnection,
     endpoint_ids: &[Uuid],
 ) -> QueryResult<std::collections::HashSet<Uuid>> {
-    let rows: Vec<EndpointIdRow> =
-        diesel::sql_query(format!("SELECT e.id FROM unnest($1) AS e(id) WHERE {SUCCESS_MATTERS}"))
-            .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(endpoint_ids)
-            .load(conn)
-            .await?;
+    let rows: Vec<IdRow> = diesel::sql_query(format!("SELECT e.id FROM unnest($1) AS e(id) WHERE {SUCCESS_MATTERS}"))
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(endpoint_ids)
+        .load(conn)
+        .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }

@@ -184,7 +184,7 @@ pub async fn record_attempts(
     }
     let health = HealthChanges::fold(attempts, outcomes);
     // One parameter per column, each an array: any batch size fits.
-    let rows: Vec<crate::alerts::EndpointIdRow> = RecordAttempts::new(attempts, outcomes, &health).load(conn).await?;
+    let rows: Vec<crate::alerts::IdRow> = RecordAttempts::new(attempts, outcomes, &health).load(conn).await?;
     let mut heard: std::collections::HashSet<Uuid> = rows.into_iter().map(|r| r.id).collect();
     heard.extend(health.failing.iter().map(|f| f.endpoint_id));
     Ok(attempts.iter().map(|a| !a.succeeded || heard.contains(&a.endpoint_id)).collect())
@@ -463,11 +463,42 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordAttempts<'_>
 /// Claims the right to publish attempt `next` (only one copy of a
 /// duplicated message wins). False when another already did.
 pub async fn claim_next_attempt(conn: &mut AsyncPgConnection, id: Uuid, next: i32) -> QueryResult<bool> {
-    let n = diesel::update(deliveries::table.find(id).filter(deliveries::scheduled_attempt.lt(next)))
-        .set(deliveries::scheduled_attempt.eq(next))
-        .execute(conn)
-        .await?;
-    Ok(n > 0)
+    Ok(claim_next_attempts(conn, &[(id, next)]).await?[0])
+}
+
+/// Claims, for each `(delivery, next)`, the right to publish attempt
+/// `next`, in one statement; true where this caller won. Inside the
+/// transaction that recorded the failed attempts, a worker claims their
+/// retries with the same commit (and the same flush of the WAL).
+///
+/// A delivery named more than once is claimed once at most, for its
+/// highest attempt (the first caller naming it): the lower ones are
+/// stale copies whose attempt has already been made.
+pub async fn claim_next_attempts(conn: &mut AsyncPgConnection, claims: &[(Uuid, i32)]) -> QueryResult<Vec<bool>> {
+    use diesel::sql_types::{Array, Int4, Uuid as SqlUuid};
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Per delivery: the highest attempt claimed and who named it first.
+    let mut best: std::collections::HashMap<Uuid, (i32, usize)> = std::collections::HashMap::new();
+    for (i, &(id, next)) in claims.iter().enumerate() {
+        let e = best.entry(id).or_insert((next, i));
+        if next > e.0 {
+            *e = (next, i);
+        }
+    }
+    let (ids, nexts): (Vec<Uuid>, Vec<i32>) = best.iter().map(|(id, &(next, _))| (*id, next)).unzip();
+    let won: Vec<crate::alerts::IdRow> = diesel::sql_query(
+        "UPDATE deliveries AS d SET scheduled_attempt = c.next \
+         FROM unnest($1::uuid[], $2::int4[]) AS c(id, next) \
+         WHERE d.id = c.id AND d.scheduled_attempt < c.next RETURNING d.id",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<Int4>, _>(&nexts)
+    .load(conn)
+    .await?;
+    let won: std::collections::HashSet<Uuid> = won.into_iter().map(|r| r.id).collect();
+    Ok(claims.iter().enumerate().map(|(i, (id, _))| won.contains(id) && best[id].1 == i).collect())
 }
 
 /// Gives a claim back (the publish failed).

@@ -231,7 +231,8 @@ async fn the_sweeper_sends_again_a_retry_whose_message_was_lost() {
     let r = TestReceiver::start().await;
     r.set(Behaviour::FailFirst { n: 1, status: 500 });
     // The retry waits ten minutes on its delay queue: for this test, its message is lost.
-    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 600_000}})).await;
+    let ep =
+        s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 600_000, "max_delay_ms": 600_000}})).await;
     s.send_lead("l1").await;
     let failed = s.wait_status(&ep, 1, "failed", Duration::from_secs(20)).await;
     let id = hookline_domain::id::DeliveryId::parse(failed[0]["id"].as_str().unwrap()).unwrap().as_uuid();
@@ -264,7 +265,8 @@ async fn a_cancelled_retry_is_forgotten_by_the_sweeper() {
     let s = Stack::start().await;
     let r = TestReceiver::start().await;
     r.set(Behaviour::Status(500));
-    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 600_000}})).await;
+    let ep =
+        s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 600_000, "max_delay_ms": 600_000}})).await;
     s.send_lead("l1").await;
     let failed = s.wait_status(&ep, 1, "failed", Duration::from_secs(20)).await;
     let id = failed[0]["id"].as_str().unwrap().to_owned();
@@ -281,4 +283,47 @@ async fn a_cancelled_retry_is_forgotten_by_the_sweeper() {
     assert_eq!(count(&mut conn).await, 1);
     assert_eq!(sweep_once(&s.kit).await.unwrap(), 0);
     assert_eq!(count(&mut conn).await, 0);
+}
+
+#[tokio::test]
+async fn a_failed_attempt_claims_its_retry_as_it_is_recorded_and_a_retry_is_claimed_once() {
+    use hookline_domain::id::DeliveryId;
+    use hookline_store::deliveries::{claim_next_attempts, get};
+
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(500));
+    // A long first delay: attempt 2 stays in its delay queue for the whole test.
+    let ep =
+        s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 600_000, "max_delay_ms": 600_000}})).await;
+    s.send_lead("l1").await;
+    let failed = s.wait_status(&ep, 1, "failed", Duration::from_secs(20)).await;
+    let id = DeliveryId::parse(failed[0]["id"].as_str().unwrap()).unwrap().as_uuid();
+    let mut conn = s.kit.pool.get().await.unwrap();
+    let row = get(&mut conn, id).await.unwrap().unwrap();
+    assert_eq!((row.attempt_count, row.scheduled_attempt), (1, 2), "attempt 1 recorded, attempt 2 claimed");
+    let vhost = &s.env.vhost;
+    let published = eventually(Duration::from_secs(10), "the retry on its delay queue", || async {
+        let depth = queue_depth(vhost, "deliveries.retry.600000ms").await.unwrap_or(0);
+        (depth > 0).then_some(depth)
+    })
+    .await;
+    assert_eq!(published, 1, "one retry published");
+
+    // Claimed already: a redelivered copy of attempt 1 publishes nothing.
+    assert_eq!(claim_next_attempts(&mut conn, &[(id, 2)]).await.unwrap(), [false]);
+    // In one batch, a delivery is claimed once, for its highest attempt.
+    let other = uuid::Uuid::new_v4();
+    assert_eq!(
+        claim_next_attempts(&mut conn, &[(id, 3), (other, 2), (id, 3), (id, 2)]).await.unwrap(),
+        [true, false, false, false],
+        "the first caller of the highest attempt wins; an unknown delivery is not claimed"
+    );
+    // Racing callers on two connections: exactly one wins.
+    let mut other_conn = s.kit.pool.get().await.unwrap();
+    let claim = [(id, 4)];
+    let (a, b) = tokio::join!(claim_next_attempts(&mut conn, &claim), claim_next_attempts(&mut other_conn, &claim));
+    let wins = [a.unwrap()[0], b.unwrap()[0]];
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+    assert_eq!(get(&mut conn, id).await.unwrap().unwrap().scheduled_attempt, 4);
 }
