@@ -29,7 +29,7 @@ use hookline_broker::topology;
 use hookline_service_kit::batch::Batcher;
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::ops::{serve_ops, Probes};
-use hookline_store::db::PgPool;
+use hookline_store::db::{PgPool, Plan};
 use hookline_store::deliveries::{AttemptOutcome, AttemptRow, DeliveryRow};
 use hookline_store::events::EventRow;
 use tokio::sync::Semaphore;
@@ -78,7 +78,7 @@ fn loader(pool: PgPool) -> Loader {
             let n = ids.len();
             let rows = async {
                 let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
-                hookline_store::deliveries::get_many_with_event(&mut conn, &ids)
+                hookline_store::deliveries::get_many_with_event(&mut conn, &ids, Plan::Keyed)
                     .await
                     .map_err(|e| format!("reading deliveries: {e}"))
             }
@@ -164,10 +164,10 @@ async fn write_attempts(
         .unzip();
     let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
     let written = if claims.is_empty() {
-        record_attempts(&mut conn, attempts, outcomes).await.map(|heard| (heard, Vec::new()))
+        record_attempts(&mut conn, attempts, outcomes, Plan::Keyed).await.map(|heard| (heard, Vec::new()))
     } else {
         conn.transaction::<_, diesel::result::Error, _>(async |c| {
-            let heard = record_attempts(c, attempts, outcomes).await?;
+            let heard = record_attempts(c, attempts, outcomes, Plan::Keyed).await?;
             Ok((heard, claim_next_attempts(c, &claims).await?))
         })
         .await
@@ -183,13 +183,17 @@ async fn write_attempts(
 impl Worker {
     pub fn new(kit: Arc<Kit>) -> anyhow::Result<Arc<Self>> {
         let client = client::build_client(kit.settings.allow_private_targets, kit.settings.worker_concurrency)?;
+        // The batched reads and attempt records, the statements run for every
+        // delivery, are planned once per connection (see `db::keyed_pool`):
+        // one connection for each batch of each kind in flight.
+        let keyed = hookline_store::db::keyed_pool(kit.settings.database_url.expose(), 2 * BATCH_TASKS)?;
         Ok(Arc::new(Self {
             client,
             endpoint_slots: Mutex::new(HashMap::new()),
             endpoint_rate: Mutex::new(HashMap::new()),
             endpoint_latency: Mutex::new(HashMap::new()),
-            recorder: recorder(kit.pool.clone()),
-            loader: loader(kit.pool.clone()),
+            recorder: recorder(keyed.clone()),
+            loader: loader(keyed),
             successes: successes::SuccessReports::default(),
             kit,
         }))

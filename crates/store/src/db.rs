@@ -16,6 +16,46 @@ pub type PooledConn = Object<AsyncPgConnection>;
 
 /// Builds a pool. Connections are opened lazily; call [`ping`] to check reachability.
 pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
+    build_pool(url, max_size, None)
+}
+
+/// How a connection from [`keyed_pool`] plans: each statement once, with a
+/// generic plan kept for the connection's life, and that plan made of index
+/// lookups whatever the tables held when it was made.
+///
+/// A generic plan is costed against the tables as they are when it is
+/// made, and kept until something invalidates it (growth alone does not).
+/// Made while `deliveries` is young, the plan for a batch of ids (an array
+/// of unknown length joined to it) is a hash join over a sequential scan:
+/// cheap then, ruinous once the table is large. Without sequential scans,
+/// hash joins and merge joins, the same statement is planned as nested
+/// loops over primary-key (or other index) lookups, which is the right
+/// plan at every size for statements that touch a bounded batch of rows by
+/// key. A table with no usable index is still scanned: these settings make
+/// other paths dearer, they do not forbid them.
+pub const KEYED_LOOKUPS: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; \
+     SET enable_hashjoin = off; SET enable_mergejoin = off";
+
+/// A pool for statements that read and write batches of rows by key, and
+/// only those (see [`KEYED_LOOKUPS`]): planned once per connection rather
+/// than for every execution. A statement that scans, sorts or aggregates
+/// by design belongs on an ordinary [`pool`].
+pub fn keyed_pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
+    build_pool(url, max_size, Some(KEYED_LOOKUPS))
+}
+
+/// Whether statements on a connection may keep a cached plan that joins a
+/// batch of ids to a growing table, or must be planned for each execution
+/// with the ids they run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Planned for each execution (see [`CustomPlan`]); right on any connection.
+    PerExecution,
+    /// Prepared once and kept: only on a connection from [`keyed_pool`].
+    Keyed,
+}
+
+fn build_pool(url: &str, max_size: usize, setup: Option<&'static str>) -> anyhow::Result<PgPool> {
     // Checking out a connection runs no test query: a closed connection is
     // recognised as broken and replaced, and a query on a connection that
     // died unnoticed fails like any other query. A `SELECT 1` per checkout
@@ -31,7 +71,15 @@ pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
         let url = url.to_owned();
         let runtime = runtime.clone();
         Box::pin(async move {
-            let open = async move { AsyncPgConnection::establish(&url).await };
+            let open = async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                if let Some(sql) = setup {
+                    diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, sql)
+                        .await
+                        .map_err(|e| diesel::ConnectionError::BadConnection(format!("setting up a connection: {e}")))?;
+                }
+                Ok(conn)
+            };
             match runtime {
                 Some(rt) => rt
                     .spawn(open)

@@ -61,30 +61,27 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<D
 
 /// Several deliveries with their events, in one query; absent ids are skipped.
 ///
-/// One id, the common case when deliveries do not queue, keeps a cached
-/// plan: an equality on the primary key is planned as index lookups even
-/// on an empty table, so planning it afresh (most of its cost) buys
-/// nothing. A list is planned per execution (see `db::CustomPlan`).
+/// On a connection from `db::keyed_pool` (`Plan::Keyed`) the statement is
+/// planned once, as index lookups. Elsewhere one id, the common case when
+/// deliveries do not queue, keeps a cached plan: an equality on the primary
+/// key is planned as index lookups even on an empty table, so planning it
+/// afresh (most of its cost) buys nothing; a list is planned per execution
+/// (see `db::CustomPlan`).
 pub async fn get_many_with_event(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
+    plan: crate::db::Plan,
 ) -> QueryResult<Vec<(DeliveryRow, crate::events::EventRow)>> {
-    if let [id] = ids {
-        return deliveries::table
-            .inner_join(crate::schema::events::table)
-            .filter(deliveries::id.eq(*id))
-            .select((DeliveryRow::as_select(), crate::events::EventRow::as_select()))
-            .load(conn)
-            .await;
+    let query = deliveries::table
+        .inner_join(crate::schema::events::table)
+        .select((DeliveryRow::as_select(), crate::events::EventRow::as_select()));
+    match (plan, ids) {
+        (crate::db::Plan::Keyed, _) => query.filter(deliveries::id.eq_any(ids)).load(conn).await,
+        (crate::db::Plan::PerExecution, [id]) => query.filter(deliveries::id.eq(*id)).load(conn).await,
+        (crate::db::Plan::PerExecution, _) => {
+            crate::db::CustomPlan(query.filter(deliveries::id.eq_any(ids))).load(conn).await
+        }
     }
-    crate::db::CustomPlan(
-        deliveries::table
-            .inner_join(crate::schema::events::table)
-            .filter(deliveries::id.eq_any(ids))
-            .select((DeliveryRow::as_select(), crate::events::EventRow::as_select())),
-    )
-    .load(conn)
-    .await
 }
 
 pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<DeliveryRow>> {
@@ -161,7 +158,8 @@ pub async fn record_attempt(
     attempt: &AttemptRow,
     outcome: &AttemptOutcome,
 ) -> QueryResult<bool> {
-    Ok(record_attempts(conn, std::slice::from_ref(attempt), std::slice::from_ref(outcome)).await?[0])
+    let (attempt, outcome) = (std::slice::from_ref(attempt), std::slice::from_ref(outcome));
+    Ok(record_attempts(conn, attempt, outcome, crate::db::Plan::PerExecution).await?[0])
 }
 
 /// Records several attempts (`outcomes[i]` belongs to `attempts[i]`) in one
@@ -173,10 +171,14 @@ pub async fn record_attempt(
 /// was in a state a success changes (`alerts::SUCCESS_MATTERS`). A success
 /// to a healthy endpoint opens and resolves nothing, so telling alerting of
 /// it would only cost a message each way.
+///
+/// The statement joins the batch to `deliveries`: it keeps a cached plan
+/// only with `Plan::Keyed` (see `db::keyed_pool`).
 pub async fn record_attempts(
     conn: &mut AsyncPgConnection,
     attempts: &[AttemptRow],
     outcomes: &[AttemptOutcome],
+    plan: crate::db::Plan,
 ) -> QueryResult<Vec<bool>> {
     assert_eq!(attempts.len(), outcomes.len(), "one outcome per attempt");
     if attempts.is_empty() {
@@ -184,7 +186,7 @@ pub async fn record_attempts(
     }
     let health = HealthChanges::fold(attempts, outcomes);
     // One parameter per column, each an array: any batch size fits.
-    let rows: Vec<crate::alerts::IdRow> = RecordAttempts::new(attempts, outcomes, &health).load(conn).await?;
+    let rows: Vec<crate::alerts::IdRow> = RecordAttempts::new(attempts, outcomes, &health, plan).load(conn).await?;
     let mut heard: std::collections::HashSet<Uuid> = rows.into_iter().map(|r| r.id).collect();
     heard.extend(health.failing.iter().map(|f| f.endpoint_id));
     Ok(attempts.iter().map(|a| !a.succeeded || heard.contains(&a.endpoint_id)).collect())
@@ -277,6 +279,7 @@ impl HealthChanges {
 /// the state before the batch (every part of one statement sees the same
 /// snapshot).
 struct RecordAttempts<'a> {
+    plan: crate::db::Plan,
     ids: Vec<Uuid>,
     orgs: Vec<Uuid>,
     deliveries: Vec<Uuid>,
@@ -307,9 +310,15 @@ struct RecordAttempts<'a> {
 }
 
 impl<'a> RecordAttempts<'a> {
-    fn new(attempts: &'a [AttemptRow], outcomes: &'a [AttemptOutcome], health: &HealthChanges) -> Self {
+    fn new(
+        attempts: &'a [AttemptRow],
+        outcomes: &'a [AttemptOutcome],
+        health: &HealthChanges,
+        plan: crate::db::Plan,
+    ) -> Self {
         let f = &health.failing;
         Self {
+            plan,
             ids: attempts.iter().map(|a| a.id).collect(),
             orgs: attempts.iter().map(|a| a.org_id).collect(),
             deliveries: attempts.iter().map(|a| a.delivery_id).collect(),
@@ -353,9 +362,12 @@ impl diesel::query_builder::QueryId for RecordAttempts<'_> {
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordAttempts<'_> {
     fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
         use diesel::sql_types::{Array, Bool, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-        // Planned for each batch (see `db::CustomPlan`): a cached generic plan
-        // would join `deliveries` the way that suited it when it was small.
-        out.unsafe_to_cache_prepared();
+        // Elsewhere than on a keyed connection, planned for each batch (see
+        // `db::CustomPlan`): a cached generic plan would join `deliveries` the
+        // way that suited it when it was small.
+        if self.plan == crate::db::Plan::PerExecution {
+            out.unsafe_to_cache_prepared();
+        }
         out.push_sql("WITH a AS (SELECT * FROM unnest(");
         push_binds!(out;
             Array<SqlUuid> => &self.ids,

@@ -226,6 +226,7 @@ async fn redirects_are_never_followed() {
 #[tokio::test]
 async fn deliveries_read_alone_or_together_come_with_their_own_events() {
     use hookline_domain::id::{DeliveryId, EventId};
+    use hookline_store::db::Plan;
     use hookline_store::deliveries::get_many_with_event;
 
     let s = Stack::start().await;
@@ -238,21 +239,116 @@ async fn deliveries_read_alone_or_together_come_with_their_own_events() {
     let uuid = |v: &serde_json::Value| DeliveryId::parse(v["id"].as_str().unwrap()).unwrap().as_uuid();
     let event = |v: &serde_json::Value| EventId::parse(v["event_id"].as_str().unwrap()).unwrap().as_uuid();
     let ids: Vec<uuid::Uuid> = listed.iter().map(uuid).collect();
-    let mut conn = s.kit.pool.get().await.unwrap();
-    let together = get_many_with_event(&mut conn, &ids).await.unwrap();
-    assert_eq!(together.len(), 3);
-    for d in &listed {
-        let alone = get_many_with_event(&mut conn, &[uuid(d)]).await.unwrap();
-        assert_eq!(alone.len(), 1);
-        let (delivery, ev) = &alone[0];
-        assert_eq!(delivery.id, uuid(d));
-        assert_eq!(ev.id, event(d), "its own event");
-        assert_eq!(delivery.event_id, ev.id);
-        let same = together.iter().find(|(t, _)| t.id == delivery.id).expect("read together too");
-        assert_eq!(same.1.data, ev.data);
+    let keyed = hookline_store::db::keyed_pool(&s.env.database_url(), 1).unwrap();
+    for plan in [Plan::PerExecution, Plan::Keyed] {
+        let mut conn = match plan {
+            Plan::PerExecution => s.kit.pool.get().await.unwrap(),
+            Plan::Keyed => keyed.get().await.unwrap(),
+        };
+        let together = get_many_with_event(&mut conn, &ids, plan).await.unwrap();
+        assert_eq!(together.len(), 3, "{plan:?}");
+        for d in &listed {
+            let alone = get_many_with_event(&mut conn, &[uuid(d)], plan).await.unwrap();
+            assert_eq!(alone.len(), 1, "{plan:?}");
+            let (delivery, ev) = &alone[0];
+            assert_eq!(delivery.id, uuid(d));
+            assert_eq!(ev.id, event(d), "its own event ({plan:?})");
+            assert_eq!(delivery.event_id, ev.id);
+            let same = together.iter().find(|(t, _)| t.id == delivery.id).expect("read together too");
+            assert_eq!(same.1.data, ev.data);
+        }
+        assert!(
+            get_many_with_event(&mut conn, &[uuid::Uuid::new_v4()], plan).await.unwrap().is_empty(),
+            "absent ids are skipped ({plan:?})"
+        );
     }
-    assert!(
-        get_many_with_event(&mut conn, &[uuid::Uuid::new_v4()]).await.unwrap().is_empty(),
-        "absent ids are skipped"
-    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Plans {
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    generic_plans: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    custom_plans: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Scans {
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    seq_scan: i64,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    idx_scan: i64,
+}
+
+/// The worker's per-delivery statements, on a keyed connection, keep one
+/// generic plan that looks deliveries up by key, even when that plan is made
+/// on a young database (every test database is one) where a scan would be
+/// the cheaper guess.
+#[tokio::test]
+async fn keyed_connections_plan_reads_and_attempt_records_once_as_key_lookups() {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    use hookline_domain::id::DeliveryId;
+    use hookline_store::db::Plan;
+    use hookline_store::deliveries::{get_many_with_event, record_attempts, AttemptOutcome, AttemptRow};
+
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let ep = s.endpoint(&r, "/hook", json!({})).await;
+    for i in 0..2 {
+        s.send_lead(&format!("lead_{i}")).await;
+    }
+    let listed = s.wait_status(&ep, 2, "delivered", Duration::from_secs(20)).await;
+    let ids: Vec<uuid::Uuid> =
+        listed.iter().map(|d| DeliveryId::parse(d["id"].as_str().unwrap()).unwrap().as_uuid()).collect();
+
+    let keyed = hookline_store::db::keyed_pool(&s.env.database_url(), 1).unwrap();
+    let mut conn = keyed.get().await.unwrap();
+    let plans = |like: &'static str| {
+        diesel::sql_query("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE $1")
+            .bind::<diesel::sql_types::Text, _>(like)
+    };
+    conn.transaction::<_, diesel::result::Error, _>(async |c| {
+        for round in 1..=2 {
+            let read = get_many_with_event(c, &ids, Plan::Keyed).await?;
+            assert_eq!(read.len(), 2);
+            let attempts: Vec<AttemptRow> = read
+                .iter()
+                .map(|(d, _)| AttemptRow {
+                    id: uuid::Uuid::new_v4(),
+                    org_id: d.org_id,
+                    delivery_id: d.id,
+                    endpoint_id: d.endpoint_id,
+                    attempt_number: d.attempt_count + round,
+                    succeeded: true,
+                    status_code: Some(200),
+                    error_class: None,
+                    error_message: None,
+                    latency_ms: 1,
+                    request_headers: json!({}),
+                    response_headers: None,
+                    response_body: None,
+                    created_at: chrono::Utc::now(),
+                })
+                .collect();
+            let outcomes = vec![AttemptOutcome { status: "delivered", next_attempt_at: None }; 2];
+            record_attempts(c, &attempts, &outcomes, Plan::Keyed).await?;
+        }
+        for (what, like) in
+            [("the read", "%INNER JOIN \"events\"%"), ("the attempt record", "%INSERT INTO delivery_attempts%")]
+        {
+            let p: Plans = plans(like).get_result(c).await?;
+            assert_eq!((p.generic_plans, p.custom_plans), (2, 0), "{what}: one generic plan, used twice");
+        }
+        let scans: Scans = diesel::sql_query(
+            "SELECT seq_scan, coalesce(idx_scan, 0) AS idx_scan FROM pg_stat_xact_user_tables \
+             WHERE relname = 'deliveries'",
+        )
+        .get_result(c)
+        .await?;
+        assert_eq!(scans.seq_scan, 0, "deliveries were never scanned");
+        assert!(scans.idx_scan >= 4, "deliveries were looked up by key ({} index scans)", scans.idx_scan);
+        Ok(())
+    })
+    .await
+    .unwrap();
 }
