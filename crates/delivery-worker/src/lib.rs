@@ -168,7 +168,7 @@ async fn write_attempts(
     } else {
         conn.transaction::<_, diesel::result::Error, _>(async |c| {
             let heard = record_attempts(c, attempts, outcomes, Plan::Keyed).await?;
-            Ok((heard, claim_next_attempts(c, &claims).await?))
+            Ok((heard, claim_next_attempts(c, &claims, Plan::Keyed).await?))
         })
         .await
     };

@@ -475,7 +475,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordAttempts<'_>
 /// Claims the right to publish attempt `next` (only one copy of a
 /// duplicated message wins). False when another already did.
 pub async fn claim_next_attempt(conn: &mut AsyncPgConnection, id: Uuid, next: i32) -> QueryResult<bool> {
-    Ok(claim_next_attempts(conn, &[(id, next)]).await?[0])
+    Ok(claim_next_attempts(conn, &[(id, next)], crate::db::Plan::PerExecution).await?[0])
 }
 
 /// Claims, for each `(delivery, next)`, the right to publish attempt
@@ -485,9 +485,14 @@ pub async fn claim_next_attempt(conn: &mut AsyncPgConnection, id: Uuid, next: i3
 ///
 /// A delivery named more than once is claimed once at most, for its
 /// highest attempt (the first caller naming it): the lower ones are
-/// stale copies whose attempt has already been made.
-pub async fn claim_next_attempts(conn: &mut AsyncPgConnection, claims: &[(Uuid, i32)]) -> QueryResult<Vec<bool>> {
-    use diesel::sql_types::{Array, Int4, Uuid as SqlUuid};
+/// stale copies whose attempt has already been made. The statement joins
+/// the claims to `deliveries`: it keeps a cached plan only with
+/// `Plan::Keyed` (see `db::keyed_pool`).
+pub async fn claim_next_attempts(
+    conn: &mut AsyncPgConnection,
+    claims: &[(Uuid, i32)],
+    plan: crate::db::Plan,
+) -> QueryResult<Vec<bool>> {
     if claims.is_empty() {
         return Ok(Vec::new());
     }
@@ -500,17 +505,38 @@ pub async fn claim_next_attempts(conn: &mut AsyncPgConnection, claims: &[(Uuid, 
         }
     }
     let (ids, nexts): (Vec<Uuid>, Vec<i32>) = best.iter().map(|(id, &(next, _))| (*id, next)).unzip();
-    let won: Vec<crate::alerts::IdRow> = diesel::sql_query(
-        "UPDATE deliveries AS d SET scheduled_attempt = c.next \
-         FROM unnest($1::uuid[], $2::int4[]) AS c(id, next) \
-         WHERE d.id = c.id AND d.scheduled_attempt < c.next RETURNING d.id",
-    )
-    .bind::<Array<SqlUuid>, _>(&ids)
-    .bind::<Array<Int4>, _>(&nexts)
-    .load(conn)
-    .await?;
+    let won: Vec<crate::alerts::IdRow> = ClaimAttempts { ids: &ids, nexts: &nexts, plan }.load(conn).await?;
     let won: std::collections::HashSet<Uuid> = won.into_iter().map(|r| r.id).collect();
     Ok(claims.iter().enumerate().map(|(i, (id, _))| won.contains(id) && best[id].1 == i).collect())
+}
+
+/// The statement behind [`claim_next_attempts`].
+struct ClaimAttempts<'a> {
+    ids: &'a [Uuid],
+    nexts: &'a [i32],
+    plan: crate::db::Plan,
+}
+
+impl diesel::query_builder::Query for ClaimAttempts<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryId for ClaimAttempts<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimAttempts<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Int4, Uuid as SqlUuid};
+        if self.plan == crate::db::Plan::PerExecution {
+            out.unsafe_to_cache_prepared();
+        }
+        out.push_sql("UPDATE deliveries AS d SET scheduled_attempt = c.next FROM unnest(");
+        push_binds!(out; Array<SqlUuid> => self.ids, Array<Int4> => self.nexts);
+        out.push_sql(") AS c(id, next) WHERE d.id = c.id AND d.scheduled_attempt < c.next RETURNING d.id");
+        Ok(())
+    }
 }
 
 /// Gives a claim back (the publish failed).

@@ -280,16 +280,19 @@ struct Scans {
     idx_scan: i64,
 }
 
-/// The worker's per-delivery statements, on a keyed connection, keep one
-/// generic plan that looks deliveries up by key, even when that plan is made
-/// on a young database (every test database is one) where a scan would be
-/// the cheaper guess.
+/// The worker's per-delivery statements (the batched read, the attempt
+/// record, the claim of retries), on a keyed connection, keep one generic
+/// plan that looks deliveries up by key, even when that plan is made on a
+/// young database (every test database is one) where a scan would be the
+/// cheaper guess.
 #[tokio::test]
-async fn keyed_connections_plan_reads_and_attempt_records_once_as_key_lookups() {
+async fn keyed_connections_plan_the_workers_statements_once_as_key_lookups() {
     use diesel_async::{AsyncConnection, RunQueryDsl};
     use hookline_domain::id::DeliveryId;
     use hookline_store::db::Plan;
-    use hookline_store::deliveries::{get_many_with_event, record_attempts, AttemptOutcome, AttemptRow};
+    use hookline_store::deliveries::{
+        claim_next_attempts, get_many_with_event, record_attempts, AttemptOutcome, AttemptRow,
+    };
 
     let s = Stack::start().await;
     let r = TestReceiver::start().await;
@@ -332,10 +335,15 @@ async fn keyed_connections_plan_reads_and_attempt_records_once_as_key_lookups() 
                 .collect();
             let outcomes = vec![AttemptOutcome { status: "delivered", next_attempt_at: None }; 2];
             record_attempts(c, &attempts, &outcomes, Plan::Keyed).await?;
+            let claims: Vec<(uuid::Uuid, i32)> =
+                attempts.iter().map(|a| (a.delivery_id, a.attempt_number + 1)).collect();
+            assert_eq!(claim_next_attempts(c, &claims, Plan::Keyed).await?, [true, true]);
         }
-        for (what, like) in
-            [("the read", "%INNER JOIN \"events\"%"), ("the attempt record", "%INSERT INTO delivery_attempts%")]
-        {
+        for (what, like) in [
+            ("the read", "%INNER JOIN \"events\"%"),
+            ("the attempt record", "%INSERT INTO delivery_attempts%"),
+            ("the claim", "UPDATE deliveries AS d SET scheduled_attempt%"),
+        ] {
             let p: Plans = plans(like).get_result(c).await?;
             assert_eq!((p.generic_plans, p.custom_plans), (2, 0), "{what}: one generic plan, used twice");
         }
@@ -346,7 +354,7 @@ async fn keyed_connections_plan_reads_and_attempt_records_once_as_key_lookups() 
         .get_result(c)
         .await?;
         assert_eq!(scans.seq_scan, 0, "deliveries were never scanned");
-        assert!(scans.idx_scan >= 4, "deliveries were looked up by key ({} index scans)", scans.idx_scan);
+        assert!(scans.idx_scan >= 6, "deliveries were looked up by key ({} index scans)", scans.idx_scan);
         Ok(())
     })
     .await

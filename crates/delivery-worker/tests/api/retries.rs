@@ -288,6 +288,7 @@ async fn a_cancelled_retry_is_forgotten_by_the_sweeper() {
 #[tokio::test]
 async fn a_failed_attempt_claims_its_retry_as_it_is_recorded_and_a_retry_is_claimed_once() {
     use hookline_domain::id::DeliveryId;
+    use hookline_store::db::Plan;
     use hookline_store::deliveries::{claim_next_attempts, get};
 
     let s = Stack::start().await;
@@ -311,18 +312,22 @@ async fn a_failed_attempt_claims_its_retry_as_it_is_recorded_and_a_retry_is_clai
     assert_eq!(published, 1, "one retry published");
 
     // Claimed already: a redelivered copy of attempt 1 publishes nothing.
-    assert_eq!(claim_next_attempts(&mut conn, &[(id, 2)]).await.unwrap(), [false]);
+    assert_eq!(claim_next_attempts(&mut conn, &[(id, 2)], Plan::PerExecution).await.unwrap(), [false]);
     // In one batch, a delivery is claimed once, for its highest attempt.
     let other = uuid::Uuid::new_v4();
     assert_eq!(
-        claim_next_attempts(&mut conn, &[(id, 3), (other, 2), (id, 3), (id, 2)]).await.unwrap(),
+        claim_next_attempts(&mut conn, &[(id, 3), (other, 2), (id, 3), (id, 2)], Plan::PerExecution).await.unwrap(),
         [true, false, false, false],
         "the first caller of the highest attempt wins; an unknown delivery is not claimed"
     );
-    // Racing callers on two connections: exactly one wins.
-    let mut other_conn = s.kit.pool.get().await.unwrap();
+    // Racing callers on two connections (a worker's keyed ones): exactly one wins.
+    let keyed = hookline_store::db::keyed_pool(&s.env.database_url(), 2).unwrap();
+    let (mut one, mut two) = (keyed.get().await.unwrap(), keyed.get().await.unwrap());
     let claim = [(id, 4)];
-    let (a, b) = tokio::join!(claim_next_attempts(&mut conn, &claim), claim_next_attempts(&mut other_conn, &claim));
+    let (a, b) = tokio::join!(
+        claim_next_attempts(&mut one, &claim, Plan::Keyed),
+        claim_next_attempts(&mut two, &claim, Plan::Keyed)
+    );
     let wins = [a.unwrap()[0], b.unwrap()[0]];
     assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
     assert_eq!(get(&mut conn, id).await.unwrap().unwrap().scheduled_attempt, 4);
