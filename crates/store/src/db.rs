@@ -4,7 +4,7 @@ use anyhow::Context;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::{Hook, HookError, Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -16,7 +16,7 @@ pub type PooledConn = Object<AsyncPgConnection>;
 
 /// Builds a pool. Connections are opened lazily; call [`ping`] to check reachability.
 pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
-    build_pool(url, max_size, None)
+    build_pool(url, max_size, None, None)
 }
 
 /// How a connection from [`keyed_pool`] plans: each statement once, with a
@@ -33,6 +33,11 @@ pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
 /// plan at every size for statements that touch a bounded batch of rows by
 /// key. A table with no usable index is still scanned: these settings make
 /// other paths dearer, they do not forbid them.
+///
+/// One case they cannot steer: statistics saying a table is empty (it was
+/// analyzed while empty and not since, as when autovacuum is off). Then
+/// every index looks as small as any other, and the plan may walk a whole
+/// index, or the wrong one, for each row. Hence [`KEYED_PLAN_LIFETIME`].
 pub const KEYED_LOOKUPS: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; \
      SET enable_hashjoin = off; SET enable_mergejoin = off";
 
@@ -41,8 +46,21 @@ pub const KEYED_LOOKUPS: &str = "SET plan_cache_mode = force_generic_plan; SET e
 /// than for every execution. A statement that scans, sorts or aggregates
 /// by design belongs on an ordinary [`pool`].
 pub fn keyed_pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
-    build_pool(url, max_size, Some(KEYED_LOOKUPS))
+    keyed_pool_with_lifetime(url, max_size, KEYED_PLAN_LIFETIME)
 }
+
+/// [`keyed_pool`] with connections replaced after `lifetime` rather than
+/// [`KEYED_PLAN_LIFETIME`].
+pub fn keyed_pool_with_lifetime(url: &str, max_size: usize, lifetime: std::time::Duration) -> anyhow::Result<PgPool> {
+    build_pool(url, max_size, Some(KEYED_LOOKUPS), Some(lifetime))
+}
+
+/// How long a keyed connection (and every plan it made) is used before it
+/// is replaced. Whatever the statistics say, a new plan is costed against
+/// the table's current size on disk, so a plan made while a table was tiny
+/// serves for this long at most; the reconnection and three plans a
+/// connection makes are negligible next to that.
+pub const KEYED_PLAN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether statements on a connection may keep a cached plan that joins a
 /// batch of ids to a growing table, or must be planned for each execution
@@ -55,7 +73,12 @@ pub enum Plan {
     Keyed,
 }
 
-fn build_pool(url: &str, max_size: usize, setup: Option<&'static str>) -> anyhow::Result<PgPool> {
+fn build_pool(
+    url: &str,
+    max_size: usize,
+    setup: Option<&'static str>,
+    lifetime: Option<std::time::Duration>,
+) -> anyhow::Result<PgPool> {
     // Checking out a connection runs no test query: a closed connection is
     // recognised as broken and replaced, and a query on a connection that
     // died unnoticed fails like any other query. A `SELECT 1` per checkout
@@ -90,7 +113,19 @@ fn build_pool(url: &str, max_size: usize, setup: Option<&'static str>) -> anyhow
         })
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-    Pool::builder(manager)
+    let mut builder = Pool::builder(manager);
+    if let Some(lifetime) = lifetime {
+        // A connection past its lifetime is closed when it comes back to be
+        // reused, and a new one takes its place.
+        builder = builder.pre_recycle(Hook::sync_fn(move |_, metrics| {
+            if metrics.age() > lifetime {
+                Err(HookError::message("the connection has outlived its plans"))
+            } else {
+                Ok(())
+            }
+        }));
+    }
+    builder
         .max_size(max_size)
         .wait_timeout(Some(std::time::Duration::from_secs(5)))
         .create_timeout(Some(std::time::Duration::from_secs(5)))

@@ -360,3 +360,59 @@ async fn keyed_connections_plan_the_workers_statements_once_as_key_lookups() {
     .await
     .unwrap();
 }
+
+#[derive(diesel::QueryableByName)]
+struct Backend {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+/// A keyed connection, with every plan it made, is replaced once it has
+/// outlived its lifetime, and reused until then.
+#[tokio::test]
+async fn keyed_connections_are_replaced_once_they_outlive_their_plans() {
+    use diesel_async::RunQueryDsl;
+
+    let mut env = hookline_test_support::TestEnv::new().await;
+    let lifetime = Duration::from_secs(2);
+    let keyed = hookline_store::db::keyed_pool_with_lifetime(&env.database_url(), 1, lifetime).unwrap();
+    let backend = || async {
+        let mut conn = keyed.get().await.unwrap();
+        let b: Backend = diesel::sql_query("SELECT pg_backend_pid() AS pid").get_result(&mut conn).await.unwrap();
+        b.pid
+    };
+    let opened = Instant::now();
+    let first = backend().await;
+    let again = backend().await;
+    if opened.elapsed() < lifetime {
+        assert_eq!(again, first, "a young connection is reused");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let replaced = loop {
+        let pid = backend().await;
+        if pid != first {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the connection was still in use 20 s after it was opened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(replaced, first);
+    assert!(opened.elapsed() >= lifetime, "replaced only after its lifetime");
+    // The old connection is closed, not left open beside the new one.
+    loop {
+        let mut conn = keyed.get().await.unwrap();
+        let open: Vec<Backend> = diesel::sql_query("SELECT pid FROM pg_stat_activity WHERE pid = $1")
+            .bind::<diesel::sql_types::Integer, _>(first)
+            .load(&mut conn)
+            .await
+            .unwrap();
+        if open.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replaced connection (pid {first}) is still open");
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(keyed);
+    env.cleanup().await;
+}
