@@ -372,6 +372,7 @@ struct Backend {
 #[tokio::test]
 async fn keyed_connections_are_replaced_once_they_outlive_their_plans() {
     use diesel_async::RunQueryDsl;
+    use hookline_test_support::eventually;
 
     let mut env = hookline_test_support::TestEnv::new().await;
     let lifetime = Duration::from_secs(2);
@@ -387,32 +388,22 @@ async fn keyed_connections_are_replaced_once_they_outlive_their_plans() {
     if opened.elapsed() < lifetime {
         assert_eq!(again, first, "a young connection is reused");
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let replaced = loop {
-        let pid = backend().await;
-        if pid != first {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "the connection was still in use 20 s after it was opened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let replaced = eventually(Duration::from_secs(20), "the connection to be replaced", || async {
+        Some(backend().await).filter(|pid| *pid != first)
+    })
+    .await;
     assert_ne!(replaced, first);
     assert!(opened.elapsed() >= lifetime, "replaced only after its lifetime");
-    // The old connection is closed, not left open beside the new one.
-    loop {
+    eventually(Duration::from_secs(20), "the replaced connection to be closed", || async {
         let mut conn = keyed.get().await.unwrap();
         let open: Vec<Backend> = diesel::sql_query("SELECT pid FROM pg_stat_activity WHERE pid = $1")
             .bind::<diesel::sql_types::Integer, _>(first)
             .load(&mut conn)
             .await
             .unwrap();
-        if open.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the replaced connection (pid {first}) is still open");
-        drop(conn);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        open.is_empty().then_some(())
+    })
+    .await;
     drop(keyed);
     env.cleanup().await;
 }
