@@ -77,6 +77,35 @@ pub struct Percentiles {
     pub max_ms: f64,
 }
 
+/// One second of the run, by time of receipt.
+#[derive(Debug, Serialize)]
+pub struct Second {
+    /// Seconds since the first send.
+    pub second: u64,
+    pub deliveries: usize,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Latency per second of receipt: a tail that comes from one stall shows as
+/// one bad second, a tail spread over the run as a raised line.
+fn per_second(samples: &[(u64, u64)]) -> Vec<Second> {
+    let end = samples.iter().map(|(at, _)| at / 1_000_000).max().map_or(0, |s| s + 1);
+    let mut bins: Vec<Vec<u64>> = vec![Vec::new(); end as usize];
+    for (at, latency) in samples {
+        bins[(at / 1_000_000) as usize].push(*latency);
+    }
+    bins.into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(i, v)| {
+            let n = v.len();
+            let p = percentiles(v);
+            Second { second: i as u64, deliveries: n, p99_ms: p.p99_ms, max_ms: p.max_ms }
+        })
+        .collect()
+}
+
 fn percentiles(mut v: Vec<u64>) -> Percentiles {
     if v.is_empty() {
         return Percentiles { p50_ms: 0.0, p90_ms: 0.0, p99_ms: 0.0, max_ms: 0.0 };
@@ -108,6 +137,8 @@ pub struct Report {
     /// Send to receipt of the deliveries that succeeded at their first
     /// attempt: in a retry storm, the healthy traffic that retries must not slow.
     pub first_attempt_end_to_end: Percentiles,
+    /// The same deliveries, second by second of receipt.
+    pub first_attempt_per_second: Vec<Second>,
     /// What the built-in receiver answers per second under wrk alone (when wrk is installed).
     pub receiver_ceiling_per_second: Option<f64>,
 }
@@ -372,14 +403,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     eprintln!();
     let r = rx.receipts.lock().unwrap();
     let e2e: Vec<u64> = r.deliveries.values().map(|(l, _, _)| *l).collect();
-    let first_try: Vec<u64> =
-        r.deliveries.iter().filter(|(id, _)| r.first_try.contains(*id)).map(|(_, (l, _, _))| *l).collect();
+    let first_try_at: Vec<(u64, u64)> =
+        r.deliveries.iter().filter(|(id, _)| r.first_try.contains(*id)).map(|(_, (l, _, t))| (*t, *l)).collect();
+    let first_try: Vec<u64> = first_try_at.iter().map(|(_, l)| *l).collect();
+    let seconds = per_second(&first_try_at);
     let receipts_at: Vec<u64> = r.deliveries.values().map(|(_, _, t)| *t).collect();
     let duplicates = r.deliveries.values().map(|(_, n, _)| (*n as usize).saturating_sub(1)).sum();
     let delivered = r.deliveries.len();
     let wall = send_start.elapsed().as_secs_f64().max(ingest_seconds);
     let lat = std::mem::take(&mut *latencies.lock().unwrap());
-    let svg = plot(&e2e, &receipts_at, &args.scenario);
+    let svg = plot(&e2e, &receipts_at, &seconds, &args.scenario);
     let accepted = lat.len();
     let report = Report {
         scenario: args.scenario.clone(),
@@ -400,6 +433,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         deliveries_per_second: delivered as f64 / wall,
         end_to_end: percentiles(e2e),
         first_attempt_end_to_end: percentiles(first_try),
+        first_attempt_per_second: seconds,
         receiver_ceiling_per_second: receiver_ceiling,
     };
     std::fs::create_dir_all(&args.out)?;
@@ -409,7 +443,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     std::fs::write(&svg_path, svg)?;
     std::fs::write(path.replace(".json", ".md"), markdown(&report, &svg_path))?;
     println!(
-        "{}: ingest {:.0} events/s (202 p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors); delivered {}/{} at {:.0}/s, end-to-end p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (first-attempt successes p99 {:.1} ms); {} duplicates, {} missing\n  written to {path}",
+        "{}: ingest {:.0} events/s (202 p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors); delivered {}/{} at {:.0}/s, end-to-end p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (first-attempt successes p99 {:.1} ms, slowest second {}); {} duplicates, {} missing\n  written to {path}",
         report.scenario,
         report.ingest_events_per_second,
         report.ingest_202.p50_ms,
@@ -424,18 +458,33 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         report.end_to_end.p99_ms,
         report.end_to_end.max_ms,
         report.first_attempt_end_to_end.p99_ms,
+        slowest_second(&report.first_attempt_per_second),
         report.duplicates,
         report.missing,
     );
     Ok(report)
 }
 
-/// One page: the end-to-end latency distribution and deliveries per second over time.
-fn plot(latencies_us: &[u64], receipts_us: &[u64], title: &str) -> String {
+/// The second whose first-attempt p99 was worst, in words.
+fn slowest_second(seconds: &[Second]) -> String {
+    seconds.iter().max_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms)).map_or_else(
+        || "none".into(),
+        |s| {
+            format!(
+                "at {} s: p99 {:.1} ms, max {:.1} ms over {} deliveries",
+                s.second, s.p99_ms, s.max_ms, s.deliveries
+            )
+        },
+    )
+}
+
+/// One page: the end-to-end latency distribution, deliveries per second over
+/// time, and the first attempts' p99 and max second by second.
+fn plot(latencies_us: &[u64], receipts_us: &[u64], seconds: &[Second], title: &str) -> String {
     let (w, h, pad) = (900.0_f64, 260.0_f64, 40.0_f64);
     let mut out = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{}' font-family='sans-serif' font-size='11'>\n<text x='{pad}' y='18' font-size='14'>{title}</text>\n",
-        2.0 * h + 60.0
+        3.0 * h + 90.0
     );
     // Latency histogram on log-spaced bins from 0.1 ms to 100 s.
     let bins = 60usize;
@@ -490,6 +539,31 @@ fn plot(latencies_us: &[u64], receipts_us: &[u64], title: &str) -> String {
         w - pad - 20.0,
         top2 + h
     );
+    // First attempts' p99 and max per second, log scale from 1 ms to 10 s,
+    // on the same time axis as the throughput above.
+    let top3 = top2 + h + 30.0;
+    out += &format!(
+        "<text x='{pad}' y='{}'>deliveries that succeeded at their first attempt: p99 (blue) and max (grey) per second, log scale</text>\n",
+        top3 + 10.0
+    );
+    let x = |second: u64| pad + second as f64 * (w - 2.0 * pad) / per_s.len().max(1) as f64;
+    let y = |ms: f64| top3 + h - 20.0 - (ms.max(1.0).log10() / 4.0).min(1.0) * (h - 50.0);
+    for (ms, label) in [(1.0, "1 ms"), (10.0, "10 ms"), (100.0, "100 ms"), (1000.0, "1 s"), (10000.0, "10 s")] {
+        out += &format!(
+            "<line x1='{pad}' x2='{:.1}' y1='{:.1}' y2='{:.1}' stroke='#e5e7eb'/><text x='2' y='{:.1}'>{label}</text>\n",
+            w - pad,
+            y(ms),
+            y(ms),
+            y(ms) + 4.0
+        );
+    }
+    let max: Vec<f64> = seconds.iter().map(|s| s.max_ms).collect();
+    let p99: Vec<f64> = seconds.iter().map(|s| s.p99_ms).collect();
+    for (values, colour) in [(max, "#9ca3af"), (p99, "#3b82f6")] {
+        let pts: Vec<String> =
+            seconds.iter().zip(values).map(|(s, ms)| format!("{:.1},{:.1}", x(s.second), y(ms))).collect();
+        out += &format!("<polyline fill='none' stroke='{colour}' stroke-width='2' points='{}'/>\n", pts.join(" "));
+    }
     out + "</svg>\n"
 }
 
@@ -509,6 +583,7 @@ fn markdown(r: &Report, svg: &str) -> String {
          | delivery throughput | {:.0} /s |\n\
          | send to receipt p50 / p90 / p99 / max | {:.1} / {:.1} / {:.1} / {:.1} ms |\n\
          | the same, deliveries that succeeded at their first attempt | {:.1} / {:.1} / {:.1} / {:.1} ms |\n\
+         | their slowest second | {} |\n\
          | built-in receiver ceiling | {} |\n\n![plots]({})\n",
         r.scenario,
         r.events,
@@ -536,6 +611,7 @@ fn markdown(r: &Report, svg: &str) -> String {
         r.first_attempt_end_to_end.p90_ms,
         r.first_attempt_end_to_end.p99_ms,
         r.first_attempt_end_to_end.max_ms,
+        slowest_second(&r.first_attempt_per_second),
         ceiling,
         std::path::Path::new(svg).file_name().and_then(|f| f.to_str()).unwrap_or_default()
     )

@@ -31,6 +31,14 @@ async fn a_tiny_bench_run_reports_every_delivery_and_writes_its_report() {
     assert_eq!(report.expected_deliveries, 300, "150 events to 2 endpoints");
     assert_eq!(report.delivered, 300);
     assert_eq!(report.missing, 0);
+    // The per-second breakdown covers the first-attempt successes and nothing else.
+    let seconds = &report.first_attempt_per_second;
+    let counted: usize = seconds.iter().map(|s| s.deliveries).sum();
+    assert!(counted > 0 && counted < 300, "some of 300 first attempts failed on purpose; {counted} counted");
+    assert!(seconds.windows(2).all(|w| w[0].second < w[1].second), "seconds in order: {seconds:?}");
+    assert!(seconds.iter().all(|s| s.p99_ms <= s.max_ms), "{seconds:?}");
+    let worst = seconds.iter().map(|s| s.max_ms).fold(0.0, f64::max);
+    assert_eq!(worst, report.first_attempt_end_to_end.max_ms, "the slowest delivery lies in some second");
     let files: Vec<String> =
         std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     for ext in ["json", "md", "svg"] {
@@ -38,6 +46,7 @@ async fn a_tiny_bench_run_reports_every_delivery_and_writes_its_report() {
     }
     let md = std::fs::read_to_string(out.join(files.iter().find(|f| f.ends_with(".md")).unwrap())).unwrap();
     assert!(md.contains("| deliveries | 300 of 300 (0 missing"), "{md}");
+    assert!(md.contains("| their slowest second | at "), "{md}");
     let _ = std::fs::remove_dir_all(&out);
     kit.cancel.cancel();
 }
