@@ -6,7 +6,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/hookline/target
 CARGO ?= cargo
 
-.PHONY: dev test nextest fuzz soak check-services build openapi openapi-check fmt lint bench clean
+.PHONY: dev test nextest fuzz soak check-services build openapi openapi-check fmt lint bench bench-pairs clean
 
 ## Migrate and run every service in one process on :8000.
 dev: check-services
@@ -69,6 +69,13 @@ soak: check-services
 ## Drive a release build with the benchmark scenarios (results in bench-results/).
 bench: check-services
 	./scripts/bench.sh
+
+## The retry-storm and hanging-endpoint comparisons PAIRS times (default 5),
+## calm then loaded, each run on a fresh stack; ratios and their median in
+## bench-results/<time>-pairs.md.
+PAIRS ?= 5
+bench-pairs: check-services
+	./scripts/bench.sh --pairs $(PAIRS)
 
 clean:
 	$(CARGO) clean

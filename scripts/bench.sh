@@ -5,8 +5,54 @@
 #
 #   scripts/bench.sh                 # the standard scenarios
 #   scripts/bench.sh --events 5000   # extra arguments go to every scenario
+#   scripts/bench.sh --pairs 5       # the two comparisons only, five times over
+#
+# The retry storm and the hanging endpoint are judged against a calm run of
+# the same shape. One run of each says little on a machine whose speed
+# drifts, so `--pairs N` runs each comparison N times: a fresh stack, two
+# seconds of the calm load to warm it (connections, caches, plans; not
+# reported), the calm run, then the loaded one. It writes every pair's ratio
+# and their median to bench-results/<time>-pairs.md.
 set -euo pipefail
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
+
+CALM_400=(--scenario fixed-400-per-second --events 12000 --rate 400 --endpoints 1)
+STORM=(--scenario retry-storm --events 12000 --rate 400 --endpoints 1 --fail-rate 0.3)
+CALM_NINE=(--scenario calm-nine-endpoints --events 6000 --rate 100 --endpoints 9)
+HANGING=(--scenario one-hanging-of-ten --events 6000 --rate 100 --endpoints 9 --hanging 1)
+# The newest JSON report of a scenario.
+latest() { ls -t bench-results/*-"$1".json | head -n1; }
+
+if [ "$#" -gt 0 ] && [ "$1" = "--pairs" ]; then
+  pairs="${2:?--pairs needs a count}"
+  shift 2
+  summary="bench-results/$(date -u +%Y%m%dT%H%M%SZ)-pairs.md"
+  mkdir -p bench-results
+  {
+    echo "# Calm and loaded runs, $pairs pairs, each pair on a fresh stack warmed for 2 s"
+    echo
+    echo "| pair | retry storm: first-attempt p99 against fixed 400/s | one of ten hanging: healthy p99 against the calm nine |"
+    echo "|---|---|---|"
+  } >"$summary"
+  ratios_storm=() ratios_hanging=()
+  for i in $(seq 1 "$pairs"); do
+    storm=$("$self" --pair storm "$@" | tee -a /dev/stderr | sed -n 's/^  first-attempt p99 //p')
+    hanging=$("$self" --pair hanging "$@" | tee -a /dev/stderr | sed -n 's/^  first-attempt p99 //p')
+    echo "| $i | $storm | $hanging |" >>"$summary"
+    ratios_storm+=("${storm##*, }") ratios_hanging+=("${hanging##*, }")
+  done
+  median() { printf '%s\n' "$@" | tr -d '×' | sort -n | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2) "×"}'; }
+  within() { printf '%s\n' "$@" | tr -d '×' | awk '$1 <= 1.5 {n++} END {print n+0}'; }
+  {
+    echo "| median | $(median "${ratios_storm[@]}") | $(median "${ratios_hanging[@]}") |"
+    echo
+    echo "Within 1.5× of the calm run: retry storm $(within "${ratios_storm[@]}") of $pairs, hanging endpoint $(within "${ratios_hanging[@]}") of $pairs."
+  } >>"$summary"
+  cat "$summary"
+  exit
+fi
+
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hookline/target}"
 cargo build --release -q -p hookline
 if ! command -v wrk >/dev/null; then
@@ -39,11 +85,25 @@ for _ in $(seq 1 100); do curl -fs "$URL/ready" >/dev/null && break; sleep 0.2; 
 
 run() { "$BIN" bench --url "$URL" "$@"; }
 if [ "$#" -gt 0 ] && [ "$1" = "--only" ]; then shift; run "$@"; exit; fi
+if [ "$#" -gt 0 ] && [ "$1" = "--pair" ]; then
+  case "$2" in
+    storm) calm=("${CALM_400[@]}") loaded=("${STORM[@]}") rate=400 ;;
+    hanging) calm=("${CALM_NINE[@]}") loaded=("${HANGING[@]}") rate=100 ;;
+    *) echo "bench: --pair takes storm or hanging" >&2; exit 2 ;;
+  esac
+  shift 2
+  warm=$(mktemp -d)
+  run "${calm[@]}" --scenario warm-up --events $((2 * rate)) --out "$warm" --skip-receiver-ceiling >/dev/null 2>&1
+  rm -rf "$warm"
+  run "${calm[@]}" --skip-receiver-ceiling "$@"
+  run "${loaded[@]}" --skip-receiver-ceiling --compare-with "$(latest "${calm[1]}")" "$@"
+  exit
+fi
 run --scenario saturate-1-endpoint --events 20000 --concurrency 32 --endpoints 1 "$@"
 run --scenario saturate-10-endpoints --events 5000 --concurrency 32 --endpoints 10 "$@"
 # The calm run the retry storm is compared with: same rate, same endpoint.
-run --scenario fixed-400-per-second --events 12000 --rate 400 --endpoints 1 "$@"
-run --scenario retry-storm --events 12000 --rate 400 --endpoints 1 --fail-rate 0.3 "$@"
+run "${CALM_400[@]}" "$@"
+run "${STORM[@]}" --compare-with "$(latest fixed-400-per-second)" "$@"
 # The calm run the hanging endpoint is compared with: the same nine, nothing hanging.
-run --scenario calm-nine-endpoints --events 6000 --rate 100 --endpoints 9 "$@"
-run --scenario one-hanging-of-ten --events 6000 --rate 100 --endpoints 9 --hanging 1 "$@"
+run "${CALM_NINE[@]}" "$@"
+run "${HANGING[@]}" --compare-with "$(latest calm-nine-endpoints)" "$@"

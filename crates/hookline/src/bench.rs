@@ -51,6 +51,11 @@ pub struct BenchArgs {
     /// Skip measuring the built-in receiver's own ceiling with wrk.
     #[arg(long)]
     pub skip_receiver_ceiling: bool,
+    /// The JSON report of a calm run to set this run against: the report
+    /// gives the ratio of the two runs' first-attempt p99 (the retry storm's
+    /// and the hanging endpoint's targets).
+    #[arg(long)]
+    pub compare_with: Option<String>,
 }
 
 #[derive(Default)]
@@ -141,6 +146,44 @@ pub struct Report {
     pub first_attempt_per_second: Vec<Second>,
     /// What the built-in receiver answers per second under wrk alone (when wrk is installed).
     pub receiver_ceiling_per_second: Option<f64>,
+    /// This run set against a calm one (`--compare-with`).
+    pub against_calm: Option<Comparison>,
+}
+
+/// First-attempt p99 of this run against a calm run's.
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    /// The calm run's JSON report.
+    pub calm_report: String,
+    pub calm_scenario: String,
+    pub calm_p99_ms: f64,
+    pub p99_ms: f64,
+    /// `p99_ms / calm_p99_ms`.
+    pub ratio: f64,
+}
+
+/// The scenario and first-attempt p99 of a report written by an earlier run.
+fn calm_run(path: &str) -> anyhow::Result<(String, f64)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the calm run's report {path}"))?;
+    let report: Value = serde_json::from_str(&text).with_context(|| format!("{path} is not a JSON report"))?;
+    let p99 = report["first_attempt_end_to_end"]["p99_ms"]
+        .as_f64()
+        .filter(|p| *p > 0.0)
+        .ok_or_else(|| anyhow!("{path} has no first_attempt_end_to_end.p99_ms above zero"))?;
+    Ok((report["scenario"].as_str().unwrap_or("unnamed").to_owned(), p99))
+}
+
+impl Comparison {
+    fn new(calm_report: &str, (calm_scenario, calm_p99_ms): (String, f64), p99_ms: f64) -> Self {
+        Self { calm_report: calm_report.to_owned(), calm_scenario, calm_p99_ms, p99_ms, ratio: p99_ms / calm_p99_ms }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:.1} ms against {:.1} ms in the calm run ({}), {:.2}×",
+            self.p99_ms, self.calm_p99_ms, self.calm_scenario, self.ratio
+        )
+    }
 }
 
 /// The built-in receiver's own ceiling, measured with wrk (a 250-byte POST,
@@ -258,6 +301,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         args.operator_token.clone().or_else(|| std::env::var("HOOKLINE_OPERATOR_TOKEN").ok()).ok_or_else(|| {
             anyhow!("pass --operator-token or set HOOKLINE_OPERATOR_TOKEN (the bench creates its own organisation)")
         })?;
+    // Read before the run, so a wrong path costs nothing.
+    let calm = args.compare_with.as_deref().map(calm_run).transpose()?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).tcp_nodelay(true).build()?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -403,17 +448,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     eprintln!();
     let r = rx.receipts.lock().unwrap();
     let e2e: Vec<u64> = r.deliveries.values().map(|(l, _, _)| *l).collect();
-    let first_try_at: Vec<(u64, u64)> =
-        r.deliveries.iter().filter(|(id, _)| r.first_try.contains(*id)).map(|(_, (l, _, t))| (*t, *l)).collect();
+    // Receipts are stamped from the receiver's start; the report counts time
+    // from the first send, after the setup (and the receiver's wrk ceiling).
+    let sent_from = send_start.duration_since(rx.start).as_micros() as u64;
+    let first_try_at: Vec<(u64, u64)> = r
+        .deliveries
+        .iter()
+        .filter(|(id, _)| r.first_try.contains(*id))
+        .map(|(_, (l, _, t))| (t.saturating_sub(sent_from), *l))
+        .collect();
     let first_try: Vec<u64> = first_try_at.iter().map(|(_, l)| *l).collect();
     let seconds = per_second(&first_try_at);
-    let receipts_at: Vec<u64> = r.deliveries.values().map(|(_, _, t)| *t).collect();
+    let receipts_at: Vec<u64> = r.deliveries.values().map(|(_, _, t)| t.saturating_sub(sent_from)).collect();
     let duplicates = r.deliveries.values().map(|(_, n, _)| (*n as usize).saturating_sub(1)).sum();
     let delivered = r.deliveries.len();
     let wall = send_start.elapsed().as_secs_f64().max(ingest_seconds);
     let lat = std::mem::take(&mut *latencies.lock().unwrap());
     let svg = plot(&e2e, &receipts_at, &seconds, &args.scenario);
     let accepted = lat.len();
+    let first_attempt = percentiles(first_try);
+    let against_calm =
+        args.compare_with.as_deref().zip(calm).map(|(path, calm)| Comparison::new(path, calm, first_attempt.p99_ms));
     let report = Report {
         scenario: args.scenario.clone(),
         events: args.events,
@@ -432,9 +487,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         duplicates,
         deliveries_per_second: delivered as f64 / wall,
         end_to_end: percentiles(e2e),
-        first_attempt_end_to_end: percentiles(first_try),
+        first_attempt_end_to_end: first_attempt,
         first_attempt_per_second: seconds,
         receiver_ceiling_per_second: receiver_ceiling,
+        against_calm,
     };
     std::fs::create_dir_all(&args.out)?;
     let path = format!("{}/{}-{}.json", args.out, chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), args.scenario);
@@ -462,6 +518,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         report.duplicates,
         report.missing,
     );
+    if let Some(c) = &report.against_calm {
+        println!("  first-attempt p99 {}", c.describe());
+    }
     Ok(report)
 }
 
@@ -572,6 +631,10 @@ fn markdown(r: &Report, svg: &str) -> String {
         .receiver_ceiling_per_second
         .map(|c| format!("{c:.0} requests/s (wrk, 2 threads, 32 connections)"))
         .unwrap_or_else(|| "not measured (wrk not installed)".into());
+    let against = r
+        .against_calm
+        .as_ref()
+        .map_or_else(String::new, |c| format!("| their p99 against the calm run | {} |\n", c.describe()));
     format!(
         "# Hookline benchmark: {}\n\n{} events, {} in flight, rate {} (0 = saturating), {} endpoints, {} hanging, \
          {:.0}% first attempts failed on purpose.\n\n\
@@ -584,6 +647,7 @@ fn markdown(r: &Report, svg: &str) -> String {
          | send to receipt p50 / p90 / p99 / max | {:.1} / {:.1} / {:.1} / {:.1} ms |\n\
          | the same, deliveries that succeeded at their first attempt | {:.1} / {:.1} / {:.1} / {:.1} ms |\n\
          | their slowest second | {} |\n\
+         {}\
          | built-in receiver ceiling | {} |\n\n![plots]({})\n",
         r.scenario,
         r.events,
@@ -612,6 +676,7 @@ fn markdown(r: &Report, svg: &str) -> String {
         r.first_attempt_end_to_end.p99_ms,
         r.first_attempt_end_to_end.max_ms,
         slowest_second(&r.first_attempt_per_second),
+        against,
         ceiling,
         std::path::Path::new(svg).file_name().and_then(|f| f.to_str()).unwrap_or_default()
     )

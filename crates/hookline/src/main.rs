@@ -47,6 +47,10 @@ enum Command {
     /// Print the OpenAPI document of both APIs.
     Openapi,
     /// Measure a running Hookline: ingest throughput and latency, end-to-end delivery.
+    ///
+    /// An option given twice takes its last value, so `scripts/bench.sh`
+    /// can pass one scenario's options and then the caller's overrides.
+    #[command(args_override_self = true)]
     Bench(hookline::bench::BenchArgs),
 }
 
