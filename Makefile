@@ -71,8 +71,8 @@ bench: check-services
 	./scripts/bench.sh
 
 ## The retry-storm and hanging-endpoint comparisons PAIRS times (default 5),
-## calm then loaded, each run on a fresh stack; ratios and their median in
-## bench-results/<time>-pairs.md.
+## calm then loaded, each pair on a fresh stack warmed for 2 s; ratios and
+## their median in bench-results/<time>-pairs.md.
 PAIRS ?= 5
 bench-pairs: check-services
 	./scripts/bench.sh --pairs $(PAIRS)

@@ -87,8 +87,8 @@ run() { "$BIN" bench --url "$URL" "$@"; }
 if [ "$#" -gt 0 ] && [ "$1" = "--only" ]; then shift; run "$@"; exit; fi
 if [ "$#" -gt 0 ] && [ "$1" = "--pair" ]; then
   case "$2" in
-    storm) calm=("${CALM_400[@]}") loaded=("${STORM[@]}") rate=400 ;;
-    hanging) calm=("${CALM_NINE[@]}") loaded=("${HANGING[@]}") rate=100 ;;
+    storm) calm=("${CALM_400[@]}") calm_name=fixed-400-per-second loaded=("${STORM[@]}") rate=400 ;;
+    hanging) calm=("${CALM_NINE[@]}") calm_name=calm-nine-endpoints loaded=("${HANGING[@]}") rate=100 ;;
     *) echo "bench: --pair takes storm or hanging" >&2; exit 2 ;;
   esac
   shift 2
@@ -96,7 +96,7 @@ if [ "$#" -gt 0 ] && [ "$1" = "--pair" ]; then
   run "${calm[@]}" --scenario warm-up --events $((2 * rate)) --out "$warm" --skip-receiver-ceiling >/dev/null 2>&1
   rm -rf "$warm"
   run "${calm[@]}" --skip-receiver-ceiling "$@"
-  run "${loaded[@]}" --skip-receiver-ceiling --compare-with "$(latest "${calm[1]}")" "$@"
+  run "${loaded[@]}" --skip-receiver-ceiling --compare-with "$(latest "$calm_name")" "$@"
   exit
 fi
 run --scenario saturate-1-endpoint --events 20000 --concurrency 32 --endpoints 1 "$@"
