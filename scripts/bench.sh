@@ -6,6 +6,8 @@
 #   scripts/bench.sh                 # the standard scenarios
 #   scripts/bench.sh --events 5000   # extra arguments go to every scenario
 #   scripts/bench.sh --pairs 5       # the two comparisons only, five times over
+#   HOOKLINE_BIN=/path/to/hookline scripts/bench.sh ...   # that build, not a fresh one
+#                                    # (to set two builds side by side on one machine)
 #
 # The retry storm and the hanging endpoint are judged against a calm run of
 # the same shape. One run of each says little on a machine whose speed
@@ -54,12 +56,16 @@ if [ "$#" -gt 0 ] && [ "$1" = "--pairs" ]; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hookline/target}"
-cargo build --release -q -p hookline
+if [ -n "${HOOKLINE_BIN:-}" ]; then
+  BIN="$HOOKLINE_BIN"
+else
+  cargo build --release -q -p hookline
+  BIN="$CARGO_TARGET_DIR/release/hookline"
+fi
 if ! command -v wrk >/dev/null; then
   echo "bench: wrk is not installed, so the reports will not show the built-in receiver's ceiling" >&2
   echo "bench: install it first (Debian and Ubuntu: apt-get install wrk)" >&2
 fi
-BIN="$CARGO_TARGET_DIR/release/hookline"
 
 VHOST="hookline-bench"
 curl -fsS -u guest:guest -X PUT "http://127.0.0.1:15672/api/vhosts/$VHOST" >/dev/null
