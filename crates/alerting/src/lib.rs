@@ -84,9 +84,12 @@ impl Alerting {
                     Err(_) => break,
                 }
             }
-            let payloads: Vec<&[u8]> = batch.iter().map(|d| d.data.as_slice()).collect();
             let results = if queue == topology::QUEUE_OUTCOMES_ALERTING {
-                rules::process_outcomes(self, &payloads).await
+                let messages: Vec<(Option<&str>, &[u8])> = batch
+                    .iter()
+                    .map(|d| (d.properties.kind().as_ref().map(|k| k.as_str()), d.data.as_slice()))
+                    .collect();
+                rules::process_messages(self, &messages).await
             } else {
                 let mut results = Vec::with_capacity(batch.len());
                 for d in &batch {

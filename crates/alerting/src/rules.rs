@@ -339,16 +339,21 @@ struct Outcome {
 }
 
 impl Outcome {
-    /// None (logged) for a message this version cannot read or whose ids
-    /// are malformed: judging it again could never succeed.
-    fn read(payload: &[u8]) -> Option<Self> {
-        let o = match DeliveryOutcome::decode(payload) {
-            Ok(o) if o.version == MESSAGE_VERSION => o,
-            _ => {
-                tracing::error!("an outcome message this version cannot read; dropping it");
-                return None;
+    /// The outcomes of one message (a batch carries several). None (logged)
+    /// for a message this version cannot read, and an outcome whose ids are
+    /// malformed is left out: judging them again could never succeed.
+    fn read(kind: Option<&str>, payload: &[u8]) -> Vec<Self> {
+        let outcomes = match hookline_broker::messages::outcomes_of(kind, payload) {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::error!(error = %e, "an outcome message this version cannot read; dropping it");
+                return Vec::new();
             }
         };
+        outcomes.into_iter().filter_map(Self::checked).collect()
+    }
+
+    fn checked(o: DeliveryOutcome) -> Option<Self> {
         let ids = (|| {
             anyhow::Ok((
                 DeliveryId::parse(&o.delivery_id)?.as_uuid(),
@@ -359,7 +364,7 @@ impl Outcome {
         match ids {
             Ok((delivery_id, endpoint, org_id)) => Some(Self { kind: o.kind(), o, delivery_id, endpoint, org_id }),
             Err(e) => {
-                tracing::error!(error = %e, "an outcome message with a malformed id; dropping it");
+                tracing::error!(error = %e, "an outcome with a malformed id; dropping it");
                 None
             }
         }
@@ -484,21 +489,28 @@ async fn evaluate(c: Tx<'_>, j: &mut Judging, out: &Outcome) -> diesel::QueryRes
     Ok(())
 }
 
-/// Evaluates several outcome messages in order, one result each, in one
-/// transaction: one commit for the batch, each alert written once however
-/// often it occurred. Should the batch fail, each outcome is judged again
-/// alone, so one that cannot be judged holds up only itself.
+/// Evaluates several single-outcome messages in order, one result each
+/// (see [`process_messages`]).
 pub async fn process_outcomes(a: &Alerting, payloads: &[&[u8]]) -> Vec<anyhow::Result<()>> {
-    let outcomes: Vec<Outcome> = payloads.iter().filter_map(|p| Outcome::read(p)).collect();
+    let messages: Vec<(Option<&str>, &[u8])> = payloads.iter().map(|p| (None, *p)).collect();
+    process_messages(a, &messages).await
+}
+
+/// Evaluates several outcome messages (each `(type, payload)`: a single
+/// outcome or a batch) in order, one result per message, in one
+/// transaction: one commit for the lot, each alert written once however
+/// often it occurred. Should that fail, each message is judged again
+/// alone, so one that cannot be judged holds up only itself.
+pub async fn process_messages(a: &Alerting, messages: &[(Option<&str>, &[u8])]) -> Vec<anyhow::Result<()>> {
+    let outcomes: Vec<Outcome> = messages.iter().flat_map(|(kind, p)| Outcome::read(*kind, p)).collect();
     match judge(a, &outcomes).await {
-        Ok(()) => payloads.iter().map(|_| Ok(())).collect(),
-        Err(e) if payloads.len() == 1 => vec![Err(e)],
+        Ok(()) => messages.iter().map(|_| Ok(())).collect(),
+        Err(e) if messages.len() == 1 => vec![Err(e)],
         Err(e) => {
-            tracing::warn!(error = format!("{e:#}"), "judging a batch of outcomes failed; judging each alone");
-            let mut results = Vec::with_capacity(payloads.len());
-            for p in payloads {
-                let one: Vec<Outcome> = Outcome::read(p).into_iter().collect();
-                results.push(judge(a, &one).await);
+            tracing::warn!(error = format!("{e:#}"), "judging a batch of outcomes failed; judging each message alone");
+            let mut results = Vec::with_capacity(messages.len());
+            for (kind, p) in messages {
+                results.push(judge(a, &Outcome::read(*kind, p)).await);
             }
             results
         }
@@ -587,8 +599,7 @@ async fn judge(a: &Alerting, outcomes: &[Outcome]) -> anyhow::Result<()> {
 
 /// Evaluates one outcome message.
 pub async fn process_outcome(a: &Alerting, payload: &[u8]) -> anyhow::Result<()> {
-    let one: Vec<Outcome> = Outcome::read(payload).into_iter().collect();
-    judge(a, &one).await
+    judge(a, &Outcome::read(None, payload)).await
 }
 
 /// A message on the dead-letter queue. Deliveries the worker dead-lettered

@@ -5,7 +5,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/hookline.broker.v1.rs"));
 }
 
-pub use generated::{DeliveryBatch, DeliveryOutcome, DeliveryTask, OutcomeKind, TaskReason};
+pub use generated::{DeliveryBatch, DeliveryOutcome, DeliveryOutcomeBatch, DeliveryTask, OutcomeKind, TaskReason};
 
 /// The message format version this build reads and writes.
 pub const MESSAGE_VERSION: u32 = 1;
@@ -14,6 +14,7 @@ pub const CONTENT_TYPE: &str = "application/x-protobuf";
 pub const TYPE_DELIVERY_TASK: &str = "hookline.broker.v1.DeliveryTask";
 pub const TYPE_DELIVERY_OUTCOME: &str = "hookline.broker.v1.DeliveryOutcome";
 pub const TYPE_DELIVERY_BATCH: &str = "hookline.broker.v1.DeliveryBatch";
+pub const TYPE_DELIVERY_OUTCOME_BATCH: &str = "hookline.broker.v1.DeliveryOutcomeBatch";
 
 /// Why a work message could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,23 @@ pub fn read_task(payload: &[u8]) -> Result<DeliveryTask, Unreadable> {
         return Err(Unreadable::Version(task.version));
     }
     Ok(task)
+}
+
+/// The outcomes an outcome message carries: one for a `DeliveryOutcome`,
+/// several for a `DeliveryOutcomeBatch`, told apart by the AMQP `type`
+/// property (messages without one are single outcomes).
+pub fn outcomes_of(kind: Option<&str>, payload: &[u8]) -> Result<Vec<DeliveryOutcome>, Unreadable> {
+    use prost::Message;
+    let known = |version: u32| if version == MESSAGE_VERSION { Ok(()) } else { Err(Unreadable::Version(version)) };
+    if kind != Some(TYPE_DELIVERY_OUTCOME_BATCH) {
+        let outcome = DeliveryOutcome::decode(payload)?;
+        known(outcome.version)?;
+        return Ok(vec![outcome]);
+    }
+    let batch = DeliveryOutcomeBatch::decode(payload)?;
+    known(batch.version)?;
+    batch.outcomes.iter().try_for_each(|o| known(o.version))?;
+    Ok(batch.outcomes)
 }
 
 impl OutcomeKind {
@@ -104,5 +122,31 @@ mod tests {
         };
         assert!(matches!(tasks_of(Some(TYPE_DELIVERY_BATCH), &mixed.encode_to_vec()), Err(Unreadable::Version(9))));
         assert!(tasks_of(Some(TYPE_DELIVERY_BATCH), b"\xff\xff\xff").is_err());
+    }
+
+    #[test]
+    fn an_outcome_batch_is_read_by_its_type_and_an_outcome_without_one() {
+        let outcome = |id: &str| DeliveryOutcome {
+            version: MESSAGE_VERSION,
+            delivery_id: id.into(),
+            kind: OutcomeKind::RetryScheduled as i32,
+            ..Default::default()
+        };
+        let batch =
+            DeliveryOutcomeBatch { version: MESSAGE_VERSION, outcomes: vec![outcome("dlv_1"), outcome("dlv_2")] };
+        let got = outcomes_of(Some(TYPE_DELIVERY_OUTCOME_BATCH), &batch.encode_to_vec()).unwrap();
+        assert_eq!(got.iter().map(|o| o.delivery_id.as_str()).collect::<Vec<_>>(), ["dlv_1", "dlv_2"]);
+        assert_eq!(outcomes_of(None, &outcome("dlv_3").encode_to_vec()).unwrap()[0].delivery_id, "dlv_3");
+        let one = outcomes_of(Some(TYPE_DELIVERY_OUTCOME), &outcome("dlv_4").encode_to_vec()).unwrap();
+        assert_eq!(one.len(), 1);
+        let newer = DeliveryOutcome { version: MESSAGE_VERSION + 1, ..outcome("dlv_5") };
+        assert!(matches!(outcomes_of(None, &newer.encode_to_vec()), Err(Unreadable::Version(_))));
+        let mixed = DeliveryOutcomeBatch {
+            version: MESSAGE_VERSION,
+            outcomes: vec![outcome("dlv_6"), DeliveryOutcome { version: 9, ..outcome("dlv_7") }],
+        };
+        let read = outcomes_of(Some(TYPE_DELIVERY_OUTCOME_BATCH), &mixed.encode_to_vec());
+        assert!(matches!(read, Err(Unreadable::Version(9))));
+        assert!(outcomes_of(Some(TYPE_DELIVERY_OUTCOME_BATCH), b"\xff\xff\xff").is_err());
     }
 }

@@ -17,8 +17,8 @@ use prost::Message;
 use tokio::sync::Mutex;
 
 use crate::messages::{
-    DeliveryBatch, DeliveryOutcome, DeliveryTask, CONTENT_TYPE, TYPE_DELIVERY_BATCH, TYPE_DELIVERY_OUTCOME,
-    TYPE_DELIVERY_TASK,
+    DeliveryBatch, DeliveryOutcome, DeliveryOutcomeBatch, DeliveryTask, CONTENT_TYPE, TYPE_DELIVERY_BATCH,
+    TYPE_DELIVERY_OUTCOME, TYPE_DELIVERY_OUTCOME_BATCH, TYPE_DELIVERY_TASK,
 };
 use crate::topology;
 
@@ -197,6 +197,31 @@ impl Broker {
         delay: Duration,
         traceparent: Option<&str>,
     ) -> anyhow::Result<()> {
+        let queue = self.retry_queue(delay).await?;
+        self.publish("", &queue, TYPE_DELIVERY_TASK, Some(task.attempt), traceparent, &task.encode_to_vec()).await
+    }
+
+    /// Publishes several tasks to the delay queue for `delay` as one message
+    /// (a `DeliveryBatch`; each task carries its own trace context). One
+    /// task goes as a message of its own.
+    pub async fn publish_delayed_batch(&self, tasks: &[DeliveryTask], delay: Duration) -> anyhow::Result<()> {
+        match tasks {
+            [] => Ok(()),
+            [task] => {
+                let traceparent = (!task.traceparent.is_empty()).then_some(task.traceparent.as_str());
+                self.publish_delayed(task, delay, traceparent).await
+            }
+            _ => {
+                let queue = self.retry_queue(delay).await?;
+                let batch = DeliveryBatch { version: crate::messages::MESSAGE_VERSION, tasks: tasks.to_vec() };
+                self.publish("", &queue, TYPE_DELIVERY_BATCH, None, None, &batch.encode_to_vec()).await
+            }
+        }
+    }
+
+    /// The delay queue for `delay`, declared when first used and again now
+    /// and then (see [`RETRY_REDECLARE_EVERY`]).
+    async fn retry_queue(&self, delay: Duration) -> anyhow::Result<String> {
         let delay_ms = (delay.as_millis() as u64).max(1);
         let queue = topology::retry_queue_name(delay_ms);
         let needs_declare = {
@@ -211,7 +236,7 @@ impl Broker {
             }
             self.retry_declared.lock().await.insert(delay_ms, Instant::now());
         }
-        self.publish("", &queue, TYPE_DELIVERY_TASK, Some(task.attempt), traceparent, &task.encode_to_vec()).await
+        Ok(queue)
     }
 
     /// Publishes an outcome for the alerting service.
@@ -225,5 +250,35 @@ impl Broker {
             &outcome.encode_to_vec(),
         )
         .await
+    }
+
+    /// Publishes outcomes of one kind for the alerting service, several as
+    /// one message (a `DeliveryOutcomeBatch`) under that kind's routing key.
+    pub async fn publish_outcomes(&self, outcomes: &[DeliveryOutcome]) -> anyhow::Result<()> {
+        match outcomes {
+            [] => Ok(()),
+            [one] => self.publish_outcome(one).await,
+            [first, rest @ ..] => {
+                let kind = first.kind();
+                if let Some(other) = rest.iter().find(|o| o.kind() != kind) {
+                    return Err(anyhow!(
+                        "an outcome batch holds one kind: {} and {}",
+                        kind.routing_key(),
+                        other.kind().routing_key()
+                    ));
+                }
+                let batch =
+                    DeliveryOutcomeBatch { version: crate::messages::MESSAGE_VERSION, outcomes: outcomes.to_vec() };
+                self.publish(
+                    topology::EXCHANGE_OUTCOMES,
+                    kind.routing_key(),
+                    TYPE_DELIVERY_OUTCOME_BATCH,
+                    None,
+                    None,
+                    &batch.encode_to_vec(),
+                )
+                .await
+            }
+        }
     }
 }

@@ -6,11 +6,12 @@
 //! disposition out); [`Worker::run`] is the consume loop around it, which
 //! acks only after the outcome is recorded and shuts down through the kit's
 //! cancellation token, waiting for in-flight deliveries. A message carries
-//! one task, or the new deliveries of one event as a batch (see
-//! `Worker::take_batch`).
+//! one task, or several as a batch: the new deliveries of one event, or
+//! retries that waited in the same delay queue (see `Worker::take_batch`).
 
 pub mod client;
 pub mod metrics;
+pub mod outgoing;
 pub mod process;
 pub mod successes;
 pub mod sweeper;
@@ -64,6 +65,10 @@ pub struct Worker {
     pub loader: Loader,
     /// Successes alerting must hear of, at most one per endpoint a second.
     pub successes: successes::SuccessReports,
+    /// Retries and parked tasks on their way to the delay queues, several to a message.
+    pub delayed: outgoing::Delayed,
+    /// Outcomes on their way to alerting, several to a message.
+    pub outcomes: outgoing::Outcomes,
 }
 
 /// A delivery and its event, as the worker reads them.
@@ -195,6 +200,8 @@ impl Worker {
             recorder: recorder(keyed.clone()),
             loader: loader(keyed),
             successes: successes::SuccessReports::default(),
+            delayed: outgoing::delayed(kit.broker.clone()),
+            outcomes: outgoing::outcomes(kit.broker.clone()),
             kit,
         }))
     }
@@ -358,8 +365,9 @@ impl Worker {
         result
     }
 
-    /// Takes a message carrying several tasks (one event's new deliveries):
-    /// each runs as if it had come alone, holding a slot of the worker's
+    /// Takes a message carrying several tasks (one event's new deliveries,
+    /// or retries and parked tasks that left a delay queue together; see
+    /// [`outgoing`]): each runs as if it had come alone, holding a slot of the worker's
     /// concurrency of its own, and the message is acknowledged once all are
     /// settled. A task not done with goes on alone, as its own message would
     /// have: to the dead-letter exchange, or back to the work queue after
@@ -382,7 +390,9 @@ impl Worker {
         for task in tasks {
             let permit = concurrency.clone().acquire_owned().await.expect("semaphore open");
             let this = Arc::clone(self);
-            let traceparent = traceparent.clone();
+            // A retry carries the trace it continues; an event's deliveries share the message's.
+            let traceparent =
+                if task.traceparent.is_empty() { traceparent.clone() } else { Some(task.traceparent.clone()) };
             let redelivered = delivery.redelivered;
             running.push(tokio::spawn(async move {
                 metrics::IN_FLIGHT.inc();

@@ -73,7 +73,10 @@ pub async fn process_task(
     redelivered: bool,
     traceparent: Option<&str>,
 ) -> Disposition {
-    let trace = traceparent.and_then(TraceParent::parse).unwrap_or_else(TraceParent::root);
+    // A retry or parked task carries the trace it continues; otherwise the message does.
+    let trace = TraceParent::parse(&task.traceparent)
+        .or_else(|| traceparent.and_then(TraceParent::parse))
+        .unwrap_or_else(TraceParent::root);
     let span = tracing::info_span!(
         "delivery",
         delivery_id = %task.delivery_id,
@@ -324,11 +327,17 @@ async fn finish(
                     Ok(Disposition::DeadLetter)
                 }
                 NextStep::RetryAfter(delay) => {
-                    if recorded.claimed {
-                        publish_retry(w, task, delivery.id, attempt + 1, delay, trace).await?;
-                    }
-                    publish_outcome(w, task, delivery, OutcomeKind::RetryScheduled, Some(&response)).await;
-                    Ok(Disposition::Ack)
+                    // Both wait a linger for company (see `outgoing`): side by side, not one after the other.
+                    let retry = async {
+                        if recorded.claimed {
+                            publish_retry(w, task, delivery.id, attempt + 1, delay, trace).await
+                        } else {
+                            Ok(())
+                        }
+                    };
+                    let outcome = publish_outcome(w, task, delivery, OutcomeKind::RetryScheduled, Some(&response));
+                    let (retried, ()) = tokio::join!(retry, outcome);
+                    retried.map(|()| Disposition::Ack)
                 }
             }
         }
@@ -363,8 +372,19 @@ async fn publish_retry(
     delay: Duration,
     trace: &TraceParent,
 ) -> anyhow::Result<()> {
-    let retry = DeliveryTask { attempt: next as u32, reason: TaskReason::Retry as i32, parked: 0, ..task.clone() };
-    if let Err(e) = w.kit.broker.publish_delayed(&retry, delay, Some(&trace.to_string())).await {
+    let retry = DeliveryTask {
+        attempt: next as u32,
+        reason: TaskReason::Retry as i32,
+        parked: 0,
+        traceparent: trace.to_string(),
+        ..task.clone()
+    };
+    let published = match w.delayed.submit((retry, delay)).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(anyhow::anyhow!(e)),
+        None => Err(anyhow::anyhow!("the retry publisher has stopped")),
+    };
+    if let Err(e) = published {
         let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
         hookline_store::deliveries::unclaim_attempt(&mut conn, delivery_id, next).await?;
         return Err(e.context("publishing the retry"));
@@ -378,9 +398,12 @@ async fn park(
     delay: Duration,
     trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
-    let parked = DeliveryTask { reason: TaskReason::Parked as i32, ..task.clone() };
-    w.kit.broker.publish_delayed(&parked, delay, Some(&trace.to_string())).await?;
-    Ok(Disposition::Ack)
+    let parked = DeliveryTask { reason: TaskReason::Parked as i32, traceparent: trace.to_string(), ..task.clone() };
+    match w.delayed.submit((parked, delay)).await {
+        Some(Ok(())) => Ok(Disposition::Ack),
+        Some(Err(e)) => Err(anyhow::anyhow!(e).context("parking the task")),
+        None => anyhow::bail!("the retry publisher has stopped"),
+    }
 }
 
 /// A message for an attempt that was already made (a redelivery after a
@@ -417,7 +440,7 @@ async fn publish_outcome(
     kind: OutcomeKind,
     response: Option<&Response>,
 ) {
-    send_outcome(w, &outcome_message(task, delivery, kind, response)).await;
+    send_outcome(w, outcome_message(task, delivery, kind, response)).await;
 }
 
 /// Reports a success now, or holds it for the end of its endpoint's
@@ -426,7 +449,7 @@ async fn report_success(w: &Arc<Worker>, task: &DeliveryTask, delivery: &Deliver
     let outcome = outcome_message(task, delivery, OutcomeKind::Delivered, Some(response));
     let endpoint = delivery.endpoint_id;
     match w.successes.offer(endpoint, outcome, Instant::now()) {
-        Offer::Now(outcome) => send_outcome(w, &outcome).await,
+        Offer::Now(outcome) => send_outcome(w, outcome).await,
         Offer::Held { flush_at: Some(at) } => {
             let w = w.clone();
             tokio::spawn(async move {
@@ -436,7 +459,7 @@ async fn report_success(w: &Arc<Worker>, task: &DeliveryTask, delivery: &Deliver
                     _ = w.kit.cancel.cancelled() => {}
                 }
                 if let Some(outcome) = w.successes.take_held(endpoint, Instant::now()) {
-                    send_outcome(&w, &outcome).await;
+                    send_outcome(&w, outcome).await;
                 }
             });
         }
@@ -444,9 +467,11 @@ async fn report_success(w: &Arc<Worker>, task: &DeliveryTask, delivery: &Deliver
     }
 }
 
-async fn send_outcome(w: &Worker, outcome: &DeliveryOutcome) {
-    if let Err(e) = w.kit.broker.publish_outcome(outcome).await {
-        tracing::warn!(error = format!("{e:#}"), "could not publish a delivery outcome");
+async fn send_outcome(w: &Worker, outcome: DeliveryOutcome) {
+    match w.outcomes.submit(outcome).await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::warn!(error = %e, "could not publish a delivery outcome"),
+        None => tracing::warn!("could not publish a delivery outcome: the outcome publisher has stopped"),
     }
 }
 

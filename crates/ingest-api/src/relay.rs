@@ -77,6 +77,8 @@ fn task_of(r: &Pending) -> DeliveryTask {
         first_enqueued_at_ms: r.created_at.timestamp_millis(),
         reason: reason(&r.reason) as i32,
         parked: 0,
+        // The message's header carries the trace, shared by an event's deliveries.
+        traceparent: String::new(),
     }
 }
 

@@ -304,15 +304,14 @@ pub async fn drain_tasks(vhost: &str, queue: &str) -> anyhow::Result<Vec<hooklin
 }
 
 /// Takes every message off a queue and returns the delivery outcomes they
-/// carried, in queue order.
+/// carried, batches unpacked, in queue order.
 pub async fn drain_outcomes(
     vhost: &str,
     queue: &str,
 ) -> anyhow::Result<Vec<hookline_broker::messages::DeliveryOutcome>> {
-    use prost::Message;
     let mut outcomes = Vec::new();
-    drain(vhost, queue, |_, body| {
-        outcomes.push(hookline_broker::messages::DeliveryOutcome::decode(body)?);
+    drain(vhost, queue, |kind, body| {
+        outcomes.extend(hookline_broker::messages::outcomes_of(kind, body)?);
         Ok(())
     })
     .await?;

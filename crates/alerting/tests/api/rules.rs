@@ -175,3 +175,39 @@ async fn a_batch_counts_each_failure_once_whatever_else_it_holds() {
     hookline_alerting::rules::process_outcomes(&alerting, &payloads).await;
     assert_eq!(s.alerts(&format!("rule=delivery_dead_lettered&webhook_id={ep}")).await[0]["count"], 3);
 }
+
+#[tokio::test]
+async fn the_outcomes_of_a_batch_message_count_as_if_each_had_come_alone() {
+    use hookline_broker::messages::{
+        DeliveryOutcome, DeliveryOutcomeBatch, MESSAGE_VERSION, TYPE_DELIVERY_OUTCOME_BATCH,
+    };
+    use prost::Message;
+
+    let s = Stack::start(&[]).await;
+    s.settings(json!({"endpoint_failing_threshold": 1000, "failure_rate_min_attempts": 1000, "auto_disable_dead_letters": 1000})).await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(500));
+    let ep = s.endpoint(&r, fast(0)).await;
+    s.send_lead("l0").await;
+    s.wait_status(&ep, 1, "dead_letter").await;
+    s.wait_alert(&format!("rule=delivery_dead_lettered&webhook_id={ep}"), 1).await;
+    let outcome = async |attempt| {
+        DeliveryOutcome::decode(s.outcome(&ep, OutcomeKind::DeadLettered, attempt).await.as_slice()).unwrap()
+    };
+    // Attempt 7 twice in one batch (a worker retrying its publish), then 8;
+    // attempt 9 in a message of its own.
+    let (seven, eight, nine) = (outcome(7).await, outcome(8).await, outcome(9).await.encode_to_vec());
+    let batch =
+        DeliveryOutcomeBatch { version: MESSAGE_VERSION, outcomes: vec![seven.clone(), seven, eight] }.encode_to_vec();
+    let kind = Some(TYPE_DELIVERY_OUTCOME_BATCH);
+    let messages: Vec<(Option<&str>, &[u8])> = vec![(kind, &batch), (kind, b"not a batch"), (None, &nine)];
+    let alerting = hookline_alerting::Alerting::new(s.kit.clone()).unwrap();
+    let results = hookline_alerting::rules::process_messages(&alerting, &messages).await;
+    assert_eq!(results.len(), messages.len(), "one result per message");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let count = async || s.alerts(&format!("rule=delivery_dead_lettered&webhook_id={ep}")).await[0]["count"].clone();
+    assert_eq!(count().await, 4, "attempts 1, 7, 8 and 9, each once");
+    // The batch redelivered changes nothing.
+    hookline_alerting::rules::process_messages(&alerting, &messages[..1]).await;
+    assert_eq!(count().await, 4);
+}

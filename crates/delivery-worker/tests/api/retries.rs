@@ -332,3 +332,74 @@ async fn a_failed_attempt_claims_its_retry_as_it_is_recorded_and_a_retry_is_clai
     assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
     assert_eq!(get(&mut conn, id).await.unwrap().unwrap().scheduled_attempt, 4);
 }
+
+#[tokio::test]
+async fn retries_waiting_for_one_delay_share_a_message_and_keep_their_traces() {
+    use hookline_broker::messages::{DeliveryTask, TaskReason, MESSAGE_VERSION};
+    use hookline_delivery_worker::outgoing;
+
+    let s = Stack::start().await;
+    let delayed = outgoing::delayed(s.kit.broker.clone());
+    let task = |i: u32| DeliveryTask {
+        version: MESSAGE_VERSION,
+        delivery_id: format!("dlv_{i}"),
+        attempt: 2,
+        reason: TaskReason::Retry as i32,
+        traceparent: format!("00-{:032x}-00f067aa0ba902b7-01", i + 1),
+        ..Default::default()
+    };
+    // Long delays: the messages stay in their delay queues for the whole test.
+    let (long, longer) = (Duration::from_secs(600), Duration::from_secs(700));
+    let items = [(task(1), long), (task(2), longer), (task(3), long), (task(4), long)];
+    // Submitted together, well within the linger: one batch.
+    let results = futures_util::future::join_all(items.iter().cloned().map(|item| delayed.submit(item))).await;
+    assert!(results.iter().all(|r| r == &Some(Ok(()))), "{results:?}");
+
+    let vhost = &s.env.vhost;
+    assert_eq!(queue_depth(vhost, "deliveries.retry.600000ms").await.unwrap(), 1, "three retries, one message");
+    assert_eq!(queue_depth(vhost, "deliveries.retry.700000ms").await.unwrap(), 1, "a retry alone");
+    let batched = drain_tasks(vhost, "deliveries.retry.600000ms").await.unwrap();
+    let ids: Vec<&str> = batched.iter().map(|t| t.delivery_id.as_str()).collect();
+    assert_eq!(ids, ["dlv_1", "dlv_3", "dlv_4"], "in the order they were handed over");
+    assert_eq!(batched, [task(1), task(3), task(4)], "each task whole, its own trace with it");
+    assert_eq!(drain_tasks(vhost, "deliveries.retry.700000ms").await.unwrap(), [task(2)]);
+}
+
+#[tokio::test]
+async fn retries_that_travel_together_are_each_delivered_once_in_their_own_trace() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let n = 6;
+    // Every first attempt fails; the retries, a second later, succeed.
+    r.set(Behaviour::FailFirst { n, status: 500 });
+    let ep = s.endpoint(&r, "/hook", json!({"retry_policy": {"initial_delay_ms": 1000}})).await;
+    let sends = (0..n).map(|i| {
+        s.client
+            .post(s.ingest.url("/api/v1/events/leads"))
+            .bearer_auth(&s.key)
+            .header("traceparent", format!("00-{:032x}-b7ad6b7169203331-01", i + 1))
+            .json(&json!({"id": format!("l{i}"), "name": "Ada", "email": "ada@example.com"}))
+            .send()
+    });
+    for res in futures_util::future::join_all(sends).await {
+        assert_eq!(res.unwrap().status(), 202);
+    }
+    let delivered = s.wait_status(&ep, n, "delivered", Duration::from_secs(30)).await;
+    assert!(delivered.iter().all(|d| d["attempts"] == 2), "{delivered:?}");
+    let got = r.received();
+    assert_eq!(got.len(), 2 * n, "one failure and one success per delivery, nothing twice");
+    let trace_of = |g: &hookline_test_support::receiver::Received| {
+        let tp = hookline_domain::trace::TraceParent::parse(g.header("traceparent").unwrap()).unwrap();
+        tp.trace_id_hex()
+    };
+    for retry in got.iter().filter(|g| g.header("x-webhook-attempt") == Some("2")) {
+        let id = retry.header("x-webhook-delivery-id").unwrap();
+        let first = got
+            .iter()
+            .find(|g| g.header("x-webhook-delivery-id") == Some(id) && g.header("x-webhook-attempt") == Some("1"))
+            .expect("the first attempt of each retried delivery");
+        assert_eq!(trace_of(retry), trace_of(first), "a retry continues its own delivery's trace");
+    }
+    let traces: std::collections::HashSet<String> = got.iter().map(trace_of).collect();
+    assert_eq!(traces.len(), n, "each delivery in the trace of its own request");
+}
