@@ -339,8 +339,8 @@ struct Outcome {
 }
 
 impl Outcome {
-    /// The outcomes of one message (a batch carries several). None (logged)
-    /// for a message this version cannot read, and an outcome whose ids are
+    /// The outcomes of one message (a batch carries several). Nothing (logged)
+    /// from a message this version cannot read, and an outcome whose ids are
     /// malformed is left out: judging them again could never succeed.
     fn read(kind: Option<&str>, payload: &[u8]) -> Vec<Self> {
         let outcomes = match hookline_broker::messages::outcomes_of(kind, payload) {

@@ -34,19 +34,25 @@ pub fn tasks_of(kind: Option<&str>, payload: &[u8]) -> Result<Vec<DeliveryTask>,
         return Ok(vec![read_task(payload)?]);
     }
     let batch = DeliveryBatch::decode(payload)?;
-    let known = |version: u32| if version == MESSAGE_VERSION { Ok(()) } else { Err(Unreadable::Version(version)) };
     known(batch.version)?;
     batch.tasks.iter().try_for_each(|t| known(t.version))?;
     Ok(batch.tasks)
+}
+
+/// Whether this build reads messages of `version`.
+fn known(version: u32) -> Result<(), Unreadable> {
+    if version == MESSAGE_VERSION {
+        Ok(())
+    } else {
+        Err(Unreadable::Version(version))
+    }
 }
 
 /// A single `DeliveryTask` message, of a version this build knows.
 pub fn read_task(payload: &[u8]) -> Result<DeliveryTask, Unreadable> {
     use prost::Message;
     let task = DeliveryTask::decode(payload)?;
-    if task.version != MESSAGE_VERSION {
-        return Err(Unreadable::Version(task.version));
-    }
+    known(task.version)?;
     Ok(task)
 }
 
@@ -55,7 +61,6 @@ pub fn read_task(payload: &[u8]) -> Result<DeliveryTask, Unreadable> {
 /// property (messages without one are single outcomes).
 pub fn outcomes_of(kind: Option<&str>, payload: &[u8]) -> Result<Vec<DeliveryOutcome>, Unreadable> {
     use prost::Message;
-    let known = |version: u32| if version == MESSAGE_VERSION { Ok(()) } else { Err(Unreadable::Version(version)) };
     if kind != Some(TYPE_DELIVERY_OUTCOME_BATCH) {
         let outcome = DeliveryOutcome::decode(payload)?;
         known(outcome.version)?;

@@ -390,9 +390,8 @@ impl Worker {
         for task in tasks {
             let permit = concurrency.clone().acquire_owned().await.expect("semaphore open");
             let this = Arc::clone(self);
-            // A retry carries the trace it continues; an event's deliveries share the message's.
-            let traceparent =
-                if task.traceparent.is_empty() { traceparent.clone() } else { Some(task.traceparent.clone()) };
+            // A retry's own trace, in the task, wins over the message's (see `process_task`).
+            let traceparent = traceparent.clone();
             let redelivered = delivery.redelivered;
             running.push(tokio::spawn(async move {
                 metrics::IN_FLIGHT.inc();

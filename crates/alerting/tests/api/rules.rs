@@ -149,8 +149,9 @@ async fn two_alerting_instances_count_each_outcome_once() {
     second.cancel.cancel();
 }
 
-#[tokio::test]
-async fn a_batch_counts_each_failure_once_whatever_else_it_holds() {
+/// A stack whose one endpoint has had one delivery dead-lettered and counted,
+/// with every other rule held off; the receiver must outlive the test.
+async fn one_dead_letter_counted() -> (Stack, String, TestReceiver) {
     let s = Stack::start(&[]).await;
     s.settings(json!({"endpoint_failing_threshold": 1000, "failure_rate_min_attempts": 1000, "auto_disable_dead_letters": 1000})).await;
     let r = TestReceiver::start().await;
@@ -159,6 +160,12 @@ async fn a_batch_counts_each_failure_once_whatever_else_it_holds() {
     s.send_lead("l0").await;
     s.wait_status(&ep, 1, "dead_letter").await;
     s.wait_alert(&format!("rule=delivery_dead_lettered&webhook_id={ep}"), 1).await;
+    (s, ep, r)
+}
+
+#[tokio::test]
+async fn a_batch_counts_each_failure_once_whatever_else_it_holds() {
+    let (s, ep, _r) = one_dead_letter_counted().await;
     let outcome = async |attempt| s.outcome(&ep, OutcomeKind::DeadLettered, attempt).await;
     // Attempt 7 twice (a redelivered message), an unreadable message, attempt 8,
     // and attempt 1 again (already counted when it happened).
@@ -183,14 +190,7 @@ async fn the_outcomes_of_a_batch_message_count_as_if_each_had_come_alone() {
     };
     use prost::Message;
 
-    let s = Stack::start(&[]).await;
-    s.settings(json!({"endpoint_failing_threshold": 1000, "failure_rate_min_attempts": 1000, "auto_disable_dead_letters": 1000})).await;
-    let r = TestReceiver::start().await;
-    r.set(Behaviour::Status(500));
-    let ep = s.endpoint(&r, fast(0)).await;
-    s.send_lead("l0").await;
-    s.wait_status(&ep, 1, "dead_letter").await;
-    s.wait_alert(&format!("rule=delivery_dead_lettered&webhook_id={ep}"), 1).await;
+    let (s, ep, _r) = one_dead_letter_counted().await;
     let outcome = async |attempt| {
         DeliveryOutcome::decode(s.outcome(&ep, OutcomeKind::DeadLettered, attempt).await.as_slice()).unwrap()
     };
