@@ -16,6 +16,7 @@ pub struct Notifier {
     smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Option<Mailbox>,
     http: reqwest::Client,
+    allow_private: bool,
     renotify_secs: i64,
 }
 
@@ -31,12 +32,15 @@ impl Notifier {
             None => None,
         };
         let from = settings.smtp_from.parse::<Mailbox>().map_err(|e| anyhow::anyhow!("HOOKLINE_SMTP_FROM: {e}")).ok();
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()?;
-        Ok(Self { smtp, from, http, renotify_secs: settings.alert_renotify_secs as i64 })
+        // The Slack-style URL is the tenant's choice: the delivery guard applies.
+        let http = hookline_service_kit::outbound::build_client(settings.allow_private_targets, 8)?;
+        Ok(Self {
+            smtp,
+            from,
+            http,
+            allow_private: settings.allow_private_targets,
+            renotify_secs: settings.alert_renotify_secs as i64,
+        })
     }
 
     /// Sends what the committed notices call for, on the channels in `settings`
@@ -102,7 +106,15 @@ impl Notifier {
     }
 
     async fn slack(&self, url: &str, text: &str) -> anyhow::Result<()> {
-        self.http.post(url).json(&serde_json::json!({"text": text})).send().await?.error_for_status()?;
+        let url = url::Url::parse(url)?;
+        hookline_service_kit::outbound::check_literal(&url, self.allow_private).map_err(anyhow::Error::msg)?;
+        self.http
+            .post(url)
+            .timeout(std::time::Duration::from_secs(10))
+            .json(&serde_json::json!({"text": text}))
+            .send()
+            .await?
+            .error_for_status()?;
         Ok(())
     }
 }

@@ -9,7 +9,6 @@
 //! one task, or several as a batch: the new deliveries of one event, or
 //! retries that waited in the same delay queue (see `Worker::take_batch`).
 
-pub mod client;
 pub mod metrics;
 pub mod outgoing;
 pub mod process;
@@ -128,13 +127,19 @@ fn recorder(pool: PgPool) -> Recorder {
             let (attempts, outcomes): (Vec<AttemptRow>, Vec<AttemptOutcome>) = batch.into_iter().unzip();
             match write_attempts(&pool, &attempts, &outcomes).await {
                 Ok(recorded) => recorded.into_iter().map(Ok).collect(),
-                Err(e) if attempts.len() == 1 => vec![Err(e)],
                 Err(e) => {
                     // Write each alone, so one bad record cannot hold the others back.
                     tracing::warn!(error = %e, attempts = attempts.len(), "a batch of attempts failed; writing each alone");
                     let mut results = Vec::with_capacity(attempts.len());
                     for (a, o) in attempts.iter().zip(&outcomes) {
-                        let alone = write_attempts(&pool, std::slice::from_ref(a), std::slice::from_ref(o)).await;
+                        let mut alone = write_attempts(&pool, std::slice::from_ref(a), std::slice::from_ref(o)).await;
+                        if let Err(e) = &alone {
+                            // Still refused: keep the attempt and its outcome without what
+                            // the receiver sent, so the delivery moves on instead of looping.
+                            tracing::warn!(error = %e, delivery_id = %a.delivery_id, "an attempt record was refused; storing it without the response");
+                            let bare = degraded(a);
+                            alone = write_attempts(&pool, std::slice::from_ref(&bare), std::slice::from_ref(o)).await;
+                        }
                         results.push(alone.map(|recorded| recorded[0]));
                     }
                     results
@@ -142,6 +147,17 @@ fn recorder(pool: PgPool) -> Recorder {
             }
         }
     })
+}
+
+/// An attempt record stripped of everything that came from outside.
+fn degraded(a: &AttemptRow) -> AttemptRow {
+    AttemptRow {
+        request_headers: serde_json::Value::Object(Default::default()),
+        response_headers: None,
+        response_body: None,
+        error_message: Some("the attempt's details could not be stored".to_owned()),
+        ..a.clone()
+    }
 }
 
 /// Records the attempts and claims the retries of those that failed, in one
@@ -187,7 +203,10 @@ async fn write_attempts(
 
 impl Worker {
     pub fn new(kit: Arc<Kit>) -> anyhow::Result<Arc<Self>> {
-        let client = client::build_client(kit.settings.allow_private_targets, kit.settings.worker_concurrency)?;
+        let client = hookline_service_kit::outbound::build_client(
+            kit.settings.allow_private_targets,
+            kit.settings.worker_concurrency,
+        )?;
         // The batched reads and attempt records, the statements run for every
         // delivery, are planned once per connection (see `db::keyed_pool`):
         // one connection for each batch of each kind in flight.

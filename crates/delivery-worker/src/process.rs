@@ -24,9 +24,9 @@ use hookline_store::endpoints::EndpointRow;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::Instrument;
 
-use crate::client::{post, Response};
 use crate::successes::Offer;
 use crate::{metrics, Recorded, Worker};
+use hookline_service_kit::outbound::{post, Response};
 
 /// What to do with the broker message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

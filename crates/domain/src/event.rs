@@ -30,6 +30,16 @@ pub const BUILTIN_SCHEMAS: [(&str, &str); 7] = [
     (DELIVERY_DEAD_LETTERED, include_str!("../../../proto-schemas/events/delivery.dead_lettered.schema.json")),
 ];
 
+/// An event type as a metric label: built-in types by name, every
+/// tenant-defined type as `custom`, so the label's values stay bounded.
+pub fn metric_label(event_type: &str) -> &str {
+    if BUILTIN_SCHEMAS.iter().any(|(n, _)| *n == event_type) {
+        event_type
+    } else {
+        "custom"
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event type names are 1-100 characters of lowercase letters, digits, `_` and `.`, starting with a letter")]
 pub struct EventTypeError;

@@ -32,10 +32,27 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_v4(v4);
-    }
     let seg = ip.segments();
+    // ::/96 (IPv4-compatible, with :: and ::1), ::ffff:0:0/96 (IPv4-mapped)
+    // and ::ffff:0:0:0/96 (IPv4-translated) name IPv4 hosts through IPv6:
+    // never a webhook's public address.
+    if seg[..5].iter().all(|s| *s == 0) && (seg[5] == 0 || seg[5] == 0xffff) {
+        return false;
+    }
+    if seg[..4].iter().all(|s| *s == 0) && seg[4] == 0xffff && seg[5] == 0 {
+        return false;
+    }
+    // 64:ff9b:1::/48 local-use NAT64.
+    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1 {
+        return false;
+    }
+    // 2002::/16 6to4 embeds the IPv4 address of its gateway.
+    if seg[0] == 0x2002 {
+        let v4 = Ipv4Addr::new((seg[1] >> 8) as u8, seg[1] as u8, (seg[2] >> 8) as u8, seg[2] as u8);
+        if !is_public_v4(v4) {
+            return false;
+        }
+    }
     // 64:ff9b::/96 NAT64 embeds an IPv4 address.
     if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0) {
         let v4 = Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
@@ -89,6 +106,14 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::7f00:1",
             "224.0.0.1",
+            "::127.0.0.1",
+            "::8.8.8.8",
+            "::ffff:8.8.8.8",
+            "::ffff:0:7f00:1",
+            "2002:7f00:1::1",
+            "2002:a00:1::1",
+            "2002:a9fe:a9fe::1",
+            "64:ff9b:1::808:808",
         ] {
             assert!(!is_public_ip(ip(s)), "{s} should not be public");
         }
@@ -96,7 +121,7 @@ mod tests {
 
     #[test]
     fn accepts_public_addresses() {
-        for s in ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for s in ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "2002:808:808::1", "64:ff9b::808:808"] {
             assert!(is_public_ip(ip(s)), "{s} should be public");
         }
     }

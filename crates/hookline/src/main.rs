@@ -80,6 +80,12 @@ enum OrgCommand {
         max_keys: Option<i32>,
         #[arg(long)]
         retention_days: Option<i32>,
+        /// The highest rate limit (per hour) the organisation may give its keys.
+        #[arg(long, conflicts_with = "no_key_rate_ceiling")]
+        max_key_rate_limit_per_hour: Option<i32>,
+        /// Remove the ceiling on key rate limits.
+        #[arg(long)]
+        no_key_rate_ceiling: bool,
     },
 }
 
@@ -230,7 +236,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Org {
             command:
-                OrgCommand::SetQuota { org, events_per_minute, unlimited_events, max_endpoints, max_keys, retention_days },
+                OrgCommand::SetQuota {
+                    org,
+                    events_per_minute,
+                    unlimited_events,
+                    max_endpoints,
+                    max_keys,
+                    retention_days,
+                    max_key_rate_limit_per_hour,
+                    no_key_rate_ceiling,
+                },
         } => {
             let org_id = OrgId::parse(&org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
             let pool = hookline_store::db::pool(settings.database_url.expose(), 2)?;
@@ -240,6 +255,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 max_endpoints,
                 max_keys,
                 retention_days,
+                max_key_rate_limit_per_hour: if no_key_rate_ceiling {
+                    Some(None)
+                } else {
+                    max_key_rate_limit_per_hour.map(Some)
+                },
             };
             let view = hookline_control_api::routes::orgs::update(&pool, org_id, body, None)
                 .await

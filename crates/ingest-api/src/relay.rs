@@ -55,6 +55,7 @@ pub fn init_metrics() {
     for t in hookline_domain::event::BUILTIN_SCHEMAS.iter().map(|(n, _)| *n) {
         PUBLISHED.with_label_values(&[t]);
     }
+    PUBLISHED.with_label_values(&["custom"]);
 }
 
 fn reason(text: &str) -> TaskReason {
@@ -139,7 +140,7 @@ pub async fn publish(broker: &Broker, rows: &[Pending]) -> anyhow::Result<()> {
         return Err(e.context("publishing to RabbitMQ"));
     }
     for r in rows {
-        PUBLISHED.with_label_values(&[r.event_type.as_str()]).inc();
+        PUBLISHED.with_label_values(&[hookline_domain::event::metric_label(&r.event_type)]).inc();
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ use crate::caches::{Caches, Topic};
 use crate::error::ApiError;
 use crate::kit::Kit;
 use crate::metrics::AUTH_CACHE;
-use crate::ratelimit::{Decision, Policy};
+use crate::ratelimit::{Decision, Policy, RateLimiter};
 
 /// Who is calling: a verified, unexpired, unrevoked key.
 #[derive(Debug, Clone)]
@@ -37,6 +37,9 @@ pub struct Principal {
     pub rate_limit_per_hour: u32,
     /// The organisation's event quota (per minute), when the operator set one.
     pub org_events_per_minute: Option<u32>,
+    /// The key's own expiry and address allowlist: what it may give on.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub allowed_ips: Vec<IpNet>,
     pub client_ip: Option<IpAddr>,
 }
 
@@ -65,15 +68,69 @@ pub struct CachedKey {
     previous_valid_until: Option<DateTime<Utc>>,
 }
 
+/// How long an address past `HOOKLINE_AUTH_FAILURES_PER_MINUTE` is refused
+/// without a look-up.
+pub const BLOCK_SECS: u64 = 60;
+/// How long a well-formed key that matched nothing is answered from memory.
+const UNKNOWN_TTL: Duration = Duration::from_secs(10);
+
 pub struct Authenticator {
     pool: PgPool,
     pepper: KeyPepper,
     caches: Arc<Caches>,
+    limiter: Arc<RateLimiter>,
+    failures_per_minute: u64,
+    /// Hashes that matched no key: forged keys cost one database look-up each per TTL.
+    unknown: moka::sync::Cache<KeyHash, ()>,
+    /// Addresses past their failure budget.
+    blocked: moka::sync::Cache<IpAddr, ()>,
 }
 
 impl Authenticator {
-    pub fn new(pool: PgPool, pepper: KeyPepper, caches: Arc<Caches>) -> Self {
-        Self { pool, pepper, caches }
+    pub fn new(
+        pool: PgPool,
+        pepper: KeyPepper,
+        caches: Arc<Caches>,
+        limiter: Arc<RateLimiter>,
+        failures_per_minute: u64,
+    ) -> Self {
+        Self {
+            pool,
+            pepper,
+            caches,
+            limiter,
+            failures_per_minute,
+            unknown: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(UNKNOWN_TTL).build(),
+            blocked: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(BLOCK_SECS))
+                .build(),
+        }
+    }
+
+    /// Checks a presented key; every failure counts against the client
+    /// address, and an address past its budget of failures is refused
+    /// (429) before any look-up.
+    pub async fn authenticate(&self, raw: &str, client_ip: Option<IpAddr>) -> Result<Principal, ApiError> {
+        if client_ip.is_some_and(|ip| self.blocked.contains_key(&ip)) {
+            return Err(too_many_failures());
+        }
+        let result = self.check(raw, client_ip).await;
+        if let (Err(e), Some(ip)) = (&result, client_ip) {
+            if e.status == actix_web::http::StatusCode::UNAUTHORIZED {
+                let policy = Policy {
+                    name: "auth_failures",
+                    bucket: format!("rl:authfail:{ip}"),
+                    limit: self.failures_per_minute,
+                    period: Duration::from_secs(60),
+                };
+                if self.limiter.check(std::slice::from_ref(&policy)).await.is_ok_and(|d| !d.allowed) {
+                    self.blocked.insert(ip, ());
+                    return Err(too_many_failures());
+                }
+            }
+        }
+        result
     }
 
     pub fn pepper(&self) -> &KeyPepper {
@@ -90,9 +147,12 @@ impl Authenticator {
         self.caches.active()
     }
 
-    pub async fn authenticate(&self, raw: &str, client_ip: Option<IpAddr>) -> Result<Principal, ApiError> {
+    async fn check(&self, raw: &str, client_ip: Option<IpAddr>) -> Result<Principal, ApiError> {
         let key = ApiKey::parse(raw).map_err(|e| ApiError::unauthorized(format!("malformed API key: {e}")))?;
         let hash = key.hash(&self.pepper);
+        if self.unknown.contains_key(&hash) {
+            return Err(ApiError::unauthorized("unknown API key"));
+        }
         let cached = if self.cache_active() { self.caches.keys.get(&hash) } else { None };
         let entry = match cached {
             Some(e) => {
@@ -102,6 +162,7 @@ impl Authenticator {
             None => {
                 AUTH_CACHE.with_label_values(&["miss"]).inc();
                 let Some(e) = self.load(&hash).await? else {
+                    self.unknown.insert(hash, ());
                     return Err(ApiError::unauthorized("unknown API key"));
                 };
                 let e = Arc::new(e);
@@ -131,6 +192,8 @@ impl Authenticator {
             scopes: entry.scopes.clone(),
             rate_limit_per_hour: entry.rate_limit_per_hour,
             org_events_per_minute: entry.org_events_per_minute,
+            expires_at: entry.expires_at,
+            allowed_ips: entry.allowed_ips.clone(),
             client_ip,
         })
     }
@@ -159,6 +222,12 @@ impl Authenticator {
     }
 }
 
+fn too_many_failures() -> ApiError {
+    ApiError::new(actix_web::http::StatusCode::TOO_MANY_REQUESTS, "too_many_failures", "Too many failed attempts")
+        .detail(format!("too many failed authentications from this address; retry in {BLOCK_SECS} s"))
+        .header(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from(BLOCK_SECS))
+}
+
 /// Whether a key with this allowlist may be used from `ip` (an empty list
 /// allows any address; an unknown address passes no list).
 pub fn ip_allowed(allowed: &[IpNet], ip: Option<IpAddr>) -> bool {
@@ -184,22 +253,109 @@ pub fn presented_key(req: &HttpRequest) -> Option<String> {
     req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned())
 }
 
-/// The client address: the socket peer, or the first `X-Forwarded-For` hop
-/// when `HOOKLINE_TRUST_FORWARDED_FOR` says a trusted proxy sits in front.
-pub fn client_ip(req: &HttpRequest, trust_forwarded: bool) -> Option<IpAddr> {
-    if trust_forwarded {
-        if let Some(ip) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|s| s.trim().parse().ok())
-        {
-            return Some(ip);
+/// The client address. Forwarding headers are read only when the socket
+/// peer is one of `HOOKLINE_TRUSTED_PROXIES`; the client is then the
+/// right-most address of the chain that is not a trusted proxy (proxies
+/// append, so anything left of that was written by the client itself).
+///
+/// `X-Forwarded-For` and `Forwarded` are both understood. When a request
+/// carries both and they name different clients, one of them passed a proxy
+/// untouched and may be forged: the trusted peer itself counts as the client,
+/// which no tenant's allowlist names.
+pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = req.peer_addr().map(|a| canonical(a.ip()))?;
+    if !is_trusted(trusted, peer) {
+        return Some(peer);
+    }
+    let xff = header_list(req, "x-forwarded-for").map(|hops| walk(trusted, peer, &hops));
+    let fwd = forwarded_for(req).map(|hops| walk(trusted, peer, &hops));
+    Some(match (xff, fwd) {
+        (Some(a), Some(b)) if a != b => peer,
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => peer,
+    })
+}
+
+/// Whether the client reached the first proxy over HTTPS: the socket's own
+/// scheme, or `X-Forwarded-Proto` / `Forwarded: proto=` from a trusted peer.
+pub fn client_https(req: &HttpRequest, trusted: &[IpNet]) -> bool {
+    if req.app_config().secure() {
+        return true;
+    }
+    let Some(peer) = req.peer_addr().map(|a| canonical(a.ip())) else { return false };
+    if !is_trusted(trusted, peer) {
+        return false;
+    }
+    let forwarded_proto = req.headers().get_all("forwarded").filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.split([',', ';']).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("proto").then(|| v.trim().trim_matches('"').to_ascii_lowercase())
+        })
+    });
+    let proto = forwarded_proto
+        .or_else(|| header_list(req, "x-forwarded-proto").and_then(|l| l.first().map(|s| s.to_ascii_lowercase())));
+    proto.as_deref() == Some("https")
+}
+
+fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// From the peer leftwards along the chain, past trusted proxies.
+fn walk(trusted: &[IpNet], peer: IpAddr, hops: &[String]) -> IpAddr {
+    let mut current = peer;
+    for hop in hops.iter().rev() {
+        if !is_trusted(trusted, current) {
+            break;
+        }
+        match parse_hop(hop) {
+            Some(ip) => current = ip,
+            None => break,
         }
     }
-    req.peer_addr().map(|a| a.ip())
+    current
 }
+
+/// Every value of a comma-separated header, in order, over all its lines.
+fn header_list(req: &HttpRequest, name: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for v in req.headers().get_all(name) {
+        out.extend(v.to_str().ok()?.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The `for=` of each `Forwarded` element, in order.
+fn forwarded_for(req: &HttpRequest) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for v in req.headers().get_all("forwarded") {
+        for element in v.to_str().ok()?.split(',') {
+            let hop = element.split(';').find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("for").then(|| v.trim().trim_matches('"').to_owned())
+            });
+            // An element without `for=` still stands for a hop.
+            out.push(hop.unwrap_or_default());
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok()).map(canonical);
+    }
+    hop.rsplit_once(':').and_then(|(ip, _)| ip.parse::<std::net::Ipv4Addr>().ok()).map(IpAddr::V4)
+}
+
+/// Route data marking the routes that count against the organisation's event quota.
+#[derive(Debug, Clone, Copy)]
+pub struct OrgEventQuota;
 
 /// The rate-limit decision for this request, kept for the response headers.
 #[derive(Debug, Clone)]
@@ -229,9 +385,10 @@ impl FromRequest for Auth {
             let raw = presented_key(&req).ok_or_else(|| {
                 ApiError::unauthorized("send an API key as `Authorization: Bearer sk_live_…` or `X-API-Key`")
             })?;
-            let ip = client_ip(&req, kit.settings.trust_forwarded_for);
+            let ip = client_ip(&req, &kit.settings.trusted_proxies);
             let principal = kit.auth.authenticate(&raw, ip).await?;
-            let ingest = req.path().starts_with("/api/v1/events");
+            // Decided by the route that matched, never the raw path.
+            let ingest = req.app_data::<web::Data<OrgEventQuota>>().is_some();
             let decision = kit
                 .limiter
                 .check(&kit.policies_for(&principal, ingest))

@@ -56,8 +56,12 @@ pub struct Settings {
     pub default_rate_limit_per_hour: u32,
     pub key_cache_ttl_secs: u64,
     pub max_payload_bytes: usize,
-    /// Take the client address from `X-Forwarded-For` (behind the gateway).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For`, `Forwarded` and `X-Forwarded-Proto`
+    /// are believed (`HOOKLINE_TRUSTED_PROXIES`, CIDRs; none by default).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Failed authentications (API and admin sign-in) one address may make
+    /// per minute; past it the address is refused for a minute without a look-up.
+    pub auth_failures_per_minute: u64,
     pub worker_prefetch: u16,
     pub worker_concurrency: usize,
     pub endpoint_concurrency: usize,
@@ -77,6 +81,11 @@ pub struct Settings {
 }
 
 pub const ENV_PREFIX: &str = "HOOKLINE_";
+
+/// Secrets printed in `docker-compose.yml` and the docs: anyone knows them,
+/// so they are refused unless `HOOKLINE_LOCAL_DEVELOPMENT=true`.
+pub const EXAMPLE_MASTER_KEYS: &[&str] = &["bG9jYWwtZGV2ZWxvcG1lbnQtb25seS0zMi1ieXRlcyE="];
+pub const EXAMPLE_OPERATOR_TOKENS: &[&str] = &["change-me-operator-token"];
 
 impl Settings {
     /// Loads from the process environment and the file named by `HOOKLINE_CONFIG`.
@@ -132,6 +141,10 @@ impl Settings {
             }
         };
 
+        anyhow::ensure!(
+            get("HOOKLINE_TRUST_FORWARDED_FOR").is_none(),
+            "HOOKLINE_TRUST_FORWARDED_FOR is gone: list the proxies in front in HOOKLINE_TRUSTED_PROXIES (CIDRs, comma-separated)"
+        );
         let listen = match get("HOOKLINE_LISTEN") {
             None => None,
             Some(v) => Some(
@@ -181,7 +194,8 @@ impl Settings {
                 as u32,
             key_cache_ttl_secs: parse_num("HOOKLINE_KEY_CACHE_TTL_SECS", 30, 0, 3600)?,
             max_payload_bytes: parse_num("HOOKLINE_MAX_PAYLOAD_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024)? as usize,
-            trust_forwarded_for: parse_bool("HOOKLINE_TRUST_FORWARDED_FOR")?,
+            auth_failures_per_minute: parse_num("HOOKLINE_AUTH_FAILURES_PER_MINUTE", 60, 1, 1_000_000)?,
+            trusted_proxies: parse_nets("HOOKLINE_TRUSTED_PROXIES", get("HOOKLINE_TRUSTED_PROXIES"))?,
             worker_prefetch: parse_num("HOOKLINE_WORKER_PREFETCH", 256, 1, 10_000)? as u16,
             worker_concurrency: parse_num("HOOKLINE_WORKER_CONCURRENCY", 256, 1, 10_000)? as usize,
             endpoint_concurrency: parse_num("HOOKLINE_ENDPOINT_CONCURRENCY", 16, 1, 10_000)? as usize,
@@ -203,6 +217,19 @@ impl Settings {
         if let Some(token) = &settings.operator_token {
             anyhow::ensure!(token.expose().len() >= 16, "HOOKLINE_OPERATOR_TOKEN must be at least 16 characters");
         }
+        if !parse_bool("HOOKLINE_LOCAL_DEVELOPMENT")? {
+            let example = |s: &Option<Secret<String>>, known: &[&str]| {
+                s.as_ref().is_some_and(|v| known.contains(&v.expose().as_str()))
+            };
+            anyhow::ensure!(
+                !example(&settings.master_key, EXAMPLE_MASTER_KEYS),
+                "HOOKLINE_MASTER_KEY is the published example key: set your own (`openssl rand -base64 32`), or HOOKLINE_LOCAL_DEVELOPMENT=true on a machine of your own"
+            );
+            anyhow::ensure!(
+                !example(&settings.operator_token, EXAMPLE_OPERATOR_TOKENS),
+                "HOOKLINE_OPERATOR_TOKEN is the published example token: set your own (`openssl rand -hex 32`), or HOOKLINE_LOCAL_DEVELOPMENT=true on a machine of your own"
+            );
+        }
         Ok(settings)
     }
 
@@ -213,6 +240,22 @@ impl Settings {
         })?;
         MasterKey::from_base64(text.expose()).map_err(|e| anyhow!("{e}"))
     }
+}
+
+/// A comma-separated list of CIDRs (a bare address is a single host).
+fn parse_nets(name: &str, value: Option<String>) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| anyhow!("{name}: `{s}` is not an IP address or CIDR"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -95,8 +95,14 @@ impl Kit {
         let pepper = KeyPepper::new(&master_key.derive("hookline api key pepper v1"));
         let caches = Arc::new(Caches::new(Some(redis.clone()), Duration::from_secs(settings.key_cache_ttl_secs)));
         caches.spawn_listener(cancel.clone());
-        let auth = Arc::new(Authenticator::new(pool.clone(), pepper, caches.clone()));
         let limiter = Arc::new(RateLimiter::new(Some(redis.clone()), settings.rate_limit_fail_closed));
+        let auth = Arc::new(Authenticator::new(
+            pool.clone(),
+            pepper,
+            caches.clone(),
+            limiter.clone(),
+            settings.auth_failures_per_minute,
+        ));
         let usage = Arc::new(UsageRecorder::default());
         crate::flushing::spawn_flusher(
             usage.clone(),

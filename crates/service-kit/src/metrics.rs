@@ -66,12 +66,25 @@ pub async fn http_metrics(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
+    // Label values stay bounded whatever a client sends: a made-up method
+    // is `other`, an unmatched path `unmatched`.
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    };
     let res = next.call(req).await?;
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
     let status = res.status().as_u16().to_string();
-    HTTP_REQUESTS.with_label_values(&[route.as_str(), method.as_str(), status.as_str()]).inc();
-    HTTP_DURATION.with_label_values(&[route.as_str(), method.as_str()]).observe(start.elapsed().as_secs_f64());
+    HTTP_REQUESTS.with_label_values(&[route.as_str(), method, status.as_str()]).inc();
+    HTTP_DURATION.with_label_values(&[route.as_str(), method]).observe(start.elapsed().as_secs_f64());
     Ok(res)
 }
 

@@ -34,8 +34,10 @@ pub fn build(
     let index = web::Data::new(spec.index.clone());
     let server = HttpServer::new(move || {
         let mut app = App::new()
+            .wrap(actix_web::middleware::from_fn(crate::storable::refuse_nul))
             .wrap(actix_web::middleware::from_fn(body_deadline))
             .wrap(actix_web::middleware::from_fn(crate::auth::rate_limit_headers))
+            .wrap(actix_web::middleware::from_fn(no_store))
             .wrap(actix_web::middleware::from_fn(crate::metrics::http_metrics))
             .app_data(data.clone())
             .app_data(probes.clone())
@@ -104,6 +106,21 @@ async fn body_deadline(
     req.set_payload(actix_web::dev::Payload::from(Box::pin(guarded)
         as std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>>));
     next.call(req).await
+}
+
+/// API answers are a tenant's data, and some carry a secret shown once
+/// (a new key, a webhook secret): no cache may keep them.
+async fn no_store(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::http::header::{HeaderValue, CACHE_CONTROL};
+    let mut res = next.call(req).await?;
+    let api = res.request().match_pattern().unwrap_or_else(|| res.request().path().to_owned()).starts_with("/api/");
+    if api {
+        res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(res)
 }
 
 async fn root(index: web::Data<serde_json::Value>) -> actix_web::HttpResponse {

@@ -16,6 +16,8 @@ pub struct Org {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub retention_days: i32,
+    /// The highest rate limit the organisation may give a key; null is the platform's maximum.
+    pub max_key_rate_limit_per_hour: Option<i32>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, id: Uuid, name: &str) -> QueryResult<Org> {
@@ -38,6 +40,7 @@ pub struct OrgChanges {
     pub max_endpoints: Option<i32>,
     pub max_keys: Option<i32>,
     pub retention_days: Option<i32>,
+    pub max_key_rate_limit_per_hour: Option<Option<i32>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 

@@ -11,6 +11,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         retention_days -> Int4,
+        max_key_rate_limit_per_hour -> Nullable<Int4>,
     }
 }
 

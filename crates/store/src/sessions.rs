@@ -43,6 +43,11 @@ pub async fn touch(conn: &mut AsyncPgConnection, token_hash: &[u8], idle: Durati
     api_keys::table.filter(api_keys::id.eq(key_id)).select(KeyRow::as_select()).first(conn).await.optional()
 }
 
+/// Ends every session signed in with the key (it was rotated or revoked).
+pub async fn delete_for_key(conn: &mut AsyncPgConnection, key_id: Uuid) -> QueryResult<usize> {
+    diesel::delete(admin_sessions::table.filter(admin_sessions::key_id.eq(key_id))).execute(conn).await
+}
+
 pub async fn delete(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResult<usize> {
     diesel::delete(admin_sessions::table.filter(admin_sessions::token_hash.eq(token_hash))).execute(conn).await
 }

@@ -119,6 +119,8 @@ impl TestEnv {
         env.insert("HOOKLINE_ALLOW_PRIVATE_TARGETS".into(), "true".into());
         // Tests poll the API; rate limits are tested with explicit per-key limits.
         env.insert("HOOKLINE_DEFAULT_RATE_LIMIT_PER_HOUR".into(), "1000000".into());
+        // Tests knock with many bad keys from one address on purpose.
+        env.insert("HOOKLINE_AUTH_FAILURES_PER_MINUTE".into(), "100000".into());
         for (k, v) in extra {
             env.insert((*k).into(), (*v).into());
         }

@@ -36,6 +36,9 @@ pub enum Behaviour {
     /// the connection, some hang, one in fifty answers a 50 MiB body, the
     /// rest 200. Deterministic in the request count.
     Chaotic,
+    /// This status with these body bytes and one extra header line's value
+    /// bytes (`X-Raw: …`), whatever they hold.
+    Raw { status: u16, body: Vec<u8>, header: Vec<u8> },
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +210,7 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             Behaviour::Hang | Behaviour::Reset => (0, String::new()),
             Behaviour::Slow(_) => (200, String::new()),
             Behaviour::Redirect(to) => (302, format!("Location: {to}\r\n")),
+            Behaviour::Raw { status, .. } => (*status, String::new()),
             Behaviour::Chaotic => match chaos_kind(state.lock().unwrap().served) {
                 ChaosKind::Fail => (500, String::new()),
                 ChaosKind::Hang | ChaosKind::Reset => (0, String::new()),
@@ -259,6 +263,16 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
                 return;
             }
             Behaviour::Slow(d) => tokio::time::sleep(d).await,
+            Behaviour::Raw { status, body, header } => {
+                let mut response = format!("HTTP/1.1 {status} {}\r\nX-Raw: ", reason(status)).into_bytes();
+                response.extend(header.iter().filter(|b| !matches!(b, b'\r' | b'\n')));
+                response.extend(format!("\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes());
+                response.extend(&body);
+                if stream.write_all(&response).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             _ => {}
         }
         let reply = br#"{"status":"received"}"#;

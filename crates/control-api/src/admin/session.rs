@@ -62,7 +62,7 @@ fn csrf_for(token: &str) -> String {
 }
 
 fn secure(req: &HttpRequest) -> bool {
-    req.connection_info().scheme() == "https"
+    kit_of(req).is_ok_and(|kit| hookline_service_kit::auth::client_https(req, &kit.settings.trusted_proxies))
 }
 
 /// A cookie for `/admin`: HttpOnly, SameSite=Strict, Secure over https.
@@ -198,6 +198,8 @@ fn principal_of(row: &KeyRow, ip: Option<std::net::IpAddr>) -> Option<Principal>
         scopes,
         rate_limit_per_hour: row.rate_limit_per_hour.max(1) as u32,
         org_events_per_minute: None,
+        expires_at: row.expires_at,
+        allowed_ips: nets,
         client_ip: ip,
     })
 }
@@ -212,7 +214,7 @@ async fn load(req: &HttpRequest) -> Result<AdminSession, Refusal> {
     let Some(row) = hookline_store::sessions::touch(&mut conn, &hash, idle).await? else {
         return Err(Refusal::SignIn);
     };
-    let ip = client_ip(req, kit.settings.trust_forwarded_for);
+    let ip = client_ip(req, &kit.settings.trusted_proxies);
     let Some(principal) = principal_of(&row, ip) else {
         hookline_store::sessions::delete(&mut conn, &hash).await?;
         return Err(Refusal::SignIn);
@@ -294,9 +296,9 @@ impl FromRequest for AdminForm {
 /// Signs a key in: checks it like the API does, then opens a session.
 /// Answers the cookie to set, or why the key was refused.
 pub async fn sign_in(kit: &Kit, req: &HttpRequest, raw: &str) -> Result<Cookie<'static>, String> {
-    let ip = client_ip(req, kit.settings.trust_forwarded_for);
+    let ip = client_ip(req, &kit.settings.trusted_proxies);
     let principal = kit.auth.authenticate(raw.trim(), ip).await.map_err(|e| match e.status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
             e.detail.unwrap_or_else(|| "this API key cannot sign in".into())
         }
         _ => "signing in is not possible right now; try again shortly".into(),

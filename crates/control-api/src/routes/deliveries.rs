@@ -11,6 +11,7 @@ use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, Problem};
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
+use hookline_service_kit::storable::time_in_range;
 use hookline_store::deliveries::{AttemptRow, DeliveryFilter, DeliveryRow};
 use hookline_store::events::EventRow;
 use serde::{Deserialize, Serialize};
@@ -226,6 +227,8 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &DeliveryParams) -> Result<Lis
         }
         None => None,
     };
+    time_in_range("since", q.since)?;
+    time_in_range("until", q.until)?;
     let filter = DeliveryFilter {
         endpoint_id,
         status: q.status.clone(),
@@ -364,6 +367,8 @@ pub async fn recover_failures(
 ) -> Result<Recovered, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
     let id = parse_endpoint_id(id)?;
+    time_in_range("since", Some(body.since))?;
+    time_in_range("until", body.until)?;
     let until = body.until.unwrap_or_else(Utc::now);
     if body.since >= until {
         return Err(ApiError::invalid_field("since", "must be before until"));

@@ -12,6 +12,7 @@ use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
+use hookline_service_kit::storable::time_in_range;
 use hookline_store::keys::{KeyChanges, KeyFilter, KeyRow};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -214,11 +215,81 @@ pub fn parse_allowed_ips(values: &[String]) -> Result<Vec<IpNet>, Vec<FieldError
 }
 
 fn validate_expiry(t: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>, FieldError> {
+    if let Err(e) = time_in_range("expires_at", t) {
+        return Err(e.errors.and_then(|mut v| v.pop()).expect("one field"));
+    }
     match t {
         Some(t) if t <= Utc::now() => {
             Err(FieldError { field: "expires_at".into(), message: "must be in the future".into() })
         }
         other => Ok(other),
+    }
+}
+
+// A key's power only shrinks: it may create, change, rotate or revoke only
+// keys within its own scopes, rate limit, expiry and address allowlist.
+
+fn caller_rate(auth: &Principal) -> i32 {
+    i32::try_from(auth.rate_limit_per_hour).unwrap_or(i32::MAX)
+}
+
+fn within_scopes<'a>(auth: &Principal, scopes: impl IntoIterator<Item = &'a str>) -> Result<(), ApiError> {
+    match scopes.into_iter().find(|s| !auth.scopes.iter().any(|own| own.as_str() == *s)) {
+        Some(extra) => {
+            Err(ApiError::forbidden(format!("the key holds `{extra}`, which the calling key does not hold itself")))
+        }
+        None => Ok(()),
+    }
+}
+
+fn within_rate(auth: &Principal, rate: i32) -> Result<(), ApiError> {
+    if rate > caller_rate(auth) {
+        return Err(ApiError::forbidden(format!(
+            "rate_limit_per_hour {rate} is above the calling key's own {}",
+            auth.rate_limit_per_hour
+        )));
+    }
+    Ok(())
+}
+
+fn within_ceiling(ceiling: Option<i32>, rate: i32) -> Result<(), ApiError> {
+    match ceiling {
+        Some(c) if rate > c => Err(ApiError::invalid_field(
+            "rate_limit_per_hour",
+            format!("must be at most {c}, the organisation's ceiling (max_key_rate_limit_per_hour)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn within_expiry(auth: &Principal, expiry: Option<DateTime<Utc>>) -> Result<(), ApiError> {
+    match (auth.expires_at, expiry) {
+        (Some(own), None) => Err(ApiError::forbidden(format!(
+            "the calling key expires at {}: the key must expire no later",
+            own.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))),
+        (Some(own), Some(t)) if t > own => Err(ApiError::forbidden(format!(
+            "expires_at is after the calling key's own expiry ({})",
+            own.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn within_allowlist(auth: &Principal, nets: &[IpNet]) -> Result<(), ApiError> {
+    if auth.allowed_ips.is_empty() {
+        return Ok(());
+    }
+    if nets.is_empty() {
+        return Err(ApiError::forbidden(
+            "the calling key is limited to allowed_ips: the key must be limited within them",
+        ));
+    }
+    match nets.iter().find(|n| !auth.allowed_ips.iter().any(|own| own.contains(*n))) {
+        Some(outside) => {
+            Err(ApiError::forbidden(format!("allowed_ips entry `{outside}` is outside the calling key's allowed_ips")))
+        }
+        None => Ok(()),
     }
 }
 
@@ -256,12 +327,18 @@ pub async fn create(kit: &Kit, auth: &Principal, body: CreateKey) -> Result<KeyV
     let mut errors = Vec::new();
     let name = validate_name(&body.name).map_err(|e| errors.push(e)).ok();
     let description = validate_description(body.description).map_err(|e| errors.push(e)).ok().flatten();
-    let rate = validate_rate_limit(body.rate_limit_per_hour.unwrap_or(kit.settings.default_rate_limit_per_hour as i32))
-        .map_err(|e| errors.push(e))
-        .ok();
-    let expires_at = validate_expiry(body.expires_at).map_err(|e| errors.push(e)).ok().flatten();
-    let allowed_ips =
-        parse_allowed_ips(body.allowed_ips.as_deref().unwrap_or_default()).map_err(|e| errors.extend(e)).ok();
+    // Unset limits are inherited from the caller where its own are tighter.
+    let rate_given = body.rate_limit_per_hour.is_some();
+    let default_rate = (kit.settings.default_rate_limit_per_hour as i32).min(caller_rate(auth));
+    let rate = validate_rate_limit(body.rate_limit_per_hour.unwrap_or(default_rate)).map_err(|e| errors.push(e)).ok();
+    let expires_at = match body.expires_at {
+        Some(t) => validate_expiry(Some(t)).map_err(|e| errors.push(e)).ok().flatten(),
+        None => auth.expires_at,
+    };
+    let allowed_ips = match &body.allowed_ips {
+        Some(ips) => parse_allowed_ips(ips).map_err(|e| errors.extend(e)).ok(),
+        None => Some(auth.allowed_ips.clone()),
+    };
     let scopes = match effective_scopes(body.role, body.scopes.as_deref()) {
         Ok(s) if s.is_empty() => {
             errors.push(FieldError { field: "scopes".into(), message: "must name at least one scope".into() });
@@ -277,16 +354,18 @@ pub async fn create(kit: &Kit, auth: &Principal, body: CreateKey) -> Result<KeyV
         return Err(ApiError::validation(errors));
     }
     let scopes = scopes.expect("validated");
-    if let Some(extra) = scopes.iter().find(|s| !auth.scopes.contains(s)) {
-        return Err(ApiError::forbidden(format!("a key cannot grant `{extra}`, which it does not hold itself")));
-    }
-    let spec = NewKeySpec {
+    let (rate, allowed_ips) = (rate.expect("validated"), allowed_ips.expect("validated"));
+    within_scopes(auth, scopes.iter().map(|s| s.as_str()))?;
+    within_rate(auth, rate)?;
+    within_expiry(auth, expires_at)?;
+    within_allowlist(auth, &allowed_ips)?;
+    let mut spec = NewKeySpec {
         name: name.expect("validated"),
         description,
         role: body.role,
         scopes,
-        rate_limit_per_hour: rate.expect("validated"),
-        allowed_ips: allowed_ips.expect("validated"),
+        rate_limit_per_hour: rate,
+        allowed_ips,
         expires_at,
     };
     let principal = auth.clone();
@@ -295,6 +374,10 @@ pub async fn create(kit: &Kit, auth: &Principal, body: CreateKey) -> Result<KeyV
     let view = conn
         .transaction::<_, ApiError, _>(async |c| {
             let org = hookline_store::orgs::get(c, principal.org_id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("organisation"))?;
+            match org.max_key_rate_limit_per_hour {
+                Some(ceiling) if !rate_given => spec.rate_limit_per_hour = spec.rate_limit_per_hour.min(ceiling),
+                ceiling => within_ceiling(ceiling, spec.rate_limit_per_hour)?,
+            }
             let count = hookline_store::keys::count_active(c, org.id).await?;
             if count >= i64::from(org.max_keys) {
                 return Err(ApiError::conflict(
@@ -430,6 +513,19 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, body: UpdateKey) -> R
             if existing.revoked_at.is_some() {
                 return Err(ApiError::conflict("key_revoked", "a revoked key cannot be changed"));
             }
+            within_scopes(&principal, existing.scopes.iter().map(String::as_str))?;
+            if let Some(rate) = changes.rate_limit_per_hour {
+                within_rate(&principal, rate)?;
+                let org = hookline_store::orgs::get(c, principal.org_id.as_uuid()).await?;
+                within_ceiling(org.and_then(|o| o.max_key_rate_limit_per_hour), rate)?;
+            }
+            if let Some(expiry) = changes.expires_at {
+                within_expiry(&principal, expiry)?;
+            }
+            if let Some(ips) = &changes.allowed_ips {
+                let nets: Vec<IpNet> = ips.iter().filter_map(|s| s.parse().ok()).collect();
+                within_allowlist(&principal, &nets)?;
+            }
             let details = json!({
                 "name": changes.name, "rate_limit_per_hour": changes.rate_limit_per_hour,
                 "allowed_ips": changes.allowed_ips, "expires_at": changes.expires_at,
@@ -471,9 +567,14 @@ pub async fn revoke(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiErro
     let principal = auth.clone();
     let mut conn = kit.conn().await?;
     conn.transaction::<_, ApiError, _>(async |c| {
+        let target = hookline_store::keys::get(c, principal.org_id.as_uuid(), id.as_uuid())
+            .await?
+            .ok_or_else(|| ApiError::not_found("API key"))?;
+        within_scopes(&principal, target.scopes.iter().map(String::as_str))?;
         let row = hookline_store::keys::revoke(c, principal.org_id.as_uuid(), id.as_uuid())
             .await?
             .ok_or_else(|| ApiError::not_found("API key"))?;
+        hookline_store::sessions::delete_for_key(c, id.as_uuid()).await?;
         audit::record(
             c,
             principal.org_id,
@@ -541,6 +642,8 @@ pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateKey) -> R
             if existing.revoked_at.is_some() {
                 return Err(ApiError::conflict("key_revoked", "a revoked key cannot be rotated"));
             }
+            within_scopes(&principal, existing.scopes.iter().map(String::as_str))?;
+            hookline_store::sessions::delete_for_key(c, id.as_uuid()).await?;
             let row = hookline_store::keys::rotate(
                 c,
                 principal.org_id.as_uuid(),
@@ -586,6 +689,8 @@ pub async fn key_usage(
     q: web::Query<UsageParams>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::KeysRead)?;
+    time_in_range("since", q.since)?;
+    time_in_range("until", q.until)?;
     let id = parse_key_id(&id)?;
     let until = q.until.unwrap_or_else(Utc::now);
     let since = q.since.unwrap_or(until - Duration::hours(24));

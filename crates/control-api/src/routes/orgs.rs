@@ -31,6 +31,8 @@ pub struct OrgView {
     pub max_keys: i32,
     /// Days of delivery history kept.
     pub retention_days: i32,
+    /// The highest `rate_limit_per_hour` the organisation's keys may have; null is the platform's maximum.
+    pub max_key_rate_limit_per_hour: Option<i32>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -44,6 +46,7 @@ impl From<hookline_store::orgs::Org> for OrgView {
             max_endpoints: o.max_endpoints,
             max_keys: o.max_keys,
             retention_days: o.retention_days,
+            max_key_rate_limit_per_hour: o.max_key_rate_limit_per_hour,
             created_at: o.created_at,
             updated_at: o.updated_at,
         }
@@ -61,6 +64,10 @@ pub struct UpdateOrg {
     pub max_endpoints: Option<i32>,
     pub max_keys: Option<i32>,
     pub retention_days: Option<i32>,
+    /// Set by the operator only; null removes the ceiling.
+    #[serde(default, deserialize_with = "crate::views::double_option")]
+    #[schema(nullable)]
+    pub max_key_rate_limit_per_hour: Option<Option<i32>>,
 }
 
 /// Applies quota changes (the API's PATCH and `hookline org set-quota`).
@@ -83,6 +90,12 @@ pub async fn update(
     check("max_endpoints", body.max_endpoints, 0, 100_000);
     check("max_keys", body.max_keys, 0, 100_000);
     check("retention_days", body.retention_days, 1, 3650);
+    check(
+        "max_key_rate_limit_per_hour",
+        body.max_key_rate_limit_per_hour.flatten(),
+        1,
+        crate::routes::keys::MAX_RATE_LIMIT_PER_HOUR,
+    );
     if body.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.chars().count() > 200) {
         errors.push(hookline_service_kit::error::FieldError {
             field: "name".into(),
@@ -98,11 +111,13 @@ pub async fn update(
         max_endpoints: body.max_endpoints,
         max_keys: body.max_keys,
         retention_days: body.retention_days,
+        max_key_rate_limit_per_hour: body.max_key_rate_limit_per_hour,
         updated_at: None,
     };
     let details = serde_json::json!({
         "events_per_minute": changes.events_per_minute, "max_endpoints": changes.max_endpoints,
         "max_keys": changes.max_keys, "retention_days": changes.retention_days,
+        "max_key_rate_limit_per_hour": changes.max_key_rate_limit_per_hour,
     });
     let mut conn = pool.get().await.map_err(ApiError::from_pool)?;
     let org = conn
@@ -167,7 +182,7 @@ pub async fn update_org(
 ) -> Result<HttpResponse, ApiError> {
     require_operator(&kit, &req)?;
     let id = parse_org_id(&id)?;
-    let ip = hookline_service_kit::auth::client_ip(&req, kit.settings.trust_forwarded_for);
+    let ip = hookline_service_kit::auth::client_ip(&req, &kit.settings.trusted_proxies);
     let view = update(&kit.pool, id, body.into_inner(), ip).await?;
     // Keys carry their organisation's quota in the cache.
     kit.auth.invalidate().await;
@@ -276,7 +291,7 @@ pub async fn create_org(
     body: web::Json<CreateOrg>,
 ) -> Result<HttpResponse, ApiError> {
     require_operator(&kit, &req)?;
-    let ip = hookline_service_kit::auth::client_ip(&req, kit.settings.trust_forwarded_for);
+    let ip = hookline_service_kit::auth::client_ip(&req, &kit.settings.trusted_proxies);
     let created =
         create(&kit.pool, kit.auth.pepper(), kit.settings.default_rate_limit_per_hour as i32, &body.name, ip).await?;
     Ok(HttpResponse::Created().json(created))

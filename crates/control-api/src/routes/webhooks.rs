@@ -136,9 +136,17 @@ pub struct WebhookView {
     pub secret: Option<String>,
 }
 
+/// What a custom header's value reads as: values are write-only, as they
+/// often carry credentials. Sent back unchanged on update, it keeps the
+/// stored value.
+pub const MASKED_VALUE: &str = "********";
+
 fn view(kit: &Kit, row: EndpointRow, secret: Option<&WebhookSecret>) -> Result<WebhookView, ApiError> {
-    let headers =
-        secrets::open_headers(&kit.master_key, row.id, &row.headers).map_err(ApiError::internal)?.into_iter().collect();
+    let headers = secrets::open_headers(&kit.master_key, row.id, &row.headers)
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|(name, _)| (name, MASKED_VALUE.to_owned()))
+        .collect();
     let now = Utc::now();
     Ok(WebhookView {
         id: EndpointId::from_uuid(row.id),
@@ -460,16 +468,20 @@ async fn save(
     action: &str,
 ) -> Result<EndpointRow, ApiError> {
     let mut config = v.config;
-    config.headers = secrets::seal_headers(&kit.master_key, id.as_uuid(), &v.headers);
+    let mut headers = v.headers;
     let principal = auth.clone();
-    let details = audit_details(&config, v.headers.iter().map(|(k, _)| k.as_str()).collect());
+    let details = audit_details(&config, headers.iter().map(|(k, _)| k.as_str()).collect());
     let mut conn = kit.conn().await?;
     let action = action.to_owned();
+    let master = kit.master_key.clone();
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             let before = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), id.as_uuid())
                 .await?
                 .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+            let stored = secrets::open_headers(&master, id.as_uuid(), &before.headers).map_err(ApiError::internal)?;
+            keep_masked(&mut headers, &stored);
+            config.headers = secrets::seal_headers(&master, id.as_uuid(), &headers);
             let row = hookline_store::endpoints::update(c, principal.org_id.as_uuid(), id.as_uuid(), &config)
                 .await?
                 .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
@@ -490,6 +502,23 @@ async fn save(
         .await?;
     kit.caches.invalidate(Topic::Endpoints).await;
     Ok(row)
+}
+
+/// A header sent back as [`MASKED_VALUE`] keeps its stored value (a masked
+/// header with no stored value is dropped: there is nothing to keep).
+fn keep_masked(headers: &mut Vec<(String, String)>, stored: &[(String, String)]) {
+    headers.retain_mut(|(name, value)| {
+        if value != MASKED_VALUE {
+            return true;
+        }
+        match stored.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, v)) => {
+                value.clone_from(v);
+                true
+            }
+            None => false,
+        }
+    });
 }
 
 /// Replace a webhook endpoint's configuration

@@ -268,7 +268,7 @@ async fn an_expired_key_is_refused() {
 
 #[tokio::test]
 async fn ip_allowlists_accept_ipv4_and_ipv6_cidrs() {
-    let app = TestApp::spawn_with(&[("HOOKLINE_TRUST_FORWARDED_FOR", "true")]).await;
+    let app = TestApp::spawn_with(&[("HOOKLINE_TRUSTED_PROXIES", "127.0.0.1")]).await;
     let (_, admin) = app.create_org("Acme").await;
     let v = app
         .create_key(&admin, json!({"name": "ips", "role": "read_only", "allowed_ips": ["10.0.0.0/8", "2001:db8::/32"]}))

@@ -29,7 +29,7 @@ async fn creating_an_endpoint_shows_its_secret_once_with_the_guides_defaults() {
     assert_eq!(v["timeout"], 30);
     assert_eq!(v["is_active"], true);
     assert_eq!(v["retry_policy"], json!({"initial_delay_ms": 1000, "multiplier": 2.0, "max_delay_ms": 3600000}));
-    assert_eq!(v["headers"]["Authorization"], "Bearer hunter2");
+    assert_eq!(v["headers"]["Authorization"], "********", "values are write-only");
     let id = v["id"].as_str().unwrap();
     let got: Value = app.call(Method::GET, &format!("/api/v1/webhooks/{id}"), &admin, None).await.json().await.unwrap();
     assert!(got.get("secret").is_none());

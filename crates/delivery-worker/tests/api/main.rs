@@ -4,6 +4,7 @@ mod analytics;
 mod delivery;
 mod examples;
 mod helpers;
+mod hostile;
 mod replay;
 mod retries;
 mod traces;

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use hookline_domain::event::{builtin_schemas, EventType, PayloadSchema, SchemaViolation, LEAD_UPDATE, NEW_LEAD};
 use hookline_domain::id::{EventId, OrgId};
 use hookline_domain::scope::Scope;
-use hookline_service_kit::auth::Auth;
+use hookline_service_kit::auth::{Auth, OrgEventQuota};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
 use hookline_service_kit::kit::Kit;
 use hookline_store::events::{EventRow, NewEvent};
@@ -29,9 +29,16 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 static BUILTIN: LazyLock<BTreeMap<&'static str, PayloadSchema>> = LazyLock::new(builtin_schemas);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/events/leads", web::post().to(ingest_new_lead))
-        .route("/api/v1/events/leads/updates", web::post().to(ingest_lead_update))
-        .route("/api/v1/events", web::post().to(ingest_event));
+    // Each of these counts against the organisation's event quota: the
+    // matched route says so, whatever spelling of the path reached it.
+    let quota = web::Data::new(OrgEventQuota);
+    cfg.service(web::resource("/api/v1/events/leads").app_data(quota.clone()).route(web::post().to(ingest_new_lead)))
+        .service(
+            web::resource("/api/v1/events/leads/updates")
+                .app_data(quota.clone())
+                .route(web::post().to(ingest_lead_update)),
+        )
+        .service(web::resource("/api/v1/events").app_data(quota).route(web::post().to(ingest_event)));
 }
 
 /// A lead, as the CRM knows it.
@@ -298,6 +305,7 @@ async fn accept(
     timestamp: Option<DateTime<Utc>>,
 ) -> Result<HttpResponse, ApiError> {
     let idem = idempotency_key(req, event_id)?;
+    hookline_service_kit::storable::time_in_range("timestamp", timestamp)?;
     if event_type.is_operational() || event_type.as_str() == hookline_domain::event::WEBHOOK_TEST {
         return Err(ApiError::invalid_field(
             "event_type",

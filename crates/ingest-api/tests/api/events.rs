@@ -392,3 +392,58 @@ async fn a_slow_client_is_cut_off_without_holding_the_server() {
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
 }
+
+#[tokio::test]
+async fn an_encoded_path_to_ingest_still_counts_against_the_org_quota() {
+    let app = TestApp::spawn().await;
+    let admin = app.org("Acme").await;
+    let me: Value =
+        app.client.get(app.control.url("/api/v1/me")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let org = me["org_id"].as_str().unwrap();
+    let res = app
+        .client
+        .patch(app.control.url(&format!("/api/v1/orgs/{org}")))
+        .bearer_auth(hookline_test_support::OPERATOR_TOKEN)
+        .json(&json!({"events_per_minute": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut statuses = Vec::new();
+    for (i, path) in ["/api/v1/%65vents/leads", "/api/v1/ev%65nts/leads", "/api/v1/%65vents/leads"].iter().enumerate() {
+        let res = app
+            .client
+            .post(app.ingest.url(path))
+            .bearer_auth(&admin)
+            .json(&lead(&format!("l{i}")))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [202, 202, 429]);
+}
+
+#[tokio::test]
+async fn a_lead_postgres_cannot_store_is_422_and_costs_no_other_tenant() {
+    let app = TestApp::spawn().await;
+    let bad = app.org("Mallory").await;
+    let good = app.org("Acme").await;
+    app.endpoint(&good, json!({"url": "https://93.184.216.34/hook", "events": ["*"]})).await;
+    let mut bad_lead = lead("evil");
+    bad_lead["name"] = json!("\u{0}");
+    let sends = (0..20).map(|i| {
+        let (key, body) = if i % 2 == 0 { (&bad, bad_lead.clone()) } else { (&good, lead(&format!("ok{i}"))) };
+        app.client.post(app.ingest.url("/api/v1/events/leads")).bearer_auth(key).json(&body).send()
+    });
+    for (i, res) in futures_util::future::join_all(sends).await.into_iter().enumerate() {
+        let res = res.unwrap();
+        if i % 2 == 0 {
+            assert_eq!(res.status(), 422);
+            let p: Value = res.json().await.unwrap();
+            assert_eq!(p["errors"][0]["field"], "name", "{p}");
+        } else {
+            assert_eq!(res.status(), 202);
+        }
+    }
+}

@@ -1,6 +1,7 @@
-//! The HTTP side of a delivery: a pooled rustls client that never follows
-//! redirects, never uses a proxy, and connects only to public addresses
-//! unless the operator allows private ones.
+//! Every request Hookline makes to an address a tenant chose (deliveries,
+//! alert notifications) goes through this one client: pooled rustls, never
+//! follows redirects, never uses a proxy, and connects only to public
+//! addresses unless the operator allows private ones.
 //!
 //! The guard sits in the resolver: hyper connects to exactly the addresses
 //! it returns, so a name that resolves to a private address at delivery
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use hookline_domain::net::{is_internal_hostname, is_public_ip};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::storable::sanitise;
 
 /// How much of a response body is kept.
 pub const BODY_EXCERPT: usize = 4096;
@@ -131,6 +134,25 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     Some(Duration::from_millis(delta.num_milliseconds().max(0) as u64))
 }
 
+/// IP-literal URLs never reach the resolver: they are checked here.
+pub fn check_literal(url: &url::Url, allow_private: bool) -> Result<(), String> {
+    let ip: Option<IpAddr> = match url.host() {
+        Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+        _ => None,
+    };
+    if !allow_private && ip.is_some_and(|ip| !is_public_ip(ip)) {
+        return Err("refused: the URL points at a private address".into());
+    }
+    Ok(())
+}
+
+/// At most this many response headers are kept, each value at most [`HEADER_VALUE_MAX`] bytes.
+pub const HEADERS_MAX: usize = 64;
+pub const HEADER_VALUE_MAX: usize = 1024;
+/// Error texts are kept to this many bytes.
+pub const ERROR_MAX: usize = 2048;
+
 /// POSTs `body` with `headers`, within `timeout`, keeping a body excerpt.
 pub async fn post(
     client: &reqwest::Client,
@@ -150,26 +172,18 @@ pub async fn post(
         error: Some(error),
         latency,
     };
-    if !allow_private {
-        if let Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) = url.host() {
-            let ip: Option<IpAddr> = match url.host() {
-                Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
-                Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-                _ => None,
-            };
-            if ip.is_some_and(|ip| !is_public_ip(ip)) {
-                return fail("connect", "refused: the URL points at a private address".into(), start.elapsed());
-            }
-        }
+    if let Err(refused) = check_literal(url, allow_private) {
+        return fail("connect", refused, start.elapsed());
     }
     let work = async {
         let mut resp = client.post(url.clone()).headers(headers).body(body).send().await?;
         let status = resp.status().as_u16();
         let mut hmap = serde_json::Map::new();
-        for (k, v) in resp.headers() {
+        // What a receiver answers is stored: no NUL, and bounded.
+        for (k, v) in resp.headers().iter().take(HEADERS_MAX) {
             hmap.insert(
                 k.as_str().to_owned(),
-                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                serde_json::Value::String(sanitise(&String::from_utf8_lossy(v.as_bytes()), HEADER_VALUE_MAX)),
             );
         }
         let ra = retry_after(resp.headers());
@@ -188,14 +202,14 @@ pub async fn post(
         Err(_) => fail("timeout", format!("no complete answer within {} s", timeout.as_secs()), start.elapsed()),
         Ok(Err(e)) => {
             let (class, msg) = classify(&e);
-            fail(class, msg, start.elapsed())
+            fail(class, sanitise(&msg, ERROR_MAX), start.elapsed())
         }
         Ok(Ok((status, headers, ra, excerpt))) => {
             let ok = (200..300).contains(&status);
             Response {
                 status: Some(status),
                 headers,
-                body: Some(String::from_utf8_lossy(&excerpt).into_owned()),
+                body: Some(sanitise(&String::from_utf8_lossy(&excerpt), BODY_EXCERPT)),
                 retry_after: ra,
                 error_class: if ok { None } else { Some("http_status") },
                 error: if ok { None } else { Some(format!("the endpoint answered {status}")) },
