@@ -132,7 +132,12 @@ fn recorder(pool: PgPool) -> Recorder {
                     tracing::warn!(error = %e, attempts = attempts.len(), "a batch of attempts failed; writing each alone");
                     let mut results = Vec::with_capacity(attempts.len());
                     for (a, o) in attempts.iter().zip(&outcomes) {
-                        let mut alone = write_attempts(&pool, std::slice::from_ref(a), std::slice::from_ref(o)).await;
+                        // A batch of one was just written alone.
+                        let mut alone = if attempts.len() == 1 {
+                            Err(e.clone())
+                        } else {
+                            write_attempts(&pool, std::slice::from_ref(a), std::slice::from_ref(o)).await
+                        };
                         if let Err(e) = &alone {
                             // Still refused: keep the attempt and its outcome without what
                             // the receiver sent, so the delivery moves on instead of looping.
