@@ -166,9 +166,9 @@ pub fn start(kit: Arc<Kit>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
 
 /// Runs the alerting service alone (with its health and metrics server) until `kit.cancel` fires.
 pub async fn run(kit: Arc<Kit>) -> anyhow::Result<()> {
-    let addr = kit.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set HOOKLINE_LISTEN)"))?;
+    let addr = (kit.settings.ops_listen.or(kit.settings.listen))
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+    let listener = hookline_service_kit::ops::bind(addr)?;
     tracing::info!(%addr, "alerting health and metrics listening");
     let ops = serve_ops(Probes::for_kit(&kit), listener, kit.cancel.clone())?;
     let task = start(kit.clone())?;

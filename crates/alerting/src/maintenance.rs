@@ -92,9 +92,7 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
     if removed != Removed::default() {
         tracing::info!(?removed, "retention pass");
     }
-    if removed.key_hashes > 0 {
-        a.kit.caches.invalidate(Topic::Keys).await;
-    }
+    // Scrubbed keys expired or were revoked long ago: cached copies refuse themselves.
 
     // Endpoints failing for too long without any outcome arriving to trigger the rule.
     let stale = {
@@ -113,7 +111,7 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
                 Ok(s)
             })
             .await?;
-        a.kit.caches.invalidate(Topic::Endpoints).await;
+        a.kit.caches.invalidate(Topic::Endpoint { org: st.org_id, id: st.endpoint_id }).await;
         a.notifier.dispatch(&a.kit, &settings, std::mem::take(&mut j.notices)).await;
     }
     Ok(removed)

@@ -105,7 +105,9 @@ impl Notifier {
         Ok(())
     }
 
-    async fn slack(&self, url: &str, text: &str) -> anyhow::Result<()> {
+    /// Posts `text` to a Slack-style incoming webhook, through the same
+    /// address guard as deliveries.
+    pub async fn slack(&self, url: &str, text: &str) -> anyhow::Result<()> {
         let url = url::Url::parse(url)?;
         hookline_service_kit::outbound::check_literal(&url, self.allow_private).map_err(anyhow::Error::msg)?;
         self.http

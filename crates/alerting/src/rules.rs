@@ -108,7 +108,8 @@ pub struct Judging {
     open: HashMap<Uuid, HashSet<String>>,
     repeats: Vec<Repeat>,
     pub notices: Vec<Notice>,
-    pub disabled: bool,
+    /// Endpoints disabled, as (org, endpoint).
+    pub disabled: Vec<(Uuid, Uuid)>,
 }
 
 /// Occurrences of an open alert not written yet; the latest message and details win.
@@ -316,7 +317,7 @@ pub async fn disable(
     if !changed {
         return Ok(());
     }
-    j.disabled = true;
+    j.disabled.push((org_id, endpoint));
     ENDPOINTS_DISABLED.with_label_values(&[if reason.contains("410") { "gone" } else { "failing" }]).inc();
     let ep_id = EndpointId::from_uuid(endpoint).to_string();
     let url = j.url(c, endpoint).await?;
@@ -574,8 +575,8 @@ async fn judge(a: &Alerting, outcomes: &[Outcome]) -> anyhow::Result<()> {
     })
     .await?;
     drop(conn);
-    if j.disabled {
-        a.kit.caches.invalidate(Topic::Endpoints).await;
+    for (org, id) in std::mem::take(&mut j.disabled) {
+        a.kit.caches.invalidate(Topic::Endpoint { org, id }).await;
     }
     if j.wrote_events() {
         a.kit.outbox_wake.notify_one();

@@ -52,7 +52,9 @@ pub struct Worker {
     pub kit: Arc<Kit>,
     pub client: reqwest::Client,
     /// In-flight requests per endpoint.
-    endpoint_slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    endpoint_slots: Slots,
+    /// In-flight requests per organisation: its share of the worker.
+    org_slots: Slots,
     /// GCRA state for endpoints with `rate_limit_per_second`.
     endpoint_rate: Mutex<HashMap<Uuid, f64>>,
     /// Per endpoint: recent response time in milliseconds (a moving
@@ -68,6 +70,21 @@ pub struct Worker {
     pub delayed: outgoing::Delayed,
     /// Outcomes on their way to alerting, several to a message.
     pub outcomes: outgoing::Outcomes,
+}
+
+/// Semaphores by key (an endpoint, an organisation), made on first use; the
+/// idle ones are dropped when there are many.
+#[derive(Default)]
+struct Slots(Mutex<HashMap<Uuid, Arc<Semaphore>>>);
+
+impl Slots {
+    fn of(&self, key: Uuid, cap: usize) -> Arc<Semaphore> {
+        let mut slots = self.0.lock().expect("slots lock");
+        if slots.len() > 50_000 {
+            slots.retain(|_, s| s.available_permits() < cap);
+        }
+        slots.entry(key).or_insert_with(|| Arc::new(Semaphore::new(cap))).clone()
+    }
 }
 
 /// A delivery and its event, as the worker reads them.
@@ -218,7 +235,8 @@ impl Worker {
         let keyed = hookline_store::db::keyed_pool(kit.settings.database_url.expose(), 2 * BATCH_TASKS)?;
         Ok(Arc::new(Self {
             client,
-            endpoint_slots: Mutex::new(HashMap::new()),
+            endpoint_slots: Slots::default(),
+            org_slots: Slots::default(),
             endpoint_rate: Mutex::new(HashMap::new()),
             endpoint_latency: Mutex::new(HashMap::new()),
             recorder: recorder(keyed.clone()),
@@ -240,16 +258,7 @@ impl Worker {
     /// stalled endpoint (or one not heard from yet) would hold this worker's
     /// slot for the whole wait, so its messages are parked at once.
     pub async fn endpoint_slot(&self, endpoint: Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let sem = {
-            let mut slots = self.endpoint_slots.lock().expect("slots lock");
-            if slots.len() > 50_000 {
-                slots.retain(|_, s| s.available_permits() < self.kit.settings.endpoint_concurrency);
-            }
-            slots
-                .entry(endpoint)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.kit.settings.endpoint_concurrency)))
-                .clone()
-        };
+        let sem = self.endpoint_slots.of(endpoint, self.kit.settings.endpoint_concurrency);
         if let Ok(permit) = sem.clone().try_acquire_owned() {
             return Some(permit);
         }
@@ -257,6 +266,13 @@ impl Worker {
             return None;
         }
         tokio::time::timeout(SLOT_WAIT, sem.acquire_owned()).await.ok().and_then(Result::ok)
+    }
+
+    /// A slot of the organisation's share of this worker, or None when it
+    /// holds its whole share (`HOOKLINE_ORG_CONCURRENCY`) and should be
+    /// parked: one tenant's hanging endpoints leave the rest to the others.
+    pub fn org_slot(&self, org: Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.org_slots.of(org, self.kit.settings.org_concurrency).try_acquire_owned().ok()
     }
 
     /// Whether the endpoint answers fast on average and answered within the last [`SLOT_WAIT`].
@@ -492,9 +508,9 @@ pub fn start(kit: Arc<Kit>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
 
 /// Runs the worker alone (with its health and metrics server) until `kit.cancel` fires.
 pub async fn run(kit: Arc<Kit>) -> anyhow::Result<()> {
-    let addr = kit.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set HOOKLINE_LISTEN)"))?;
+    let addr = (kit.settings.ops_listen.or(kit.settings.listen))
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+    let listener = hookline_service_kit::ops::bind(addr)?;
     tracing::info!(%addr, "worker health and metrics listening");
     let ops = serve_ops(Probes::for_kit(&kit), listener, kit.cancel.clone())?;
     let worker = start(kit.clone())?;

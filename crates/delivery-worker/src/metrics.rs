@@ -43,7 +43,7 @@ pub static DEAD_LETTERED: LazyLock<IntCounter> = LazyLock::new(|| {
 pub static PARKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "webhook_delivery_parked_total",
-        "Messages parked on a short delay queue, by cause (concurrency, rate).",
+        "Messages parked on a short delay queue, by cause (endpoint concurrency, org share, rate).",
         &["cause"]
     )
     .expect("metric registers")
@@ -69,7 +69,7 @@ pub fn init() {
     for o in ["success", "failure"] {
         DURATION.with_label_values(&[o]);
     }
-    for c in ["concurrency", "rate"] {
+    for c in ["concurrency", "org", "rate"] {
         PARKED.with_label_values(&[c]);
     }
     LazyLock::force(&ATTEMPTS_TO_SUCCESS);

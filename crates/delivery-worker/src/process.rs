@@ -147,9 +147,16 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
         return Ok(Disposition::Ack);
     }
 
-    // One slow endpoint must not hold the worker's slots: over its cap, park.
+    // Neither one slow endpoint nor one tenant may hold the worker's slots:
+    // over either share, park. The endpoint's comes first, so that what its
+    // cap would park never takes a place in the tenant's share.
     let Some(_slot) = w.endpoint_slot(endpoint.id).await else {
         metrics::PARKED.with_label_values(&["concurrency"]).inc();
+        let again = DeliveryTask { parked: task.parked.saturating_add(1), ..task.clone() };
+        return park(w, &again, park_delay(task.parked), trace).await;
+    };
+    let Some(_org_slot) = w.org_slot(endpoint.org_id) else {
+        metrics::PARKED.with_label_values(&["org"]).inc();
         let again = DeliveryTask { parked: task.parked.saturating_add(1), ..task.clone() };
         return park(w, &again, park_delay(task.parked), trace).await;
     };
@@ -198,6 +205,7 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
     let timeout = Duration::from_secs(endpoint.timeout_seconds.clamp(1, 60) as u64);
     let response = post(&w.client, &url, headers, body, timeout, w.kit.settings.allow_private_targets).await;
     drop(_slot);
+    drop(_org_slot);
     w.observe_latency(endpoint.id, response.latency);
     finish(w, task, delivery, &endpoint, attempt, response, request_headers, trace).await
 }
@@ -305,7 +313,8 @@ async fn finish(
     let label = if response.succeeded() { "success" } else { "failure" };
     metrics::DURATION.with_label_values(&[label]).observe(response.latency.as_secs_f64());
     if gone {
-        w.kit.caches.invalidate(hookline_service_kit::caches::Topic::Endpoints).await;
+        let topic = hookline_service_kit::caches::Topic::Endpoint { org: delivery.org_id, id: endpoint.id };
+        w.kit.caches.invalidate(topic).await;
         tracing::warn!(endpoint_id = %EndpointId::from_uuid(endpoint.id), "endpoint answered 410 Gone; disabled it");
     }
     match next {

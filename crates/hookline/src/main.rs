@@ -269,7 +269,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             match hookline_service_kit::redis_conn::RedisConn::connect(settings.redis_url.expose(), &settings.redis_prefix).await {
                 Ok(redis) => {
                     let caches = hookline_service_kit::caches::Caches::new(Some(redis), std::time::Duration::from_secs(1));
-                    caches.invalidate(hookline_service_kit::caches::Topic::Keys).await;
+                    caches.invalidate(hookline_service_kit::caches::Topic::Keys(org_id.as_uuid())).await;
                 }
                 Err(e) => eprintln!("warning: Redis unreachable ({e}); running services apply the quota within HOOKLINE_KEY_CACHE_TTL_SECS"),
             }

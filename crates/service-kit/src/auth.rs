@@ -68,6 +68,12 @@ pub struct CachedKey {
     previous_valid_until: Option<DateTime<Utc>>,
 }
 
+impl CachedKey {
+    pub(crate) fn org_uuid(&self) -> uuid::Uuid {
+        self.org_id.as_uuid()
+    }
+}
+
 /// How long an address past `HOOKLINE_AUTH_FAILURES_PER_MINUTE` is refused
 /// without a look-up.
 pub const BLOCK_SECS: u64 = 60;
@@ -137,9 +143,9 @@ impl Authenticator {
         &self.pepper
     }
 
-    /// Drops cached keys here and on every other instance.
-    pub async fn invalidate(&self) {
-        self.caches.invalidate(Topic::Keys).await;
+    /// Drops the organisation's cached keys here and on every other instance.
+    pub async fn invalidate(&self, org: uuid::Uuid) {
+        self.caches.invalidate(Topic::Keys(org)).await;
     }
 
     /// Whether the key cache may be trusted (we would hear about changes).

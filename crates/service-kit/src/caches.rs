@@ -1,8 +1,9 @@
 //! In-process caches in front of Postgres, and how they stay honest.
 //!
 //! Any change to a key, an endpoint or an event type is announced on one
-//! Redis channel (`<prefix>invalidate`, the message names what changed);
-//! every instance of every service drops the matching cache at once. While an
+//! Redis channel (`<prefix>invalidate`, the message names what changed and
+//! whose it is); every instance of every service drops the matching entries
+//! at once, and only those. While an
 //! instance is not subscribed (Redis down, reconnecting) it bypasses its
 //! caches entirely, so nothing stale outlives a change by more than a round
 //! trip to Postgres.
@@ -22,20 +23,40 @@ use crate::redis_conn::RedisConn;
 
 const CHANNEL: &str = "invalidate";
 
+/// What changed. Each names its organisation, so a change drops only that
+/// tenant's entries: another tenant's cached keys and endpoints stay warm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
-    Keys,
-    Endpoints,
-    EventTypes,
+    /// An organisation's keys, or its own settings, which each of its keys carries.
+    Keys(Uuid),
+    /// One endpoint; its organisation's fan-out lists change with it.
+    Endpoint { org: Uuid, id: Uuid },
+    /// An organisation's event types.
+    EventTypes(Uuid),
 }
 
 impl Topic {
-    fn as_str(&self) -> &'static str {
+    /// The message on the channel: `keys <org>`, `endpoint <org> <id>`, `event_types <org>`.
+    fn encode(&self) -> String {
         match self {
-            Topic::Keys => "keys",
-            Topic::Endpoints => "endpoints",
-            Topic::EventTypes => "event_types",
+            Topic::Keys(org) => format!("keys {org}"),
+            Topic::Endpoint { org, id } => format!("endpoint {org} {id}"),
+            Topic::EventTypes(org) => format!("event_types {org}"),
         }
+    }
+
+    /// None for a message this version cannot read: the caller drops everything.
+    fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.split(' ');
+        let kind = parts.next()?;
+        let org = parts.next()?.parse().ok()?;
+        let topic = match kind {
+            "keys" => Topic::Keys(org),
+            "endpoint" => Topic::Endpoint { org, id: parts.next()?.parse().ok()? },
+            "event_types" => Topic::EventTypes(org),
+            _ => return None,
+        };
+        parts.next().is_none().then_some(topic)
     }
 }
 
@@ -55,10 +76,22 @@ impl Caches {
     pub fn new(redis: Option<RedisConn>, ttl: Duration) -> Self {
         let ttl = ttl.max(Duration::from_millis(1));
         Self {
-            keys: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            keys: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
             endpoints: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
-            fanout: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
-            event_types: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
+            fanout: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
+            event_types: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
             subscribed: AtomicBool::new(false),
             redis,
         }
@@ -69,15 +102,19 @@ impl Caches {
         self.subscribed.load(Ordering::SeqCst)
     }
 
-    fn drop_topic(&self, topic: &str) {
-        match topic {
-            "keys" => self.keys.invalidate_all(),
-            "endpoints" => {
-                self.endpoints.invalidate_all();
-                self.fanout.invalidate_all();
+    /// Drops the entries `topic` names. Reads after this never return an
+    /// entry cached before it (moka applies the predicates on read).
+    fn drop_topic(&self, topic: Topic) {
+        let dropped = match topic {
+            Topic::Keys(org) => self.keys.invalidate_entries_if(move |_, k| k.org_uuid() == org).map(drop),
+            Topic::Endpoint { org, id } => {
+                self.endpoints.invalidate(&id);
+                self.fanout.invalidate_entries_if(move |(o, _), _| *o == org).map(drop)
             }
-            "event_types" => self.event_types.invalidate_all(),
-            _ => self.drop_all(),
+            Topic::EventTypes(org) => self.event_types.invalidate_entries_if(move |(o, _), _| *o == org).map(drop),
+        };
+        if dropped.is_err() {
+            self.drop_all();
         }
     }
 
@@ -88,16 +125,24 @@ impl Caches {
         self.event_types.invalidate_all();
     }
 
-    /// Drops a cache here and on every other instance.
+    /// Drops what `topic` names here and on every other instance.
     pub async fn invalidate(&self, topic: Topic) {
-        self.drop_topic(topic.as_str());
+        self.drop_topic(topic);
         if let Some(redis) = &self.redis {
             let mut conn = redis.manager.clone();
             let published: redis::RedisResult<i64> =
-                redis::cmd("PUBLISH").arg(redis.key(CHANNEL)).arg(topic.as_str()).query_async(&mut conn).await;
+                redis::cmd("PUBLISH").arg(redis.key(CHANNEL)).arg(topic.encode()).query_async(&mut conn).await;
             if let Err(e) = published {
                 tracing::warn!(error = %e, "could not broadcast a cache invalidation; instances bypass their caches while Redis is down");
             }
+        }
+    }
+
+    /// Applies a message heard on the channel.
+    fn heard(&self, message: &str) {
+        match Topic::decode(message) {
+            Some(topic) => self.drop_topic(topic),
+            None => self.drop_all(),
         }
     }
 
@@ -124,8 +169,8 @@ impl Caches {
                                 _ = cancel.cancelled() => return,
                                 msg = messages.next() => match msg {
                                     Some(m) => {
-                                        let topic: String = m.get_payload().unwrap_or_default();
-                                        this.drop_topic(&topic);
+                                        let message: String = m.get_payload().unwrap_or_default();
+                                        this.heard(&message);
                                     }
                                     None => break,
                                 }
@@ -144,5 +189,37 @@ impl Caches {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_travel_as_text_and_unknown_text_is_refused() {
+        let (org, id) = (Uuid::new_v4(), Uuid::new_v4());
+        for t in [Topic::Keys(org), Topic::Endpoint { org, id }, Topic::EventTypes(org)] {
+            assert_eq!(Topic::decode(&t.encode()), Some(t));
+        }
+        for bad in ["keys", "endpoints", "keys nope", &format!("endpoint {org}"), &format!("keys {org} extra")] {
+            assert_eq!(Topic::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_change_drops_only_its_organisations_entries() {
+        let caches = Caches::new(None, Duration::from_secs(60));
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        for org in [a, b] {
+            caches.fanout.insert((org, "new_lead".into()), Arc::new(vec![]));
+            caches.event_types.insert((org, "custom".into()), Arc::new(None));
+        }
+        caches.drop_topic(Topic::Endpoint { org: a, id: Uuid::new_v4() });
+        caches.drop_topic(Topic::EventTypes(a));
+        assert!(caches.fanout.get(&(a, "new_lead".into())).is_none());
+        assert!(caches.event_types.get(&(a, "custom".into())).is_none());
+        assert!(caches.fanout.get(&(b, "new_lead".into())).is_some());
+        assert!(caches.event_types.get(&(b, "custom".into())).is_some());
     }
 }

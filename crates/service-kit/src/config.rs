@@ -46,6 +46,10 @@ pub struct Settings {
     pub redis_prefix: String,
     /// The HTTP address; each service has its own default.
     pub listen: Option<SocketAddr>,
+    /// Where `/metrics` (with `/health` and `/ready`) is served, apart from
+    /// the public listener (`HOOKLINE_OPS_LISTEN`). The APIs serve no
+    /// metrics without it; the worker and alerting fall back to `listen`.
+    pub ops_listen: Option<SocketAddr>,
     pub operator_token: Option<Secret<String>>,
     pub master_key: Option<Secret<String>>,
     pub allow_private_targets: bool,
@@ -65,6 +69,10 @@ pub struct Settings {
     pub worker_prefetch: u16,
     pub worker_concurrency: usize,
     pub endpoint_concurrency: usize,
+    /// Requests one organisation may have in flight on one worker
+    /// (`HOOKLINE_ORG_CONCURRENCY`; half the worker's by default), so a
+    /// tenant whose endpoints hang cannot hold every slot.
+    pub org_concurrency: usize,
     pub outbox_batch_size: i64,
     pub usage_flush_secs: u64,
     /// SMTP server for alert emails, e.g. `smtp://user:pass@mail.example.com:587` (`smtps://` for TLS); unset disables email.
@@ -145,12 +153,16 @@ impl Settings {
             get("HOOKLINE_TRUST_FORWARDED_FOR").is_none(),
             "HOOKLINE_TRUST_FORWARDED_FOR is gone: list the proxies in front in HOOKLINE_TRUSTED_PROXIES (CIDRs, comma-separated)"
         );
-        let listen = match get("HOOKLINE_LISTEN") {
-            None => None,
-            Some(v) => Some(
-                v.parse().map_err(|_| anyhow!("HOOKLINE_LISTEN must be host:port, e.g. 127.0.0.1:8000, got `{v}`"))?,
-            ),
+        let addr = |name: &str| -> anyhow::Result<Option<SocketAddr>> {
+            match get(name) {
+                None => Ok(None),
+                Some(v) => Ok(Some(
+                    v.parse().map_err(|_| anyhow!("{name} must be host:port, e.g. 127.0.0.1:8000, got `{v}`"))?,
+                )),
+            }
         };
+        let listen = addr("HOOKLINE_LISTEN")?;
+        let ops_listen = addr("HOOKLINE_OPS_LISTEN")?;
         let log_format = match get("HOOKLINE_LOG_FORMAT").as_deref() {
             None => None,
             Some("json") => Some(LogFormat::Json),
@@ -177,6 +189,7 @@ impl Settings {
             redis_url.starts_with("redis://") || redis_url.starts_with("rediss://"),
             "HOOKLINE_REDIS_URL must be a redis:// URL"
         );
+        let worker_concurrency = parse_num("HOOKLINE_WORKER_CONCURRENCY", 256, 1, 10_000)? as usize;
         let settings = Self {
             database_url: Secret(database_url),
             database_pool_size: parse_num("HOOKLINE_DATABASE_POOL_SIZE", 32, 1, 1000)? as usize,
@@ -184,6 +197,7 @@ impl Settings {
             redis_url: Secret(redis_url),
             redis_prefix: get("HOOKLINE_REDIS_PREFIX").unwrap_or_else(|| "hookline:".into()),
             listen,
+            ops_listen,
             operator_token: get("HOOKLINE_OPERATOR_TOKEN").map(Secret),
             master_key: master_key.map(Secret),
             allow_private_targets: parse_bool("HOOKLINE_ALLOW_PRIVATE_TARGETS")?,
@@ -197,8 +211,10 @@ impl Settings {
             auth_failures_per_minute: parse_num("HOOKLINE_AUTH_FAILURES_PER_MINUTE", 60, 1, 1_000_000)?,
             trusted_proxies: parse_nets("HOOKLINE_TRUSTED_PROXIES", get("HOOKLINE_TRUSTED_PROXIES"))?,
             worker_prefetch: parse_num("HOOKLINE_WORKER_PREFETCH", 256, 1, 10_000)? as u16,
-            worker_concurrency: parse_num("HOOKLINE_WORKER_CONCURRENCY", 256, 1, 10_000)? as usize,
+            worker_concurrency,
             endpoint_concurrency: parse_num("HOOKLINE_ENDPOINT_CONCURRENCY", 16, 1, 10_000)? as usize,
+            org_concurrency: parse_num("HOOKLINE_ORG_CONCURRENCY", (worker_concurrency as u64 / 2).max(1), 1, 10_000)?
+                as usize,
             outbox_batch_size: parse_num("HOOKLINE_OUTBOX_BATCH_SIZE", 200, 1, 10_000)? as i64,
             usage_flush_secs: parse_num("HOOKLINE_USAGE_FLUSH_SECS", 10, 1, 3600)?,
             smtp_url: get("HOOKLINE_SMTP_URL").map(Secret),

@@ -1,5 +1,6 @@
-//! `/health` (the process is alive), `/ready` (its dependencies answer) and
-//! `/metrics` (Prometheus text format), mounted by every service.
+//! `/health` (the process is alive) and `/ready` (its dependencies answer),
+//! mounted by every server, and `/metrics` (Prometheus text format), served
+//! only on the operations listener so it never passes the public gateway.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,10 +40,21 @@ impl Probes {
     }
 }
 
+/// The probes, for the public listener.
+pub fn configure_probes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health)).route("/ready", web::get().to(ready));
+}
+
+/// The probes and `/metrics`, for the operations listener.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics));
+    configure_probes(cfg);
+    cfg.route("/metrics", web::get().to(metrics));
+}
+
+/// Binds the operations listener at `addr`.
+pub fn bind(addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set HOOKLINE_OPS_LISTEN)"))
 }
 
 async fn health() -> HttpResponse {
@@ -118,8 +130,9 @@ async fn metrics() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::metrics::render())
 }
 
-/// Serves only `/health`, `/ready` and `/metrics` (the worker and the
-/// alerting service), until `cancel` fires.
+/// Serves only `/health`, `/ready` and `/metrics` until `cancel` fires: the
+/// operations listener of every service, and the only one of the worker and
+/// the alerting service.
 pub fn serve_ops(
     probes: Probes,
     listener: std::net::TcpListener,

@@ -46,7 +46,7 @@ pub fn build(
             .app_data(web::PayloadConfig::default().limit(max))
             .app_data(web::QueryConfig::default().error_handler(query_error_handler))
             .app_data(web::PathConfig::default().error_handler(path_error_handler))
-            .configure(crate::ops::configure)
+            .configure(crate::ops::configure_probes)
             .configure(crate::docs::configure(spec.openapi.clone()))
             .route("/", web::get().to(root));
         for m in &spec.mounts {
@@ -65,6 +65,17 @@ pub fn build(
 pub async fn serve(kit: Arc<Kit>, spec: ServerSpec, addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set HOOKLINE_LISTEN)"))?;
+    let ops = match kit.settings.ops_listen {
+        Some(ops_addr) => {
+            let ops = crate::ops::serve_ops(spec.probes.clone(), crate::ops::bind(ops_addr)?, kit.cancel.clone())?;
+            tracing::info!(addr = %ops_addr, "health, readiness and metrics listening");
+            Some(ops)
+        }
+        None => {
+            tracing::warn!("HOOKLINE_OPS_LISTEN is not set, so /metrics is not served");
+            None
+        }
+    };
     let server = build(kit.clone(), spec, listener)?;
     tracing::info!(%addr, service = kit.service, "listening");
     let handle = server.handle();
@@ -74,6 +85,9 @@ pub async fn serve(kit: Arc<Kit>, spec: ServerSpec, addr: std::net::SocketAddr) 
         handle.stop(true).await;
     });
     server.await?;
+    if let Some(ops) = ops {
+        let _ = ops.await;
+    }
     Ok(())
 }
 

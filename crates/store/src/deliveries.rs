@@ -563,51 +563,74 @@ pub async fn set_status(conn: &mut AsyncPgConnection, id: Uuid, status: &str) ->
 /// Queues a new attempt now for a failed or dead-lettered delivery: sets it
 /// pending and writes its outbox row. False when the delivery is in another state.
 pub async fn requeue(conn: &mut AsyncPgConnection, row: &DeliveryRow, reason: &str) -> QueryResult<bool> {
-    let next = row.attempt_count.max(row.scheduled_attempt - 1) + 1;
-    let n = diesel::update(deliveries::table.find(row.id).filter(deliveries::status.eq_any(["failed", "dead_letter"])))
-        .set((
-            deliveries::status.eq("pending"),
-            deliveries::scheduled_attempt.eq(next),
-            deliveries::next_attempt_at.eq(Some(Utc::now())),
-            deliveries::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    if n == 0 {
-        return Ok(false);
-    }
-    crate::outbox::insert(
-        conn,
-        &[NewOutbox {
-            org_id: row.org_id,
-            delivery_id: Some(row.id),
-            event_id: None,
-            reason: reason.to_owned(),
-            attempt: next,
-            traceparent: None,
-            publish_after: None,
-        }],
-    )
-    .await?;
-    Ok(true)
+    Ok(requeue_many(conn, &[row.id], reason).await? == 1)
 }
 
-/// Failed or dead-lettered deliveries of an endpoint created in a window.
+#[derive(QueryableByName)]
+struct Requeued {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    org_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    scheduled_attempt: i32,
+}
+
+/// [`requeue`] for several deliveries in two statements; those in another
+/// state are left alone. Returns how many were queued.
+pub async fn requeue_many(conn: &mut AsyncPgConnection, ids: &[Uuid], reason: &str) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let requeued: Vec<Requeued> = diesel::sql_query(
+        "UPDATE deliveries SET status = 'pending', \
+                scheduled_attempt = GREATEST(attempt_count, scheduled_attempt - 1) + 1, \
+                next_attempt_at = now(), updated_at = now() \
+         WHERE id = ANY($1) AND status IN ('failed', 'dead_letter') \
+         RETURNING id, org_id, scheduled_attempt",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+    .load(conn)
+    .await?;
+    let rows: Vec<NewOutbox> = requeued
+        .iter()
+        .map(|r| NewOutbox {
+            org_id: r.org_id,
+            delivery_id: Some(r.id),
+            event_id: None,
+            reason: reason.to_owned(),
+            attempt: r.scheduled_attempt,
+            traceparent: None,
+            publish_after: None,
+        })
+        .collect();
+    if !rows.is_empty() {
+        crate::outbox::insert(conn, &rows).await?;
+    }
+    Ok(rows.len())
+}
+
+/// Up to `limit` failed or dead-lettered deliveries of an endpoint created
+/// in a window, after the delivery `after` in id order, locked for the caller.
 pub async fn recoverable(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     endpoint_id: Uuid,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> QueryResult<Vec<DeliveryRow>> {
+    (since, until): (DateTime<Utc>, DateTime<Utc>),
+    after: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<Uuid>> {
+    // No id is below the nil UUID: the first call starts at the beginning.
     deliveries::table
+        .filter(deliveries::id.gt(after.unwrap_or(Uuid::nil())))
         .filter(deliveries::org_id.eq(org_id))
         .filter(deliveries::endpoint_id.eq(endpoint_id))
         .filter(deliveries::status.eq_any(["failed", "dead_letter"]))
         .filter(deliveries::created_at.ge(since))
         .filter(deliveries::created_at.lt(until))
         .order(deliveries::id.asc())
-        .select(DeliveryRow::as_select())
+        .limit(limit)
+        .select(deliveries::id)
         .for_update()
         .load(conn)
         .await

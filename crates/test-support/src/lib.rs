@@ -347,6 +347,8 @@ pub async fn close_vhost_connections(vhost: &str) -> anyhow::Result<usize> {
 /// A server running in this process.
 pub struct TestServer {
     pub addr: String,
+    /// The operations listener (`/metrics`).
+    pub ops_addr: String,
     pub kit: Arc<Kit>,
 }
 
@@ -354,10 +356,19 @@ impl TestServer {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.addr, path)
     }
+
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("{}{}", self.ops_addr, path)
+    }
 }
 
-/// Serves `spec` on 127.0.0.1:0 until the kit is cancelled.
+/// Serves `spec` on 127.0.0.1:0, and its operations listener on another
+/// port, until the kit is cancelled.
 pub fn serve(kit: Arc<Kit>, spec: ServerSpec) -> TestServer {
+    let ops_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let ops_port = ops_listener.local_addr().expect("addr").port();
+    hookline_service_kit::ops::serve_ops(spec.probes.clone(), ops_listener, kit.cancel.clone())
+        .expect("ops server builds");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let server = hookline_service_kit::server::build(kit.clone(), spec, listener).expect("server builds");
@@ -368,7 +379,7 @@ pub fn serve(kit: Arc<Kit>, spec: ServerSpec) -> TestServer {
         cancel.cancelled().await;
         handle.stop(false).await;
     });
-    TestServer { addr: format!("http://127.0.0.1:{port}"), kit }
+    TestServer { addr: format!("http://127.0.0.1:{port}"), ops_addr: format!("http://127.0.0.1:{ops_port}"), kit }
 }
 
 /// A new organisation through the operator API at `base`: its id and its
@@ -392,6 +403,33 @@ pub async fn create_org(base: &str, name: &str) -> (String, String) {
 pub fn http() -> reqwest::Client {
     init();
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
+}
+
+/// Signs in to the admin UI at `base` with `key`: the session cookie's
+/// value, or None when the sign-in is refused.
+pub async fn admin_session(base: &str, key: &str) -> Option<String> {
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client");
+    let cookie = |res: &reqwest::Response, name: &str| {
+        res.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix(&format!("{name}=")).map(|v| v.split(';').next().unwrap_or("").to_owned()))
+    };
+    let form = c.get(format!("{base}/admin/login")).send().await.expect("sign-in page");
+    let nonce = cookie(&form, "hookline_login").expect("login cookie");
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("csrf_token", nonce.as_str()), ("api_key", key)])
+        .finish();
+    let res = c
+        .post(format!("{base}/admin/login"))
+        .header("cookie", format!("hookline_login={nonce}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("sign-in answers");
+    cookie(&res, "hookline_session").filter(|v| !v.is_empty())
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.

@@ -96,3 +96,27 @@ async fn operational_events_reach_subscribed_endpoints_signed_and_never_the_fail
         .unwrap();
     assert_eq!(res.status(), 422);
 }
+
+#[tokio::test]
+async fn slack_notifications_never_reach_private_addresses() {
+    // A URL saved where private targets were allowed (or a name re-pointed
+    // since): the notifier of a service that refuses them does not connect.
+    let r = TestReceiver::start().await;
+    let env = hookline_test_support::TestEnv::new().await;
+    let kit = env.kit(&[("HOOKLINE_ALLOW_PRIVATE_TARGETS", "false")]).await;
+    let notifier = hookline_alerting::notify::Notifier::new(&kit.settings).unwrap();
+    let port = r.port;
+    for url in [
+        r.url("/services/T000"),
+        format!("http://localhost:{port}/services/T000"),
+        format!("http://[::ffff:127.0.0.1]:{port}/services/T000"),
+    ] {
+        let sent = notifier.slack(&url, "hello").await;
+        assert!(sent.is_err(), "{url} was reached");
+    }
+    assert_eq!(r.count(), 0, "nothing reached the private receiver");
+    // The same notifier allowed private targets does reach it.
+    let allowed = env.kit(&[]).await;
+    hookline_alerting::notify::Notifier::new(&allowed.settings).unwrap().slack(&r.url("/ok"), "hello").await.unwrap();
+    assert_eq!(r.count(), 1);
+}

@@ -5,21 +5,67 @@
 //! deliveries once a second and sends `event: changed` when it moves (and
 //! once on connecting, for what happened before the stream opened). The
 //! stream ends after the session's idle timeout; the browser reconnects,
-//! which checks the session again.
+//! which checks the session again. A session keeps at most
+//! [`STREAMS_PER_SESSION`] streams open on one instance, since each costs a
+//! query a second.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use hookline_domain::scope::Scope;
+use hookline_service_kit::error::ApiError;
 use hookline_service_kit::kit::Kit;
 
 use super::session::{AdminSession, Refusal};
 
 const POLL: Duration = Duration::from_secs(1);
 const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Open streams one session may hold on one instance (a tab each).
+pub const STREAMS_PER_SESSION: usize = 8;
+
+/// Open streams by session (keyed by its CSRF token, never the session token).
+#[derive(Default)]
+struct Open(Mutex<HashMap<String, usize>>);
+
+static OPEN: std::sync::LazyLock<Arc<Open>> = std::sync::LazyLock::new(Arc::default);
+
+/// One open stream of a session; closing the stream (or the client going
+/// away, which drops it) gives the place back.
+struct Place {
+    open: Arc<Open>,
+    session: String,
+}
+
+impl Open {
+    fn take(self: &Arc<Self>, session: String) -> Option<Place> {
+        let mut map = self.0.lock().expect("streams lock");
+        let n = map.entry(session.clone()).or_default();
+        if *n >= STREAMS_PER_SESSION {
+            return None;
+        }
+        *n += 1;
+        Some(Place { open: Arc::clone(self), session })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut map = self.open.0.lock().expect("streams lock");
+        if let Some(n) = map.get_mut(&self.session) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.session);
+            }
+        }
+    }
+}
 
 struct State {
+    _place: Place,
     kit: web::Data<Kit>,
     org: uuid::Uuid,
     last: Option<String>,
@@ -30,8 +76,13 @@ struct State {
 
 pub async fn stream(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse, Refusal> {
     s.principal.require(Scope::DeliveriesRead)?;
+    let place = OPEN.take(s.csrf()).ok_or_else(|| {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "Too many live streams")
+            .detail(format!("this session already has {STREAMS_PER_SESSION} live streams open; close a tab"))
+    })?;
     let lifetime = Duration::from_secs(kit.settings.admin_session_idle_secs);
     let state = State {
+        _place: place,
         org: s.org_id().as_uuid(),
         kit,
         last: None,
@@ -78,4 +129,20 @@ pub async fn stream(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse
 async fn fingerprint(st: &State) -> Option<String> {
     let mut c = st.kit.conn().await.ok()?;
     hookline_store::deliveries::activity_fingerprint(&mut c, st.org).await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_stream_gives_its_place_back() {
+        let open = Arc::new(Open::default());
+        let places: Vec<Place> = (0..STREAMS_PER_SESSION).map(|_| open.take("s".into()).unwrap()).collect();
+        assert!(open.take("s".into()).is_none());
+        assert!(open.take("t".into()).is_some(), "another session has its own");
+        drop(places);
+        assert!(open.take("s".into()).is_some());
+        assert!(open.0.lock().unwrap().len() <= 1, "closed sessions leave nothing behind");
+    }
 }

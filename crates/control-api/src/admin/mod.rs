@@ -14,7 +14,7 @@ mod dashboard;
 mod deliveries;
 mod keys;
 pub mod layout;
-mod live;
+pub mod live;
 pub mod session;
 mod webhooks;
 

@@ -141,7 +141,15 @@ pub struct RecoverInput {
 pub struct Recovered {
     /// Deliveries queued for a new attempt.
     pub requeued: usize,
+    /// True when the window holds more than one call re-queues
+    /// ([`RECOVER_MAX`]): call again to go on.
+    pub has_more: bool,
 }
+
+/// At most this many deliveries are re-queued by one recover call...
+pub const RECOVER_MAX: usize = 10_000;
+/// ...in transactions of this many, so that no lock is held for long.
+const RECOVER_BATCH: usize = 500;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TestSent {
@@ -375,32 +383,40 @@ pub async fn recover_failures(
     }
     let (since, principal) = (body.since, auth.clone());
     let mut conn = kit.conn().await?;
-    let n = conn
-        .transaction::<_, ApiError, _>(async |c| {
-            let ep = active_endpoint(c, principal.org_id, id).await?;
-            let rows =
-                hookline_store::deliveries::recoverable(c, principal.org_id.as_uuid(), ep.id, since, until).await?;
-            let mut n = 0;
-            for r in &rows {
-                if hookline_store::deliveries::requeue(c, r, "manual").await? {
-                    n += 1;
-                }
-            }
-            audit::record(
-                c,
-                principal.org_id,
-                Actor::Key(&principal),
-                "webhook.recovered",
-                "webhook",
-                &id.to_string(),
-                json!({"since": since, "until": until, "requeued": n}),
-            )
+    let ep = active_endpoint(&mut conn, principal.org_id, id).await?;
+    let (mut requeued, mut after, mut has_more) = (0, None, false);
+    while requeued < RECOVER_MAX {
+        let take = RECOVER_BATCH.min(RECOVER_MAX - requeued);
+        let (n, last, full) = conn
+            .transaction::<_, ApiError, _>(async |c| {
+                let org = principal.org_id.as_uuid();
+                let ids =
+                    hookline_store::deliveries::recoverable(c, org, ep.id, (since, until), after, take as i64).await?;
+                let n = hookline_store::deliveries::requeue_many(c, &ids, "manual").await?;
+                Ok((n, ids.last().copied(), ids.len() == take))
+            })
             .await?;
-            Ok(n)
-        })
-        .await?;
-    kit.outbox_wake.notify_one();
-    Ok(Recovered { requeued: n })
+        requeued += n;
+        after = last;
+        if requeued > 0 {
+            kit.outbox_wake.notify_one();
+        }
+        if !full {
+            break;
+        }
+        has_more = requeued >= RECOVER_MAX;
+    }
+    audit::record(
+        &mut conn,
+        principal.org_id,
+        Actor::Key(&principal),
+        "webhook.recovered",
+        "webhook",
+        &id.to_string(),
+        json!({"since": since, "until": until, "requeued": requeued, "has_more": has_more}),
+    )
+    .await?;
+    Ok(Recovered { requeued, has_more })
 }
 
 /// Send a `webhook.test` event to this endpoint only

@@ -158,7 +158,7 @@ pub async fn create_event_type(
         }
         Err(e) => return Err(e.into()),
     };
-    kit.caches.invalidate(Topic::EventTypes).await;
+    kit.caches.invalidate(Topic::EventTypes(principal.org_id.as_uuid())).await;
     Ok(HttpResponse::Created().json(custom_view(row)))
 }
 
@@ -251,6 +251,6 @@ pub async fn delete_event_type(
         Ok(())
     })
     .await?;
-    kit.caches.invalidate(Topic::EventTypes).await;
+    kit.caches.invalidate(Topic::EventTypes(principal.org_id.as_uuid())).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -539,7 +539,7 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, body: UpdateKey) -> R
             Ok(row)
         })
         .await?;
-    kit.auth.invalidate().await;
+    kit.auth.invalidate(principal.org_id.as_uuid()).await;
     Ok(KeyView::from_row(row, None))
 }
 
@@ -588,7 +588,7 @@ pub async fn revoke(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiErro
         Ok(())
     })
     .await?;
-    kit.auth.invalidate().await;
+    kit.auth.invalidate(principal.org_id.as_uuid()).await;
     Ok(())
 }
 
@@ -667,7 +667,7 @@ pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateKey) -> R
             Ok(row)
         })
         .await?;
-    kit.auth.invalidate().await;
+    kit.auth.invalidate(principal.org_id.as_uuid()).await;
     Ok(KeyView::from_row(row, Some(secret.expose().to_owned())))
 }
 

@@ -185,7 +185,7 @@ pub async fn update_org(
     let ip = hookline_service_kit::auth::client_ip(&req, &kit.settings.trusted_proxies);
     let view = update(&kit.pool, id, body.into_inner(), ip).await?;
     // Keys carry their organisation's quota in the cache.
-    kit.auth.invalidate().await;
+    kit.auth.invalidate(id.as_uuid()).await;
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -407,7 +407,7 @@ pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<
             Ok(row)
         })
         .await?;
-    kit.caches.invalidate(Topic::Endpoints).await;
+    kit.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
     view(kit, row, Some(&secret))
 }
 
@@ -500,7 +500,7 @@ async fn save(
             Ok(row)
         })
         .await?;
-    kit.caches.invalidate(Topic::Endpoints).await;
+    kit.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
     Ok(row)
 }
 
@@ -655,7 +655,7 @@ pub async fn delete(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiErro
         Ok(())
     })
     .await?;
-    kit.caches.invalidate(Topic::Endpoints).await;
+    kit.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
     Ok(())
 }
 
@@ -729,6 +729,6 @@ pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateSecret) -
             Ok(row)
         })
         .await?;
-    kit.caches.invalidate(Topic::Endpoints).await;
+    kit.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
     view(kit, row, Some(&secret))
 }

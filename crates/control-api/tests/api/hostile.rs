@@ -2,7 +2,8 @@
 //! API refuses, and what it never lets a key do.
 
 use chrono::{Duration, Utc};
-use hookline_test_support::{http, OPERATOR_TOKEN};
+use hookline_control_api::admin::live::STREAMS_PER_SESSION;
+use hookline_test_support::{admin_session, http, OPERATOR_TOKEN};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -344,4 +345,77 @@ async fn forged_keys_are_answered_from_memory_and_an_address_that_keeps_failing_
     let res = c.get(app.url("/api/v1/keys")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(res.status(), 429, "the address is refused before any look-up, even with a good key");
     assert_eq!(res.headers().get("retry-after").unwrap(), "60");
+}
+
+/// A GET of `path` in the admin UI with the session cookie: its status.
+async fn admin_get(app: &TestApp, session: &str, path: &str) -> u16 {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url(path))
+        .header("cookie", format!("hookline_session={session}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn rotating_or_revoking_a_key_ends_its_admin_sessions() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.create_org("Acme").await;
+    let other = app.create_key(&admin, json!({"name": "ops", "role": "admin"})).await;
+    let id = other["id"].as_str().unwrap();
+    // A session of another key, which no change here touches.
+    let bystander = admin_session(&app.server.addr, &admin).await.expect("signed in");
+
+    let session = admin_session(&app.server.addr, other["key"].as_str().unwrap()).await.expect("signed in");
+    assert_eq!(admin_get(&app, &session, "/admin").await, 200);
+    let rotated = app.call(Method::POST, &format!("/api/v1/keys/{id}/rotate"), &admin, Some(json!({}))).await;
+    assert_eq!(rotated.status(), 200);
+    let new_key = rotated.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_owned();
+    assert_eq!(admin_get(&app, &session, "/admin").await, 303, "the rotated key's session is over");
+
+    let session = admin_session(&app.server.addr, &new_key).await.expect("the new secret signs in");
+    assert_eq!(admin_get(&app, &session, "/admin").await, 200);
+    assert_eq!(app.call(Method::DELETE, &format!("/api/v1/keys/{id}"), &admin, None).await.status(), 204);
+    assert_eq!(admin_get(&app, &session, "/admin").await, 303, "the revoked key's session is over");
+    assert_eq!(admin_get(&app, &bystander, "/admin").await, 200, "other keys' sessions go on");
+}
+
+#[tokio::test]
+async fn a_session_holds_a_bounded_number_of_live_streams() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.create_org("Acme").await;
+    let session = admin_session(&app.server.addr, &admin).await.expect("signed in");
+    let open = |session: String| {
+        let url = app.url("/admin/stream");
+        async move { http().get(url).header("cookie", format!("hookline_session={session}")).send().await.unwrap() }
+    };
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS_PER_SESSION {
+        let res = open(session.clone()).await;
+        assert_eq!(res.status(), 200);
+        streams.push(res);
+    }
+    let refused = open(session.clone()).await;
+    assert_eq!(refused.status(), 429);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("live streams open"), "{page}");
+    // Another session of the same organisation has its own.
+    let second = admin_session(&app.server.addr, &admin).await.expect("signed in");
+    assert_eq!(open(second).await.status(), 200);
+}
+
+#[tokio::test]
+async fn made_up_http_methods_do_not_grow_the_metrics() {
+    let app = TestApp::spawn().await;
+    let method = Method::from_bytes(b"HOOKLINEPROBE").unwrap();
+    let res = http().request(method, app.url("/api/v1/keys")).send().await.unwrap();
+    assert!(res.status().is_client_error());
+    let text = http().get(app.server.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("HOOKLINEPROBE"), "a made-up method became a label value");
+    assert!(text.contains(r#"method="other""#), "it is counted as other");
 }

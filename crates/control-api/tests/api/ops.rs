@@ -14,8 +14,11 @@ async fn health_ready_metrics_and_docs_are_served() {
     for dep in ["postgres", "rabbitmq", "redis"] {
         assert_eq!(v["checks"][dep]["status"], "up", "{dep}: {v}");
     }
-    let m = c.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let m = c.get(app.server.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("http_requests_total"), "{m}");
+    // Metrics stay off the public listener (and so off the gateway).
+    assert_eq!(c.get(app.url("/metrics")).send().await.unwrap().status(), 404);
+    assert_eq!(c.get(app.server.ops_url("/health")).send().await.unwrap().status(), 200);
     for path in ["/docs/", "/redoc", "/redoc/redoc.standalone.js", "/openapi.json", "/"] {
         assert_eq!(c.get(app.url(path)).send().await.unwrap().status(), 200, "{path}");
     }

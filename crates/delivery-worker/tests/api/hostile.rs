@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use hookline_test_support::receiver::{Behaviour, TestReceiver};
+use hookline_test_support::{create_org, eventually};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
@@ -132,4 +133,57 @@ async fn any_accepted_document_is_stored_and_delivered_whatever_the_receiver_ans
     delivered.sort();
     expected.sort();
     assert_eq!(delivered, expected);
+}
+
+#[tokio::test]
+async fn one_orgs_hanging_endpoints_leave_another_orgs_deliveries_on_time() {
+    // Eight slots in the worker, four per endpoint, four per organisation.
+    let s = Stack::start_with(&[
+        ("HOOKLINE_WORKER_CONCURRENCY", "8"),
+        ("HOOKLINE_ENDPOINT_CONCURRENCY", "4"),
+        ("HOOKLINE_ORG_CONCURRENCY", "4"),
+    ])
+    .await;
+    // Four endpoints that accept and never answer could hold 16 requests.
+    let hanging = TestReceiver::start().await;
+    hanging.set(Behaviour::Hang);
+    for i in 0..4 {
+        s.endpoint(&hanging, &format!("/hang{i}"), json!({"timeout": 30})).await;
+    }
+    for i in 0..10 {
+        s.send_lead(&format!("stuck{i}")).await;
+    }
+    eventually(Duration::from_secs(15), "the hanging org to hold its share", || async {
+        (hanging.count() >= 4).then_some(())
+    })
+    .await;
+
+    let (_, other_key) = create_org(&s.control.addr, "Other").await;
+    let healthy = TestReceiver::start().await;
+    let res = s
+        .client
+        .post(s.control.url("/api/v1/webhooks"))
+        .bearer_auth(&other_key)
+        .json(&json!({"url": healthy.url("/hook"), "events": ["new_lead"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    healthy.set_secrets(&[created["secret"].as_str().unwrap()]);
+    for i in 0..10 {
+        let res = s
+            .client
+            .post(s.ingest.url("/api/v1/events/leads"))
+            .bearer_auth(&other_key)
+            .json(&json!({"id": format!("fine{i}"), "name": "Ada", "email": "ada@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+    }
+    // The hanging requests time out after 30 s: the other org's deliveries
+    // must not wait for them.
+    wait_received(&healthy, 10, Duration::from_secs(15)).await;
+    assert!(hanging.count() <= 4, "the org's share holds: {} requests in flight", hanging.count());
 }

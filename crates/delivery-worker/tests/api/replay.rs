@@ -32,6 +32,7 @@ async fn a_dead_letter_can_be_retried_by_hand_and_the_rest_recovered() {
         s.control(Method::POST, &format!("/api/v1/webhooks/{ep}/recover"), Some(json!({"since": since}))).await;
     assert_eq!(status, 202);
     assert_eq!(v["requeued"], 2);
+    assert_eq!(v["has_more"], false);
     s.wait_status(&ep, 3, "delivered", Duration::from_secs(20)).await;
     let got = wait_received(&r, 6, Duration::from_secs(5)).await;
     assert_eq!(got.iter().filter(|g| g.answered == 200).count(), 3);
@@ -124,4 +125,37 @@ async fn roles_and_tenancy_apply_to_history_and_replay() {
         .await
         .unwrap();
     assert!(list["data"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn recover_requeues_a_large_window_in_batches() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(500));
+    let ep = s.endpoint(&r, "/hook", json!({"max_retries": 0})).await;
+    let since = chrono::Utc::now() - chrono::Duration::seconds(5);
+    s.send_lead("l0").await;
+    s.wait_status(&ep, 1, "dead_letter", Duration::from_secs(20)).await;
+    // 1,200 more dead letters, copies of that one: more than two batches.
+    let copied = std::process::Command::new("psql")
+        .args([
+            &s.env.database_url(),
+            "-qc",
+            "INSERT INTO deliveries SELECT (jsonb_populate_record(d, jsonb_build_object('id', gen_random_uuid()))).* \
+             FROM deliveries d, generate_series(1, 1200) WHERE d.status = 'dead_letter'",
+        ])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    r.set(Behaviour::Ok);
+    let (status, v) =
+        s.control(Method::POST, &format!("/api/v1/webhooks/{ep}/recover"), Some(json!({"since": since}))).await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["requeued"], 1201, "{v}");
+    assert_eq!(v["has_more"], false, "{v}");
+    let (_, again) =
+        s.control(Method::POST, &format!("/api/v1/webhooks/{ep}/recover"), Some(json!({"since": since}))).await;
+    assert_eq!(again["requeued"], 0, "each was requeued once: {again}");
+    // They flow (one endpoint takes them at its own pace).
+    wait_received(&r, 101, Duration::from_secs(30)).await;
 }

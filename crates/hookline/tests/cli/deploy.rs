@@ -98,7 +98,7 @@ async fn every_metric_in_the_dashboards_and_alerts_is_exported() {
     hookline_alerting::start(kit.clone()).unwrap();
     // One request so the HTTP metrics have a sample.
     http().get(server.url("/health")).send().await.unwrap();
-    let text = http().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = http().get(server.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
     let exported: BTreeSet<&str> =
         text.lines().filter(|l| l.starts_with("# TYPE ")).filter_map(|l| l.split(' ').nth(2)).collect();
     let missing: Vec<_> = names.iter().filter(|n| !exported.contains(n.as_str())).collect();

@@ -109,9 +109,10 @@ async fn org_create_prints_a_working_key_once() {
 #[tokio::test]
 async fn run_all_serves_health_and_ready_and_stops_cleanly_on_sigterm() {
     let env = TestEnv::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = hookline(&env, &[("HOOKLINE_LISTEN", &listen)])
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{}", free());
+    let ops = format!("127.0.0.1:{}", free());
+    let mut child = hookline(&env, &[("HOOKLINE_LISTEN", &listen), ("HOOKLINE_OPS_LISTEN", &ops)])
         .args(["run", "all"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -125,6 +126,11 @@ async fn run_all_serves_health_and_ready_and_stops_cleanly_on_sigterm() {
     .await;
     let ready = c.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    // Metrics are served on the operations listener only.
+    let metrics = c.get(format!("http://{ops}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("http_requests_total"));
+    assert_eq!(c.get(format!("{base}/metrics")).send().await.unwrap().status(), 404);
     // The broker topology was declared on start-up.
     let api = hookline_test_support::rabbitmq_api();
     for (kind, name) in [

@@ -106,35 +106,7 @@ async fn no_key_or_webhook_secret_reaches_the_database_or_the_logs_in_clear() {
     assert!(r.received().iter().all(|x| x.header("authorization") == Some(header_value)));
 
     // An admin UI session too.
-    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let form = c.get(format!("{base}/admin/login")).send().await.unwrap();
-    let nonce = form
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("hookline_login="))
-        .map(|v| v.split(';').next().unwrap().to_owned())
-        .unwrap();
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([("csrf_token", nonce.as_str()), ("api_key", admin.as_str())])
-        .finish();
-    let res = c
-        .post(format!("{base}/admin/login"))
-        .header("cookie", format!("hookline_login={nonce}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let session = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("hookline_session="))
-        .map(|v| v.split(';').next().unwrap().to_owned())
-        .expect("signed in");
+    let session = hookline_test_support::admin_session(&base, &admin).await.expect("signed in");
     secrets.push(session);
 
     assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
