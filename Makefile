@@ -1,22 +1,34 @@
-# Hookline. Two commands matter on a fresh machine with Postgres, RabbitMQ and
-# Redis running: `make dev` and `make test`.
-
-# Builds share one target directory outside the checkout, so clones (and CI
-# on this machine) do not rebuild the world.
-export CARGO_TARGET_DIR ?= $(HOME)/.cache/hookline/target
+# Hookline. Two commands matter on a fresh machine: `make dev` and `make test`.
+# Each first runs scripts/setup.sh, which installs and starts what is missing.
+#
+# Builds go where a bare `cargo` puts them (./target); set CARGO_TARGET_DIR to
+# share one directory between clones.
 CARGO ?= cargo
+# The Python example's receiver and schemathesis live in the project's venv.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: dev test nextest fuzz soak check-services build openapi openapi-check fmt lint bench bench-pairs clean
+.PHONY: dev test setup-dev setup-test nextest fuzz soak build openapi openapi-check fmt lint bench bench-pairs clean
 
-## Migrate and run every service in one process on :8000.
-dev: check-services
+## Migrate and run every service in one process on :8000, metrics on :9100.
+## Receivers on this machine are allowed (HOOKLINE_ALLOW_PRIVATE_TARGETS=false
+## to refuse them).
+dev: setup-dev
+	HOOKLINE_ALLOW_PRIVATE_TARGETS=$${HOOKLINE_ALLOW_PRIVATE_TARGETS:-true} \
+	HOOKLINE_OPS_LISTEN=$${HOOKLINE_OPS_LISTEN:-127.0.0.1:9100} \
 	$(CARGO) run -p hookline -- run all
+
+setup-dev:
+	@./scripts/setup.sh dev
+
+setup-test:
+	@./scripts/setup.sh test
 
 ## The whole test suite against the real Postgres, RabbitMQ and Redis, then
 ## a short run of every fuzz target from its stored corpus.
-test: nextest fuzz
+test: setup-test
+	@$(MAKE) --no-print-directory nextest fuzz
 
-nextest: check-services
+nextest:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -27,7 +39,7 @@ nextest: check-services
 # cargo-fuzz instruments with flags that need RUSTC_BOOTSTRAP on a stable toolchain.
 FUZZ_SECONDS ?= 10
 FUZZ_TARGETS := api_key signature event_payload retry_policy
-FUZZ_TARGET_DIR ?= $(HOME)/.cache/hookline/fuzz-target
+FUZZ_TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR)/fuzz,$(CURDIR)/fuzz/target)
 
 ## Each fuzz target for FUZZ_SECONDS (new finds go to a scratch directory).
 fuzz:
@@ -42,10 +54,6 @@ fuzz:
 			tail -n 60 $$log; echo "fuzz target $$t failed (artifacts in fuzz/artifacts/$$t)"; exit 1; \
 		fi; \
 	done
-
-## Says clearly which backing service is missing.
-check-services:
-	@./scripts/check-services.sh
 
 build:
 	$(CARGO) build --workspace
@@ -63,18 +71,18 @@ lint:
 ## 30 minutes of steady load with a fault every three minutes; plots every
 ## service's memory to bench-results/soak-*.svg and checks nothing was lost.
 SOAK_SECS ?= 1800
-soak: check-services
+soak: setup-test
 	HOOKLINE_SOAK_SECS=$(SOAK_SECS) $(CARGO) nextest run -p hookline --run-ignored only --no-capture -E 'test(=chaos::soak)'
 
 ## Drive a release build with the benchmark scenarios (results in bench-results/).
-bench: check-services
+bench: setup-test
 	./scripts/bench.sh
 
 ## The retry-storm and hanging-endpoint comparisons PAIRS times (default 5),
 ## calm then loaded, each pair on a fresh stack warmed for 2 s; ratios and
 ## their median in bench-results/<time>-pairs.md.
 PAIRS ?= 5
-bench-pairs: check-services
+bench-pairs: setup-test
 	./scripts/bench.sh --pairs $(PAIRS)
 
 clean:

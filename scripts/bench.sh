@@ -55,7 +55,7 @@ if [ "$#" -gt 0 ] && [ "$1" = "--pairs" ]; then
   exit
 fi
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hookline/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 if [ -n "${HOOKLINE_BIN:-}" ]; then
   BIN="$HOOKLINE_BIN"
 else

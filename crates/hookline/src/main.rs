@@ -115,7 +115,17 @@ enum Service {
     All,
 }
 
-const LOCAL_MASTER_KEY: &str = ".hookline/master.key";
+/// Where `run all` and the admin commands keep a development master key
+/// when HOOKLINE_MASTER_KEY is unset: one per user, like the default
+/// database, so a key printed in one directory works from any other.
+fn local_master_key_path() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from(".hookline"));
+    data.join("hookline").join("master.key")
+}
 
 fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -131,12 +141,13 @@ fn main() -> std::process::ExitCode {
 }
 
 /// For single-process use (`run all` and the admin commands): when
-/// HOOKLINE_MASTER_KEY is unset, use (or create) `.hookline/master.key`.
+/// HOOKLINE_MASTER_KEY is unset, use (or create) the development key of
+/// [`local_master_key_path`].
 fn with_local_master_key(mut settings: Settings, create: bool) -> anyhow::Result<Settings> {
     if settings.master_key.is_some() {
         return Ok(settings);
     }
-    let path = PathBuf::from(LOCAL_MASTER_KEY);
+    let path = local_master_key_path();
     let text = if path.exists() {
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
     } else if create {
