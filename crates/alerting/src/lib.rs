@@ -19,9 +19,9 @@ pub mod rules;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use hookline_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use hookline_broker::lapin::types::FieldTable;
+use hookline_broker::consumer;
+use hookline_broker::lapin::message::Delivery;
+use hookline_broker::lapin::options::{BasicAckOptions, BasicNackOptions};
 use hookline_broker::topology;
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::ops::{serve_ops, Probes};
@@ -45,110 +45,62 @@ impl Alerting {
         Ok(Arc::new(Self { kit, notifier }))
     }
 
-    async fn consume(self: &Arc<Self>, queue: &'static str) -> anyhow::Result<()> {
-        let conn =
-            hookline_broker::publisher::connect(self.kit.settings.amqp_url.expose(), "hookline-alerting").await?;
-        let channel = conn.create_channel().await?;
-        topology::declare(&channel).await?;
-        channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
-        let mut consumer = channel
-            .basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
-            .await?;
-        tracing::info!(queue, "consuming");
-        let result = loop {
-            let next = tokio::select! {
-                _ = self.kit.cancel.cancelled() => break Ok(()),
-                d = consumer.next() => d,
-            };
-            let first = match next {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => break Err(anyhow::anyhow!("consumer: {e}")),
-                None => break Err(anyhow::anyhow!("the broker closed the consumer")),
-            };
-            // Take what arrives within the linger too: outcomes are judged
-            // and acknowledged together, and nobody waits on alerting.
-            let mut batch = vec![first];
-            let mut ended = None;
-            let until = tokio::time::Instant::now() + LINGER;
-            while batch.len() < PREFETCH as usize {
-                match tokio::time::timeout_at(until, consumer.next()).await {
-                    Ok(Some(Ok(d))) => batch.push(d),
-                    Ok(Some(Err(e))) => {
-                        ended = Some(Err(anyhow::anyhow!("consumer: {e}")));
-                        break;
-                    }
-                    Ok(None) => {
-                        ended = Some(Err(anyhow::anyhow!("the broker closed the consumer")));
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            let results = if queue == topology::QUEUE_OUTCOMES_ALERTING {
-                let messages: Vec<(Option<&str>, &[u8])> = batch
-                    .iter()
-                    .map(|d| (d.properties.kind().as_ref().map(|k| k.as_str()), d.data.as_slice()))
-                    .collect();
-                rules::process_messages(self, &messages).await
-            } else {
-                let mut results = Vec::with_capacity(batch.len());
-                for d in &batch {
-                    let kind = d.properties.kind().as_ref().map(|k| k.as_str());
-                    results.push(rules::process_dead_letter(self, kind, &d.data).await);
-                }
-                results
-            };
-            if results.iter().all(Result::is_ok) {
-                // Processed in order: one acknowledgement covers the batch.
-                let last = batch.last().expect("not empty");
-                if let Err(e) = last.acker.ack(BasicAckOptions { multiple: true }).await {
-                    tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
-                }
-            } else {
-                for (delivery, result) in batch.iter().zip(results) {
-                    let acked = match result {
-                        Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
-                        Err(e) => {
-                            tracing::warn!(
-                                error = format!("{e:#}"),
-                                "processing an alerting message failed; requeueing it"
-                            );
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await
-                        }
-                    };
-                    if let Err(e) = acked {
-                        tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
-                    }
-                }
-            }
-            if let Some(end) = ended {
-                break end;
-            }
-        };
-        let _ = conn.close(200, "shutting down".into()).await;
-        result
-    }
-
-    /// Consumes `queue` until cancelled, reconnecting with backoff.
+    /// Consumes `queue` until cancelled, through the broker's consume loop.
     fn spawn_consumer(self: &Arc<Self>, queue: &'static str) -> tokio::task::JoinHandle<()> {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            while !this.kit.cancel.is_cancelled() {
-                match this.consume(queue).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(queue, error = format!("{e:#}"), "alerting consumer stopped; reconnecting");
-                        tokio::select! {
-                            _ = this.kit.cancel.cancelled() => break,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                    }
-                }
+        let options = consumer::Options {
+            url: self.kit.settings.amqp_url.expose().to_owned(),
+            name: "hookline-alerting".into(),
+            queue: queue.into(),
+            prefetch: PREFETCH,
+            // Outcomes are judged and acknowledged together; nobody waits on alerting.
+            linger: Some(LINGER),
+        };
+        let handler = Judge { a: Arc::clone(self), queue };
+        tokio::spawn(async move { consumer::consume(&options, &handler.a.kit.cancel.clone(), &handler).await })
+    }
+}
+
+/// Judges what one of alerting's queues brings.
+struct Judge {
+    a: Arc<Alerting>,
+    queue: &'static str,
+}
+
+impl consumer::Handler for Judge {
+    async fn take(&self, batch: Vec<Delivery>) {
+        let results = if self.queue == topology::QUEUE_OUTCOMES_ALERTING {
+            let messages: Vec<(Option<&str>, &[u8])> =
+                batch.iter().map(|d| (d.properties.kind().as_ref().map(|k| k.as_str()), d.data.as_slice())).collect();
+            rules::process_messages(&self.a, &messages).await
+        } else {
+            let mut results = Vec::with_capacity(batch.len());
+            for d in &batch {
+                let kind = d.properties.kind().as_ref().map(|k| k.as_str());
+                results.push(rules::process_dead_letter(&self.a, kind, &d.data).await);
             }
-        })
+            results
+        };
+        if results.iter().all(Result::is_ok) {
+            // Processed in order: one acknowledgement covers the batch.
+            let last = batch.last().expect("not empty");
+            if let Err(e) = last.acker.ack(BasicAckOptions { multiple: true }).await {
+                tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+            }
+            return;
+        }
+        for (delivery, result) in batch.iter().zip(results) {
+            let acked = match result {
+                Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "processing an alerting message failed; requeueing it");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await
+                }
+            };
+            if let Err(e) = acked {
+                tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+            }
+        }
     }
 }
 

@@ -19,13 +19,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use hookline_broker::lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
-};
+use hookline_broker::lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions, QueueDeclareOptions};
 use hookline_broker::lapin::types::FieldTable;
 use hookline_broker::messages::TYPE_DELIVERY_BATCH;
 use hookline_broker::topology;
+use hookline_broker::{consumer, lapin};
 use hookline_service_kit::batch::Batcher;
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::ops::{serve_ops, Probes};
@@ -84,6 +82,46 @@ impl Slots {
             slots.retain(|_, s| s.available_permits() < cap);
         }
         slots.entry(key).or_insert_with(|| Arc::new(Semaphore::new(cap))).clone()
+    }
+}
+
+/// What the work queue brings, handed to the worker one message at a time.
+struct Intake {
+    worker: Arc<Worker>,
+    /// Deliveries in flight in this process (`HOOKLINE_WORKER_CONCURRENCY`).
+    concurrency: Arc<Semaphore>,
+}
+
+impl Intake {
+    /// Whether every in-flight delivery finished within [`DRAIN_DEADLINE`].
+    async fn wait_in_flight(&self) -> bool {
+        let all = self.worker.kit.settings.worker_concurrency as u32;
+        tokio::time::timeout(DRAIN_DEADLINE, self.concurrency.acquire_many(all)).await.is_ok()
+    }
+}
+
+impl consumer::Handler for Intake {
+    async fn take(&self, batch: Vec<lapin::message::Delivery>) {
+        for delivery in batch {
+            if delivery.properties.kind().as_ref().is_some_and(|k| k.as_str() == TYPE_DELIVERY_BATCH) {
+                self.worker.take_batch(delivery, &self.concurrency).await;
+            } else {
+                self.worker.take_one(delivery, &self.concurrency).await;
+            }
+        }
+    }
+
+    async fn drain(&self) {
+        // Their acknowledgements need this channel.
+        let _ = self.wait_in_flight().await;
+    }
+
+    fn consuming(&self, up: bool) {
+        if up {
+            metrics::CONSUMERS.inc();
+        } else {
+            metrics::CONSUMERS.dec();
+        }
     }
 }
 
@@ -312,97 +350,52 @@ impl Worker {
     /// Consumes until `kit.cancel` fires, reconnecting with backoff when the
     /// broker connection drops; then drains in-flight deliveries.
     pub async fn run(self: &Arc<Self>) -> anyhow::Result<()> {
-        let concurrency = Arc::new(Semaphore::new(self.kit.settings.worker_concurrency));
-        let mut backoff = Duration::from_millis(200);
-        while !self.kit.cancel.is_cancelled() {
-            match self.consume(concurrency.clone()).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "broker consumer stopped; reconnecting"
-                    );
-                    tokio::select! {
-                        _ = self.kit.cancel.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+        let intake = Intake {
+            worker: Arc::clone(self),
+            concurrency: Arc::new(Semaphore::new(self.kit.settings.worker_concurrency)),
+        };
+        let options = consumer::Options {
+            url: self.kit.settings.amqp_url.expose().to_owned(),
+            name: "hookline-worker".into(),
+            queue: topology::QUEUE_WORK.into(),
+            prefetch: self.kit.settings.worker_prefetch,
+            linger: None,
+        };
+        consumer::consume(&options, &self.kit.cancel, &intake).await;
         // Wait for in-flight deliveries (each holds a permit).
-        let all = self.kit.settings.worker_concurrency as u32;
-        match tokio::time::timeout(DRAIN_DEADLINE, concurrency.acquire_many(all)).await {
-            Ok(_) => tracing::info!("in-flight deliveries finished"),
-            Err(_) => {
-                tracing::warn!("in-flight deliveries did not finish within the deadline; they will be redelivered")
-            }
+        if intake.wait_in_flight().await {
+            tracing::info!("in-flight deliveries finished");
+        } else {
+            tracing::warn!("in-flight deliveries did not finish within the deadline; they will be redelivered");
         }
         Ok(())
     }
 
-    async fn consume(self: &Arc<Self>, concurrency: Arc<Semaphore>) -> anyhow::Result<()> {
-        let conn = hookline_broker::publisher::connect(self.kit.settings.amqp_url.expose(), "hookline-worker").await?;
-        let channel = conn.create_channel().await?;
-        topology::declare(&channel).await?;
-        channel.basic_qos(self.kit.settings.worker_prefetch, BasicQosOptions::default()).await?;
-        let mut consumer = channel
-            .basic_consume(
-                topology::QUEUE_WORK.into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        metrics::CONSUMERS.inc();
-        tracing::info!("consuming {}", topology::QUEUE_WORK);
-        let result = loop {
-            let next = tokio::select! {
-                _ = self.kit.cancel.cancelled() => break Ok(()),
-                d = consumer.next() => d,
-            };
-            let delivery = match next {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => break Err(anyhow::anyhow!("consumer: {e}")),
-                None => break Err(anyhow::anyhow!("the broker closed the consumer")),
-            };
-            if delivery.properties.kind().as_ref().is_some_and(|k| k.as_str() == TYPE_DELIVERY_BATCH) {
-                self.take_batch(delivery, &concurrency).await;
-                continue;
-            }
-            let permit = concurrency.clone().acquire_owned().await.expect("semaphore open");
-            let this = Arc::clone(self);
-            tokio::spawn(async move {
-                metrics::IN_FLIGHT.inc();
-                let traceparent = hookline_broker::publisher::traceparent_of(&delivery.properties);
-                let disposition =
-                    process::process_one(&this, &delivery.data, delivery.redelivered, traceparent.as_deref()).await;
-                let acked = match disposition {
-                    Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
-                    Disposition::DeadLetter => delivery.acker.reject(BasicRejectOptions { requeue: false }).await,
-                    Disposition::Requeue => {
-                        // Give a failing dependency a moment before the message comes back.
-                        tokio::time::sleep(REQUEUE_DELAY).await;
-                        delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await
-                    }
-                };
-                if let Err(e) = acked {
-                    tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+    /// Runs one message's task in its own slot of the worker's concurrency
+    /// and settles the message with its disposition.
+    async fn take_one(self: &Arc<Self>, delivery: lapin::message::Delivery, concurrency: &Arc<Semaphore>) {
+        let permit = concurrency.clone().acquire_owned().await.expect("semaphore open");
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            metrics::IN_FLIGHT.inc();
+            let traceparent = hookline_broker::publisher::traceparent_of(&delivery.properties);
+            let disposition =
+                process::process_one(&this, &delivery.data, delivery.redelivered, traceparent.as_deref()).await;
+            let acked = match disposition {
+                Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+                Disposition::DeadLetter => delivery.acker.reject(BasicRejectOptions { requeue: false }).await,
+                Disposition::Requeue => {
+                    // Give a failing dependency a moment before the message comes back.
+                    tokio::time::sleep(REQUEUE_DELAY).await;
+                    delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await
                 }
-                metrics::IN_FLIGHT.dec();
-                drop(permit);
-            });
-        };
-        metrics::CONSUMERS.dec();
-        // Stop taking messages; unacked ones return to the queue when the channel closes.
-        let _ = channel.basic_cancel(consumer.tag(), Default::default()).await;
-        if result.is_ok() {
-            let all = self.kit.settings.worker_concurrency as u32;
-            let _ = tokio::time::timeout(DRAIN_DEADLINE, concurrency.acquire_many(all)).await.map(drop);
-        }
-        let _ = conn.close(200, "shutting down".into()).await;
-        result
+            };
+            if let Err(e) = acked {
+                tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+            }
+            metrics::IN_FLIGHT.dec();
+            drop(permit);
+        });
     }
 
     /// Takes a message carrying several tasks (one event's new deliveries,

@@ -141,8 +141,9 @@ fn main() -> std::process::ExitCode {
 }
 
 /// For single-process use (`run all` and the admin commands): when
-/// HOOKLINE_MASTER_KEY is unset, use (or create) the development key of
-/// [`local_master_key_path`].
+/// HOOKLINE_MASTER_KEY is unset, use the development key of
+/// [`local_master_key_path`]. Only `run all` (`create`) makes one: an admin
+/// command that made its own would print keys no server accepts.
 fn with_local_master_key(mut settings: Settings, create: bool) -> anyhow::Result<Settings> {
     if settings.master_key.is_some() {
         return Ok(settings);
@@ -160,7 +161,7 @@ fn with_local_master_key(mut settings: Settings, create: bool) -> anyhow::Result
         key
     } else {
         anyhow::bail!(
-            "HOOKLINE_MASTER_KEY is not set and {} does not exist (run `hookline run all` once, or set the variable)",
+            "HOOKLINE_MASTER_KEY is not set and {} does not exist: set HOOKLINE_MASTER_KEY as the services have it, or run `make dev` (`hookline run all`) once to create a development key there",
             path.display()
         );
     };
@@ -225,7 +226,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Org { command: OrgCommand::Create { name, json } } => {
-            let settings = with_local_master_key(settings, true)?;
+            let settings = with_local_master_key(settings, false)?;
             let pool = hookline_store::db::pool(settings.database_url.expose(), 2)?;
             let created = hookline_control_api::routes::orgs::create(
                 &pool,

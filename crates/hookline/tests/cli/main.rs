@@ -192,3 +192,49 @@ fn the_committed_openapi_document_matches_the_code() {
             .unwrap();
     assert!(generated == committed, "docs/openapi.json is stale: run `make openapi` and commit it");
 }
+
+#[tokio::test]
+async fn only_run_all_makes_the_development_master_key_and_every_directory_shares_it() {
+    let env = TestEnv::new().await;
+    let data = std::env::temp_dir().join(format!("hookline-data-{}", env.id));
+    let data_home = data.to_str().unwrap().to_owned();
+    let unset = [("HOOKLINE_MASTER_KEY", ""), ("XDG_DATA_HOME", data_home.as_str())];
+    let key_file = data.join("hookline/master.key");
+
+    let out = hookline(&env, &unset).args(["org", "create", "--name", "Early"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains(key_file.to_str().unwrap()) && line.contains("HOOKLINE_MASTER_KEY"), "{line}");
+    assert!(!key_file.exists(), "an admin command made a key of its own");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = hookline(&env, &[unset[0], unset[1], ("HOOKLINE_LISTEN", &listen)])
+        .args(["run", "all"])
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = http();
+    eventually(Duration::from_secs(30), "run all to answer /health", || async {
+        c.get(format!("http://{listen}/health")).send().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    assert!(key_file.exists(), "run all made the development key");
+    // From another directory, the printed key works against that server.
+    let out = hookline(&env, &unset)
+        .args(["org", "create", "--name", "Later", "--json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = v["api_key"]["key"].as_str().unwrap();
+    let res = c.get(format!("http://{listen}/api/v1/keys")).bearer_auth(key).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data);
+}
