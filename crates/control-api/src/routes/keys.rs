@@ -38,13 +38,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    #[schema(example = "CRM production")]
+    #[schema(example = "CRM production", min_length = 1, max_length = 200)]
     pub name: String,
     pub role: Role,
     /// A subset of the role's scopes; all of them when omitted.
+    #[schema(min_items = 1)]
     pub scopes: Option<Vec<Scope>>,
-    /// Default 1000.
-    #[schema(example = 1000)]
+    /// At most the caller's own. When omitted: HOOKLINE_DEFAULT_RATE_LIMIT_PER_HOUR (1000), or the caller's when lower.
+    #[schema(example = 1000, minimum = 1, maximum = 10_000_000)]
     pub rate_limit_per_hour: Option<i32>,
     pub expires_at: Option<DateTime<Utc>>,
     /// IPv4 or IPv6 CIDRs (a bare address means just that address). Empty: any address.
@@ -56,10 +57,12 @@ pub struct CreateKey {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(nullable)]
     pub description: Option<Option<String>>,
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub rate_limit_per_hour: Option<i32>,
     pub allowed_ips: Option<Vec<String>>,
     /// null removes the expiry.
