@@ -1,8 +1,6 @@
 //! The pieces of the `hookline` binary that tests use too: the whole-platform
 //! OpenAPI document and `run all`.
 
-pub mod bench;
-
 use std::sync::Arc;
 
 use hookline_service_kit::kit::Kit;

@@ -51,7 +51,7 @@ enum Command {
     /// An option given twice takes its last value, so `scripts/bench.sh`
     /// can pass one scenario's options and then the caller's overrides.
     #[command(args_override_self = true)]
-    Bench(hookline::bench::BenchArgs),
+    Bench(hookline_loadgen::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -311,7 +311,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { service } => run(service, settings).await,
-        Command::Bench(args) => hookline::bench::run(args).await.map(|_| ()),
+        Command::Bench(args) => hookline_loadgen::run(args).await.map(|_| ()),
     }
 }
 

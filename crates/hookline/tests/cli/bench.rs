@@ -1,6 +1,6 @@
 //! The bench tool itself, on a tiny scenario: the report's counts, never its speed.
 
-use hookline::bench::{run, BenchArgs};
+use hookline_loadgen::{run, BenchArgs};
 use hookline_test_support::{serve, TestEnv, OPERATOR_TOKEN};
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! `hookline bench`: drives a running Hookline the way an evaluator would,
+//! The load generator behind `hookline bench`: drives a running Hookline the way an evaluator would,
 //! through the real ingest API with a real key, into a built-in receiver,
 //! and reports ingest and end-to-end figures.
 
