@@ -3,6 +3,7 @@
 //! operational events (through the outbox, so they are as reliable as any
 //! other event); email and Slack notifications follow the commit.
 
+use hookline_domain::status::DeliveryStatus;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{Duration, Utc};
@@ -625,11 +626,11 @@ async fn dead_letter_task(a: &Alerting, task: &DeliveryTask) -> anyhow::Result<(
     let Ok(delivery_id) = DeliveryId::parse(&task.delivery_id) else { return Ok(()) };
     let mut conn = a.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
     let Some(d) = hookline_store::deliveries::get(&mut conn, delivery_id.as_uuid()).await? else { return Ok(()) };
-    if matches!(d.status.as_str(), "dead_letter" | "delivered" | "cancelled") {
+    if !d.status.awaits_attempt() {
         return Ok(());
     }
     // The broker dead-lettered it (redelivery limit): record that, then count it like any other.
-    hookline_store::deliveries::set_status(&mut conn, d.id, "dead_letter").await?;
+    hookline_store::deliveries::set_status(&mut conn, d.id, DeliveryStatus::DeadLetter).await?;
     drop(conn);
     tracing::warn!(delivery_id = %task.delivery_id, "the broker dead-lettered a delivery after repeated redeliveries");
     let outcome = DeliveryOutcome {

@@ -24,6 +24,7 @@ use hookline_broker::lapin::types::FieldTable;
 use hookline_broker::messages::TYPE_DELIVERY_BATCH;
 use hookline_broker::topology;
 use hookline_broker::{consumer, lapin};
+use hookline_domain::status::DeliveryStatus;
 use hookline_service_kit::batch::Batcher;
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::ops::{serve_ops, Probes};
@@ -240,7 +241,7 @@ async fn write_attempts(
         .iter()
         .zip(outcomes)
         .enumerate()
-        .filter(|(_, (_, o))| o.status == "failed" && o.next_attempt_at.is_some())
+        .filter(|(_, (_, o))| o.status == DeliveryStatus::Failed && o.next_attempt_at.is_some())
         .map(|(i, (a, _))| (i, (a.delivery_id, a.attempt_number + 1)))
         .unzip();
     let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;

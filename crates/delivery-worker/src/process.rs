@@ -7,6 +7,7 @@
 //! `attempt_count` / `scheduled_attempt` let a redelivered or duplicated
 //! message recognise work already done.
 
+use hookline_domain::status::DeliveryStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,16 +134,18 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
         return Ok(Disposition::Ack);
     };
 
-    if attempt <= delivery.attempt_count || matches!(delivery.status.as_str(), "delivered" | "cancelled") {
+    if attempt <= delivery.attempt_count
+        || matches!(delivery.status, DeliveryStatus::Delivered | DeliveryStatus::Cancelled)
+    {
         return already_done(w, task, delivery, &endpoint, trace).await;
     }
-    if delivery.status == "dead_letter" {
+    if delivery.status == DeliveryStatus::DeadLetter {
         // A stale copy of a message whose delivery was dead-lettered after it.
         return Ok(Disposition::Ack);
     }
     if endpoint.deleted_at.is_some() || !endpoint.is_active {
         let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
-        hookline_store::deliveries::set_status(&mut conn, delivery.id, "cancelled").await?;
+        hookline_store::deliveries::set_status(&mut conn, delivery.id, DeliveryStatus::Cancelled).await?;
         publish_outcome(w, task, delivery, OutcomeKind::Cancelled, None).await;
         return Ok(Disposition::Ack);
     }
@@ -255,10 +258,10 @@ async fn finish(
         Some(pol.after_failure(attempt as u32, honour))
     };
     let outcome = match next {
-        None => AttemptOutcome { status: "delivered", next_attempt_at: None },
-        Some(NextStep::DeadLetter) => AttemptOutcome { status: "dead_letter", next_attempt_at: None },
+        None => AttemptOutcome { status: DeliveryStatus::Delivered, next_attempt_at: None },
+        Some(NextStep::DeadLetter) => AttemptOutcome { status: DeliveryStatus::DeadLetter, next_attempt_at: None },
         Some(NextStep::RetryAfter(d)) => AttemptOutcome {
-            status: "failed",
+            status: DeliveryStatus::Failed,
             next_attempt_at: Some(now + chrono::Duration::milliseconds(d.as_millis() as i64)),
         },
     };
@@ -298,8 +301,8 @@ async fn finish(
         }
     };
     let settled = match outcome.status {
-        "delivered" => hookline_service_kit::rollups::Settled::Delivered,
-        "dead_letter" => hookline_service_kit::rollups::Settled::DeadLettered,
+        DeliveryStatus::Delivered => hookline_service_kit::rollups::Settled::Delivered,
+        DeliveryStatus::DeadLetter => hookline_service_kit::rollups::Settled::DeadLettered,
         _ => hookline_service_kit::rollups::Settled::Retrying,
     };
     w.kit.rollups.attempt(
@@ -424,11 +427,11 @@ async fn already_done(
     endpoint: &EndpointRow,
     trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
-    match delivery.status.as_str() {
-        "delivered" | "cancelled" => Ok(Disposition::Ack),
+    match delivery.status {
+        DeliveryStatus::Delivered | DeliveryStatus::Cancelled => Ok(Disposition::Ack),
         // Recorded as dead but perhaps not yet handed to the dead-letter queue.
-        "dead_letter" if task.attempt as i32 == delivery.attempt_count => Ok(Disposition::DeadLetter),
-        "dead_letter" => Ok(Disposition::Ack),
+        DeliveryStatus::DeadLetter if task.attempt as i32 == delivery.attempt_count => Ok(Disposition::DeadLetter),
+        DeliveryStatus::DeadLetter => Ok(Disposition::Ack),
         _ if delivery.scheduled_attempt > delivery.attempt_count => Ok(Disposition::Ack),
         _ => {
             // The attempt was recorded but its retry never published.

@@ -12,5 +12,6 @@ pub mod net;
 pub mod retry;
 pub mod scope;
 pub mod signing;
+pub mod status;
 pub mod trace;
 pub mod webhook_url;

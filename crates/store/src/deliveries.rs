@@ -5,6 +5,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use hookline_domain::status::DeliveryStatus;
+
 use crate::outbox::NewOutbox;
 use crate::schema::{deliveries, delivery_attempts, delivery_retries, endpoint_health, outbox};
 use crate::Page;
@@ -17,7 +19,8 @@ pub struct DeliveryRow {
     pub event_id: Uuid,
     pub endpoint_id: Uuid,
     pub event_type: String,
-    pub status: String,
+    #[diesel(serialize_as = String, deserialize_as = String)]
+    pub status: DeliveryStatus,
     pub attempt_count: i32,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
@@ -48,7 +51,7 @@ pub struct AttemptRow {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[DeliveryRow]) -> QueryResult<()> {
+pub async fn insert_many(conn: &mut AsyncPgConnection, rows: Vec<DeliveryRow>) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -97,7 +100,7 @@ pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -
 #[derive(Debug, Default, Clone)]
 pub struct DeliveryFilter {
     pub endpoint_id: Option<Uuid>,
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     pub event_type: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
@@ -114,8 +117,8 @@ pub async fn list(
     if let Some(e) = f.endpoint_id {
         q = q.filter(deliveries::endpoint_id.eq(e));
     }
-    if let Some(s) = &f.status {
-        q = q.filter(deliveries::status.eq(s.clone()));
+    if let Some(s) = f.status {
+        q = q.filter(deliveries::status.eq(s.as_str()));
     }
     if let Some(t) = &f.event_type {
         q = q.filter(deliveries::event_type.eq(t.clone()));
@@ -145,8 +148,8 @@ pub async fn attempts(conn: &mut AsyncPgConnection, delivery_id: Uuid) -> QueryR
 /// What an attempt did to its delivery.
 #[derive(Debug, Clone)]
 pub struct AttemptOutcome {
-    /// `delivered`, `failed` (a retry follows) or `dead_letter`.
-    pub status: &'static str,
+    /// Delivered, failed (a retry follows) or dead-lettered.
+    pub status: DeliveryStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
@@ -249,7 +252,7 @@ impl HealthChanges {
             } else {
                 *failed = true;
                 f.failures += 1;
-                f.dead_letters += i32::from(o.status == "dead_letter");
+                f.dead_letters += i32::from(o.status == DeliveryStatus::DeadLetter);
                 f.failing_since.get_or_insert(a.created_at);
                 f.last_failure_at = a.created_at;
             }
@@ -333,7 +336,7 @@ impl<'a> RecordAttempts<'a> {
             response_headers: attempts.iter().map(|a| a.response_headers.as_ref()).collect(),
             response_bodies: attempts.iter().map(|a| a.response_body.as_deref()).collect(),
             at: attempts.iter().map(|a| a.created_at).collect(),
-            statuses: outcomes.iter().map(|o| o.status).collect(),
+            statuses: outcomes.iter().map(|o| o.status.as_str()).collect(),
             next_at: outcomes.iter().map(|o| o.next_attempt_at).collect(),
             healthy_endpoints: health.healthy.iter().map(|h| h.0).collect(),
             healthy_orgs: health.healthy.iter().map(|h| h.1).collect(),
@@ -548,10 +551,10 @@ pub async fn unclaim_attempt(conn: &mut AsyncPgConnection, id: Uuid, next: i32) 
         .map(|_| ())
 }
 
-pub async fn set_status(conn: &mut AsyncPgConnection, id: Uuid, status: &str) -> QueryResult<()> {
+pub async fn set_status(conn: &mut AsyncPgConnection, id: Uuid, status: DeliveryStatus) -> QueryResult<()> {
     diesel::update(deliveries::table.find(id))
         .set((
-            deliveries::status.eq(status),
+            deliveries::status.eq(status.as_str()),
             deliveries::next_attempt_at.eq(None::<DateTime<Utc>>),
             deliveries::updated_at.eq(diesel::dsl::now),
         ))
@@ -625,7 +628,7 @@ pub async fn recoverable(
         .filter(deliveries::id.gt(after.unwrap_or(Uuid::nil())))
         .filter(deliveries::org_id.eq(org_id))
         .filter(deliveries::endpoint_id.eq(endpoint_id))
-        .filter(deliveries::status.eq_any(["failed", "dead_letter"]))
+        .filter(deliveries::status.eq_any([DeliveryStatus::Failed.as_str(), DeliveryStatus::DeadLetter.as_str()]))
         .filter(deliveries::created_at.ge(since))
         .filter(deliveries::created_at.lt(until))
         .order(deliveries::id.asc())
@@ -646,7 +649,7 @@ pub async fn overdue(
     deliveries::table
         .inner_join(delivery_retries::table)
         .filter(delivery_retries::due_at.lt(older_than))
-        .filter(deliveries::status.eq("failed"))
+        .filter(deliveries::status.eq(DeliveryStatus::Failed.as_str()))
         .filter(deliveries::next_attempt_at.lt(older_than))
         .filter(diesel::dsl::not(diesel::dsl::exists(
             outbox::table
@@ -774,8 +777,8 @@ mod tests {
         }
     }
 
-    fn outcome(status: &'static str) -> AttemptOutcome {
-        AttemptOutcome { status, next_attempt_at: None }
+    fn outcome(status: &str) -> AttemptOutcome {
+        AttemptOutcome { status: status.parse().unwrap(), next_attempt_at: None }
     }
 
     #[test]

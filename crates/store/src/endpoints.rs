@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::status::DeliveryStatus;
 use uuid::Uuid;
 
 use crate::schema::{deliveries, webhook_endpoints};
@@ -163,10 +164,10 @@ pub async fn cancel_pending(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> 
     diesel::update(
         deliveries::table
             .filter(deliveries::endpoint_id.eq(endpoint_id))
-            .filter(deliveries::status.eq_any(["pending", "failed"])),
+            .filter(deliveries::status.eq_any([DeliveryStatus::Pending.as_str(), DeliveryStatus::Failed.as_str()])),
     )
     .set((
-        deliveries::status.eq("cancelled"),
+        deliveries::status.eq(DeliveryStatus::Cancelled.as_str()),
         deliveries::next_attempt_at.eq(None::<DateTime<Utc>>),
         deliveries::updated_at.eq(diesel::dsl::now),
     ))

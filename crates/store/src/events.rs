@@ -68,7 +68,8 @@ pub async fn fan_out(
     if deliveries.is_empty() {
         return Ok(Vec::new());
     }
-    crate::deliveries::insert_many(conn, &deliveries).await?;
+    let ids = deliveries.iter().map(|d| d.id).collect();
+    crate::deliveries::insert_many(conn, deliveries).await?;
     let row = crate::outbox::NewOutbox {
         org_id: event.org_id,
         delivery_id: None,
@@ -79,7 +80,7 @@ pub async fn fan_out(
         publish_after: None,
     };
     crate::outbox::insert(conn, &[row]).await?;
-    Ok(deliveries.iter().map(|d| d.id).collect())
+    Ok(ids)
 }
 
 /// An event to write with its fan-out, in a batch of several.
@@ -276,7 +277,7 @@ fn new_deliveries(event: &EventRow, endpoints: &[Uuid]) -> Vec<crate::deliveries
             event_id: event.id,
             endpoint_id: *ep,
             event_type: event.event_type.clone(),
-            status: "pending".into(),
+            status: hookline_domain::status::DeliveryStatus::Pending,
             attempt_count: 0,
             last_status_code: None,
             last_error: None,

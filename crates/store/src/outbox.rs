@@ -97,7 +97,7 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Clai
         .inner_join(
             deliveries::table.on(outbox::event_id
                 .eq(deliveries::event_id.nullable())
-                .and(deliveries::status.eq("pending"))
+                .and(deliveries::status.eq(hookline_domain::status::DeliveryStatus::Pending.as_str()))
                 .and(deliveries::attempt_count.eq(0))),
         )
         .filter(outbox::id.eq_any(&ids))

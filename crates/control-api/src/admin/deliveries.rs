@@ -12,7 +12,8 @@ use super::keys::parse_utc;
 use super::layout::{csrf, html_response, notice, opt_time, page, status_badge, Nav};
 use super::see_other;
 use super::session::{AdminForm, AdminSession, Refusal};
-use crate::routes::deliveries::{self as api, DeliveryParams, STATUSES};
+use crate::routes::deliveries::{self as api, DeliveryParams};
+use hookline_domain::status::DeliveryStatus;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/deliveries", web::get().to(list))
@@ -118,7 +119,7 @@ fn filter_form(f: &Filters, fixed_status: Option<&str>) -> Markup {
                     label for="f-status" { "Status" }
                     select id="f-status" name="status" {
                         option value="" { "any" }
-                        @for st in STATUSES { option value=(st) selected[f.status.as_deref() == Some(st)] { (st) } }
+                        @for st in DeliveryStatus::ALL.map(DeliveryStatus::as_str) { option value=(st) selected[f.status.as_deref() == Some(st)] { (st) } }
                     }
                 }
             }
@@ -170,7 +171,7 @@ async fn show(
 async fn detail(kit: &Kit, s: &AdminSession, id: &str, notice_code: Option<&str>) -> Result<Markup, ApiError> {
     let d = api::get(kit, &s.principal, id).await?;
     let payload = serde_json::to_string_pretty(&d.payload).unwrap_or_default();
-    let retryable = matches!(d.delivery.status.as_str(), "failed" | "dead_letter");
+    let retryable = DeliveryStatus::parse(&d.delivery.status).is_some_and(DeliveryStatus::retryable);
     Ok(html! {
         (notice(notice_code))
         div #delivery hx-get={ "/admin/deliveries/" (d.delivery.id) "?fragment=1" } hx-trigger="live from:body" hx-select="#delivery" hx-swap="outerHTML" {

@@ -7,6 +7,7 @@ use diesel_async::AsyncConnection;
 use hookline_domain::event::WEBHOOK_TEST;
 use hookline_domain::id::{AttemptId, DeliveryId, EndpointId, EventId};
 use hookline_domain::scope::Scope;
+use hookline_domain::status::DeliveryStatus;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, Problem};
 use hookline_service_kit::kit::Kit;
@@ -28,8 +29,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/webhooks/{id}/test", web::post().to(send_test))
         .route("/api/v1/webhooks/{id}/stats", web::get().to(stats));
 }
-
-pub const STATUSES: [&str; 5] = ["pending", "delivered", "failed", "dead_letter", "cancelled"];
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
@@ -56,8 +55,8 @@ impl From<DeliveryRow> for DeliveryView {
             event_id: EventId::from_uuid(r.event_id),
             webhook_id: EndpointId::from_uuid(r.endpoint_id),
             event: r.event_type,
-            next_attempt_at: if r.status == "failed" || r.status == "pending" { r.next_attempt_at } else { None },
-            status: r.status,
+            next_attempt_at: if r.status.awaits_attempt() { r.next_attempt_at } else { None },
+            status: r.status.as_str().to_owned(),
             attempts: r.attempt_count,
             last_status_code: r.last_status_code,
             last_error: r.last_error,
@@ -224,11 +223,13 @@ pub async fn list_deliveries(
 pub async fn list(kit: &Kit, auth: &Principal, q: &DeliveryParams) -> Result<ListResponse<DeliveryView>, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
     let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
-    if let Some(s) = &q.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::invalid_field("status", format!("must be one of {}", STATUSES.join(", "))));
-        }
-    }
+    let status = match &q.status {
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            let names: Vec<_> = DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::invalid_field("status", format!("must be one of {}", names.join(", ")))
+        })?),
+        None => None,
+    };
     let endpoint_id = match &q.webhook_id {
         Some(w) => {
             Some(EndpointId::parse(w).map_err(|e| ApiError::invalid_field("webhook_id", e.to_string()))?.as_uuid())
@@ -237,13 +238,7 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &DeliveryParams) -> Result<Lis
     };
     time_in_range("since", q.since)?;
     time_in_range("until", q.until)?;
-    let filter = DeliveryFilter {
-        endpoint_id,
-        status: q.status.clone(),
-        event_type: q.event.clone(),
-        since: q.since,
-        until: q.until,
-    };
+    let filter = DeliveryFilter { endpoint_id, status, event_type: q.event.clone(), since: q.since, until: q.until };
     let mut conn = kit.conn().await?;
     let page = hookline_store::deliveries::list(&mut conn, auth.org_id.as_uuid(), &filter, before, limit).await?;
     let last = page.items.last().map(|d| d.id);

@@ -333,7 +333,13 @@ async fn keyed_connections_plan_the_workers_statements_once_as_key_lookups() {
                     created_at: chrono::Utc::now(),
                 })
                 .collect();
-            let outcomes = vec![AttemptOutcome { status: "delivered", next_attempt_at: None }; 2];
+            let outcomes = vec![
+                AttemptOutcome {
+                    status: hookline_domain::status::DeliveryStatus::Delivered,
+                    next_attempt_at: None
+                };
+                2
+            ];
             record_attempts(c, &attempts, &outcomes, Plan::Keyed).await?;
             let claims: Vec<(uuid::Uuid, i32)> =
                 attempts.iter().map(|a| (a.delivery_id, a.attempt_number + 1)).collect();

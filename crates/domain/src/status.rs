@@ -1,0 +1,94 @@
+//! Where a delivery stands. Stored as text (`deliveries.status`); this type
+//! is the only place the names are written.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The state of one delivery of one event to one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt's message.
+    Pending,
+    /// An attempt was answered 2xx.
+    Delivered,
+    /// The last attempt failed and a retry is scheduled.
+    Failed,
+    /// Every retry failed; it waits to be sent again by hand.
+    DeadLetter,
+    /// Its endpoint was deleted or disabled before it was delivered.
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [Self; 5] = [Self::Pending, Self::Delivered, Self::Failed, Self::DeadLetter, Self::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::DeadLetter => "dead_letter",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether it may be sent again by hand (retry, recover).
+    pub fn retryable(self) -> bool {
+        matches!(self, Self::Failed | Self::DeadLetter)
+    }
+
+    /// Whether an attempt may still be scheduled for it.
+    pub fn awaits_attempt(self) -> bool {
+        matches!(self, Self::Pending | Self::Failed)
+    }
+}
+
+impl fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a delivery status")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for DeliveryStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for DeliveryStatus {
+    type Error = UnknownStatus;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<DeliveryStatus> for String {
+    fn from(s: DeliveryStatus) -> Self {
+        s.as_str().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_reads_back_from_its_name() {
+        for s in DeliveryStatus::ALL {
+            assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
+            assert_eq!(String::from(s).parse::<DeliveryStatus>().unwrap(), s);
+        }
+        assert!("delivering".parse::<DeliveryStatus>().is_err());
+    }
+}
