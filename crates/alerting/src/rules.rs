@@ -201,11 +201,6 @@ impl Judging {
     pub async fn finish(&mut self, c: Tx<'_>) -> diesel::QueryResult<()> {
         self.write_repeats(c, None, None).await
     }
-
-    /// Whether anything decided wrote an operational event (a repeat writes none).
-    fn wrote_events(&self) -> bool {
-        self.notices.iter().any(|n| !matches!(n, Notice::Repeated(_)))
-    }
 }
 
 /// Opens an alert, or counts another occurrence of the open one (in memory
@@ -578,9 +573,6 @@ async fn judge(a: &Alerting, outcomes: &[Outcome]) -> anyhow::Result<()> {
     drop(conn);
     for (org, id) in std::mem::take(&mut j.disabled) {
         a.kit.caches.invalidate(Topic::Endpoint { org, id }).await;
-    }
-    if j.wrote_events() {
-        a.kit.outbox_wake.notify_one();
     }
     // Notices go out with the settings of the organisation they concern.
     let mut by_org: Vec<(Uuid, Vec<Notice>)> = Vec::new();

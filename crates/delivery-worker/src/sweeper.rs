@@ -30,7 +30,6 @@ pub async fn sweep_once(kit: &Kit) -> anyhow::Result<usize> {
         .await?;
     if n > 0 {
         tracing::warn!(count = n, "re-queued retries that never came back");
-        kit.outbox_wake.notify_one();
     }
     Ok(n)
 }

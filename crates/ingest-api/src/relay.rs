@@ -6,7 +6,8 @@
 //! their commit (see [`crate::writer`]); their rows become due here only if
 //! that did not happen in time. Everything else written to the outbox
 //! (manual retries and replays, operational events) is published here as
-//! soon as a wake-up or the next poll comes.
+//! soon as its commit is announced on Postgres' `LISTEN`/`NOTIFY` channel,
+//! whichever process wrote it, or at the next poll.
 //!
 //! Each pass locks a batch of the oldest due rows with `FOR UPDATE SKIP
 //! LOCKED` (so relays in several ingest instances never take the same
@@ -170,9 +171,53 @@ async fn measure(kit: &Kit) {
     }
 }
 
-/// Runs the relay until `kit.cancel` fires; `kit.outbox_wake` starts a pass at once.
+/// Starts a pass whenever any process announces outbox rows (Postgres
+/// `LISTEN` on [`hookline_store::outbox::CHANNEL`]), reconnecting as needed.
+fn spawn_listener(kit: Arc<Kit>, wake: Arc<tokio::sync::Notify>) {
+    tokio::spawn(async move {
+        let url = kit.settings.database_url.expose().to_owned();
+        while !kit.cancel.is_cancelled() {
+            if let Err(e) = listen(&url, &kit.cancel, &wake).await {
+                tracing::debug!(error = format!("{e:#}"), "outbox notifications interrupted; reconnecting");
+            }
+            tokio::select! {
+                _ = kit.cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+}
+
+async fn listen(
+    url: &str,
+    cancel: &tokio_util::sync::CancellationToken,
+    wake: &tokio::sync::Notify,
+) -> anyhow::Result<()> {
+    use diesel_async::RunQueryDsl;
+    use futures_util::StreamExt;
+    let mut conn = diesel_async::AsyncPgConnection::establish(url).await?;
+    diesel::sql_query(format!("LISTEN {}", hookline_store::outbox::CHANNEL)).execute(&mut conn).await?;
+    // Anything announced before listening is found by this pass.
+    wake.notify_one();
+    let mut notifications = std::pin::pin!(conn.notifications_stream());
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            n = notifications.next() => match n {
+                Some(Ok(_)) => wake.notify_one(),
+                Some(Err(e)) => return Err(e.into()),
+                None => anyhow::bail!("the notification connection closed"),
+            }
+        }
+    }
+}
+
+/// Runs the relay until `kit.cancel` fires; a notification of new outbox
+/// rows, from any process, starts a pass at once.
 pub fn spawn(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
     init_metrics();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    spawn_listener(kit.clone(), wake.clone());
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(250);
         let mut last_measure = std::time::Instant::now() - Duration::from_secs(10);
@@ -194,8 +239,10 @@ pub fn spawn(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
                     backoff = Duration::from_millis(250);
                     tokio::select! {
                         _ = kit.cancel.cancelled() => return,
-                        _ = kit.outbox_wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = wake.notified() => {}
+                        // The fallback for a missed notification (a relay
+                        // reconnecting) and for rows left to the event writer.
+                        _ = tokio::time::sleep(kit.settings.outbox_poll) => {}
                     }
                 }
                 Err(e) => {

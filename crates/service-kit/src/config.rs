@@ -74,6 +74,9 @@ pub struct Settings {
     /// tenant whose endpoints hang cannot hold every slot.
     pub org_concurrency: usize,
     pub outbox_batch_size: i64,
+    /// How often the relay looks for due outbox rows without being told
+    /// (`HOOKLINE_OUTBOX_POLL_MS`); writes announce themselves at once.
+    pub outbox_poll: std::time::Duration,
     pub usage_flush_secs: u64,
     /// SMTP server for alert emails, e.g. `smtp://user:pass@mail.example.com:587` (`smtps://` for TLS); unset disables email.
     pub smtp_url: Option<Secret<String>>,
@@ -216,6 +219,7 @@ impl Settings {
             org_concurrency: parse_num("HOOKLINE_ORG_CONCURRENCY", (worker_concurrency as u64 / 2).max(1), 1, 10_000)?
                 as usize,
             outbox_batch_size: parse_num("HOOKLINE_OUTBOX_BATCH_SIZE", 200, 1, 10_000)? as i64,
+            outbox_poll: std::time::Duration::from_millis(parse_num("HOOKLINE_OUTBOX_POLL_MS", 2000, 10, 600_000)?),
             usage_flush_secs: parse_num("HOOKLINE_USAGE_FLUSH_SECS", 10, 1, 3600)?,
             smtp_url: get("HOOKLINE_SMTP_URL").map(Secret),
             smtp_from: get("HOOKLINE_SMTP_FROM").unwrap_or_else(|| "Hookline <alerts@hookline.localhost>".into()),

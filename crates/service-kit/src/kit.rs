@@ -32,8 +32,6 @@ pub struct Kit {
     pub limiter: Arc<RateLimiter>,
     pub usage: Arc<UsageRecorder>,
     pub rollups: Arc<Rollups>,
-    /// Wakes the outbox relay after a commit that wrote outbox rows.
-    pub outbox_wake: Arc<tokio::sync::Notify>,
     /// Cancelled when the process shuts down; background loops watch it.
     pub cancel: CancellationToken,
     /// Group commit for accepted events; the ingest API starts it.
@@ -129,7 +127,6 @@ impl Kit {
             limiter,
             usage,
             rollups,
-            outbox_wake: Arc::new(tokio::sync::Notify::new()),
             event_writer: std::sync::OnceLock::new(),
             cancel,
         }))

@@ -25,11 +25,19 @@ pub struct NewOutbox {
     pub publish_after: Option<DateTime<Utc>>,
 }
 
+/// The channel on which writes to the outbox are announced.
+pub const CHANNEL: &str = "hookline_outbox";
+
+/// Writes outbox rows and announces them on [`CHANNEL`], so that a relay in
+/// any process starts a pass once they commit (a notification in a
+/// transaction is sent at its commit, and not at all on rollback).
 pub async fn insert(conn: &mut AsyncPgConnection, rows: &[NewOutbox]) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    diesel::insert_into(outbox::table).values(rows).execute(conn).await.map(|_| ())
+    diesel::insert_into(outbox::table).values(rows).execute(conn).await?;
+    diesel::sql_query("SELECT pg_notify($1, '')").bind::<diesel::sql_types::Text, _>(CHANNEL).execute(conn).await?;
+    Ok(())
 }
 
 /// An outbox row with what the broker message needs.

@@ -335,7 +335,6 @@ pub async fn retry(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryView
             hookline_store::deliveries::get(c, d.id).await?.ok_or_else(|| ApiError::not_found("delivery"))
         })
         .await?;
-    kit.outbox_wake.notify_one();
     Ok(DeliveryView::from(row))
 }
 
@@ -393,9 +392,6 @@ pub async fn recover_failures(
             .await?;
         requeued += n;
         after = last;
-        if requeued > 0 {
-            kit.outbox_wake.notify_one();
-        }
         if !full {
             break;
         }
@@ -466,7 +462,6 @@ pub async fn test(kit: &Kit, auth: &Principal, id: &str) -> Result<TestSent, Api
             Ok(delivery_id)
         })
         .await?;
-    kit.outbox_wake.notify_one();
     Ok(TestSent { delivery_id, event_id })
 }
 

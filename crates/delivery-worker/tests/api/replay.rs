@@ -159,3 +159,29 @@ async fn recover_requeues_a_large_window_in_batches() {
     // They flow (one endpoint takes them at its own pace).
     wait_received(&r, 101, Duration::from_secs(30)).await;
 }
+
+#[tokio::test]
+async fn a_retry_asked_of_another_process_wakes_the_relay_at_once() {
+    // Unprompted, this relay would look at the outbox only after a minute.
+    let s = Stack::start_with(&[("HOOKLINE_OUTBOX_POLL_MS", "60000")]).await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(500));
+    let ep = s.endpoint(&r, "/hook", json!({"max_retries": 0})).await;
+    s.send_lead("l1").await;
+    let dead = s.wait_status(&ep, 1, "dead_letter", Duration::from_secs(20)).await;
+    r.set(Behaviour::Ok);
+    // A control API with a kit of its own, as another process would have.
+    let other = s.env.kit(&[]).await;
+    let control = hookline_test_support::serve(other.clone(), hookline_control_api::server_spec(&other));
+    let id = dead[0]["id"].as_str().unwrap();
+    let res = s
+        .client
+        .post(control.url(&format!("/api/v1/webhooks/deliveries/{id}/retry")))
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    s.wait_status(&ep, 1, "delivered", Duration::from_secs(20)).await;
+    other.cancel.cancel();
+}

@@ -250,7 +250,6 @@ async fn store_event(
             .await;
         match result {
             Ok(deliveries) => {
-                kit.outbox_wake.notify_one();
                 kit.rollups.event(org.as_uuid(), event_type, deliveries.len() as i64);
                 return Ok(Stored::New(Accepted {
                     event_id,
