@@ -3,7 +3,7 @@
 //! operational events (through the outbox, so they are as reliable as any
 //! other event); email and Slack notifications follow the commit.
 
-use hookline_domain::status::DeliveryStatus;
+use hookline_domain::status::{DeliveryStatus, OutboxReason};
 use std::collections::{HashMap, HashSet};
 
 use chrono::{Duration, Utc};
@@ -76,7 +76,7 @@ pub async fn emit(
         delivery_count: targets.len() as i32,
         created_at: now,
     };
-    Ok(hookline_store::events::fan_out(c, &event, &targets, "fresh", None).await?.len())
+    Ok(hookline_store::events::fan_out(c, &event, &targets, OutboxReason::Fresh, None).await?.len())
 }
 
 pub fn alert_payload(a: &AlertRow) -> serde_json::Value {

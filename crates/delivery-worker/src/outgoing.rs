@@ -2,18 +2,15 @@
 //! and published several to a message: retries and parked tasks bound for
 //! the same delay queue, and outcomes of one kind for alerting.
 //!
-//! Every failure used to cost three messages of its own: a confirmed
-//! publish to a delay queue, the dead-letter hop from there back to the
-//! work queue, and a confirmed outcome. In a retry storm that is broker
-//! work per failure on the same cores the fresh deliveries need. Gathered,
-//! the failures of a burst cost a few messages in all, however many there
-//! are.
+//! Alone, each failure would cost three messages (a confirmed publish to a
+//! delay queue, the hop from there back to the work queue, a confirmed
+//! outcome): broker work per failure, in a retry storm, on the cores the
+//! fresh deliveries need. Gathered, a burst's failures cost a few messages.
 //!
-//! Nothing is weaker for it: each caller still waits for the confirm of the
-//! message that carries its item before it acknowledges its own, so a crash
-//! at any point loses nothing. What changes is that a failed attempt's
-//! message is acknowledged up to [`LINGER`] later, and a retry leaves that
-//! much later.
+//! Each caller still waits for the confirm of the message that carries its
+//! item before it acknowledges its own, so a crash loses nothing; a failed
+//! attempt's message is acknowledged, and its retry leaves, up to [`LINGER`]
+//! later.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,11 +5,11 @@
 //! by the success itself, so the latest success to an endpoint stands for
 //! every one before it. While an endpoint fails at a sustained rate every
 //! success to it matters (it may bring the rate back under the threshold),
-//! and reporting each one cost a confirmed message through the broker and a
-//! judgement. Now the first success of an interval is reported at once and
-//! the latest of the rest when the interval ends: alerting is never more
-//! than an interval behind, and hears at most one success per endpoint per
-//! interval from each worker. Failures are reported one by one, as before.
+//! but each report costs a confirmed message and a judgement. So the first
+//! success of an interval is reported at once and the latest of the rest
+//! when the interval ends: alerting is never more than an interval behind,
+//! and hears at most one success per endpoint per interval from each
+//! worker. Failures are reported one by one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -21,7 +21,7 @@ pub async fn sweep_once(kit: &Kit) -> anyhow::Result<usize> {
             let rows = hookline_store::deliveries::overdue(c, cutoff, 500).await?;
             let mut n = 0;
             for r in &rows {
-                if hookline_store::deliveries::requeue(c, r, "retry").await? {
+                if hookline_store::deliveries::requeue(c, r, hookline_domain::status::OutboxReason::Retry).await? {
                     n += 1;
                 }
             }

@@ -1,5 +1,6 @@
-//! Where a delivery stands. Stored as text (`deliveries.status`); this type
-//! is the only place the names are written.
+//! Where a delivery stands, and why an outbox row was written. Stored as
+//! text (`deliveries.status`, `outbox.reason`); these types are the only
+//! place the names are written.
 
 use std::fmt;
 use std::str::FromStr;
@@ -90,5 +91,51 @@ mod tests {
             assert_eq!(String::from(s).parse::<DeliveryStatus>().unwrap(), s);
         }
         assert!("delivering".parse::<DeliveryStatus>().is_err());
+    }
+}
+
+/// Why an outbox row was written, and so what the delivery task it becomes
+/// says of itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxReason {
+    /// An event's first deliveries.
+    Fresh,
+    /// Sent again by hand: a retry, a recover, a test event.
+    Manual,
+    /// A scheduled retry whose message was lost, sent again by the sweeper.
+    Retry,
+}
+
+impl OutboxReason {
+    pub const ALL: [Self; 3] = [Self::Fresh, Self::Manual, Self::Retry];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fresh => "fresh",
+            Self::Manual => "manual",
+            Self::Retry => "retry",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not an outbox reason")]
+pub struct UnknownReason(pub String);
+
+impl TryFrom<String> for OutboxReason {
+    type Error = UnknownReason;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).ok_or(UnknownReason(s))
+    }
+}
+
+impl From<OutboxReason> for String {
+    fn from(r: OutboxReason) -> Self {
+        r.as_str().to_owned()
     }
 }

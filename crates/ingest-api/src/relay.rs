@@ -27,6 +27,7 @@ use futures_util::future::join_all;
 use hookline_broker::messages::{DeliveryBatch, DeliveryTask, TaskReason, MESSAGE_VERSION};
 use hookline_broker::publisher::Broker;
 use hookline_domain::id::{DeliveryId, EndpointId, EventId, OrgId};
+use hookline_domain::status::OutboxReason;
 use hookline_domain::trace::TraceParent;
 use hookline_service_kit::kit::Kit;
 use hookline_store::outbox::Pending;
@@ -59,11 +60,11 @@ pub fn init_metrics() {
     PUBLISHED.with_label_values(&["custom"]);
 }
 
-fn reason(text: &str) -> TaskReason {
-    match text {
-        "manual" => TaskReason::Manual,
-        "retry" => TaskReason::Retry,
-        _ => TaskReason::Fresh,
+fn reason(r: OutboxReason) -> TaskReason {
+    match r {
+        OutboxReason::Fresh => TaskReason::Fresh,
+        OutboxReason::Manual => TaskReason::Manual,
+        OutboxReason::Retry => TaskReason::Retry,
     }
 }
 
@@ -77,7 +78,7 @@ fn task_of(r: &Pending) -> DeliveryTask {
         event_type: r.event_type.clone(),
         attempt: r.attempt.max(1) as u32,
         first_enqueued_at_ms: r.created_at.timestamp_millis(),
-        reason: reason(&r.reason) as i32,
+        reason: reason(r.reason) as i32,
         parked: 0,
         // The message's header carries the trace, shared by an event's deliveries.
         traceparent: String::new(),
@@ -90,7 +91,7 @@ fn messages(rows: &[Pending]) -> Vec<Vec<&Pending>> {
     let mut groups: Vec<Vec<&Pending>> = Vec::new();
     let mut of_event: std::collections::HashMap<uuid::Uuid, usize> = std::collections::HashMap::new();
     for r in rows {
-        if r.reason != "fresh" || r.attempt > 1 {
+        if r.reason != OutboxReason::Fresh || r.attempt > 1 {
             groups.push(vec![r]);
             continue;
         }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use hookline_domain::status::DeliveryStatus;
+use hookline_domain::status::{DeliveryStatus, OutboxReason};
 
 use crate::outbox::NewOutbox;
 use crate::schema::{deliveries, delivery_attempts, delivery_retries, endpoint_health, outbox};
@@ -565,7 +565,7 @@ pub async fn set_status(conn: &mut AsyncPgConnection, id: Uuid, status: Delivery
 
 /// Queues a new attempt now for a failed or dead-lettered delivery: sets it
 /// pending and writes its outbox row. False when the delivery is in another state.
-pub async fn requeue(conn: &mut AsyncPgConnection, row: &DeliveryRow, reason: &str) -> QueryResult<bool> {
+pub async fn requeue(conn: &mut AsyncPgConnection, row: &DeliveryRow, reason: OutboxReason) -> QueryResult<bool> {
     Ok(requeue_many(conn, &[row.id], reason).await? == 1)
 }
 
@@ -581,7 +581,7 @@ struct Requeued {
 
 /// [`requeue`] for several deliveries in two statements; those in another
 /// state are left alone. Returns how many were queued.
-pub async fn requeue_many(conn: &mut AsyncPgConnection, ids: &[Uuid], reason: &str) -> QueryResult<usize> {
+pub async fn requeue_many(conn: &mut AsyncPgConnection, ids: &[Uuid], reason: OutboxReason) -> QueryResult<usize> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -601,16 +601,15 @@ pub async fn requeue_many(conn: &mut AsyncPgConnection, ids: &[Uuid], reason: &s
             org_id: r.org_id,
             delivery_id: Some(r.id),
             event_id: None,
-            reason: reason.to_owned(),
+            reason,
             attempt: r.scheduled_attempt,
             traceparent: None,
             publish_after: None,
         })
         .collect();
-    if !rows.is_empty() {
-        crate::outbox::insert(conn, &rows).await?;
-    }
-    Ok(rows.len())
+    let n = rows.len();
+    crate::outbox::insert(conn, rows).await?;
+    Ok(n)
 }
 
 /// Up to `limit` failed or dead-lettered deliveries of an endpoint created

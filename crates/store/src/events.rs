@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::status::OutboxReason;
 use uuid::Uuid;
 
 use crate::schema::events;
@@ -60,7 +61,7 @@ pub async fn fan_out(
     conn: &mut AsyncPgConnection,
     event: &EventRow,
     endpoints: &[Uuid],
-    reason: &str,
+    reason: OutboxReason,
     traceparent: Option<&str>,
 ) -> QueryResult<Vec<Uuid>> {
     insert(conn, event).await?;
@@ -74,12 +75,12 @@ pub async fn fan_out(
         org_id: event.org_id,
         delivery_id: None,
         event_id: Some(event.id),
-        reason: reason.to_owned(),
+        reason,
         attempt: 1,
         traceparent: traceparent.map(str::to_owned),
         publish_after: None,
     };
-    crate::outbox::insert(conn, &[row]).await?;
+    crate::outbox::insert(conn, vec![row]).await?;
     Ok(ids)
 }
 
@@ -157,7 +158,7 @@ pub async fn fan_out_many(
                 id: *outbox_ids.get(&d.event_id)?,
                 org_id: d.org_id,
                 delivery_id: d.id,
-                reason: "fresh".to_owned(),
+                reason: OutboxReason::Fresh,
                 attempt: 1,
                 created_at: d.created_at,
                 endpoint_id: d.endpoint_id,

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::status::OutboxReason;
 use uuid::Uuid;
 
 use crate::schema::{deliveries, outbox};
@@ -18,7 +19,8 @@ pub struct NewOutbox {
     pub delivery_id: Option<Uuid>,
     /// The event whose pending deliveries the row publishes; None for a delivery's row.
     pub event_id: Option<Uuid>,
-    pub reason: String,
+    #[diesel(serialize_as = String)]
+    pub reason: OutboxReason,
     pub attempt: i32,
     pub traceparent: Option<String>,
     /// When the relay may take the row; None for at once (the column's default).
@@ -31,7 +33,7 @@ pub const CHANNEL: &str = "hookline_outbox";
 /// Writes outbox rows and announces them on [`CHANNEL`], so that a relay in
 /// any process starts a pass once they commit (a notification in a
 /// transaction is sent at its commit, and not at all on rollback).
-pub async fn insert(conn: &mut AsyncPgConnection, rows: &[NewOutbox]) -> QueryResult<()> {
+pub async fn insert(conn: &mut AsyncPgConnection, rows: Vec<NewOutbox>) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -46,7 +48,8 @@ pub struct Pending {
     pub id: i64,
     pub org_id: Uuid,
     pub delivery_id: Uuid,
-    pub reason: String,
+    #[diesel(deserialize_as = String)]
+    pub reason: OutboxReason,
     pub attempt: i32,
     pub created_at: DateTime<Utc>,
     pub endpoint_id: Uuid,

@@ -7,7 +7,7 @@ use diesel_async::AsyncConnection;
 use hookline_domain::event::WEBHOOK_TEST;
 use hookline_domain::id::{AttemptId, DeliveryId, EndpointId, EventId};
 use hookline_domain::scope::Scope;
-use hookline_domain::status::DeliveryStatus;
+use hookline_domain::status::{DeliveryStatus, OutboxReason};
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, Problem};
 use hookline_service_kit::kit::Kit;
@@ -316,7 +316,7 @@ pub async fn retry(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryView
                     "the delivery's endpoint is disabled or deleted; enable it first",
                 ));
             }
-            if !hookline_store::deliveries::requeue(c, &d, "manual").await? {
+            if !hookline_store::deliveries::requeue(c, &d, OutboxReason::Manual).await? {
                 return Err(ApiError::conflict(
                     "not_retryable",
                     format!("a {} delivery cannot be retried; only failed and dead_letter ones", d.status),
@@ -386,7 +386,7 @@ pub async fn recover_failures(
                 let org = principal.org_id.as_uuid();
                 let ids =
                     hookline_store::deliveries::recoverable(c, org, ep.id, (since, until), after, take as i64).await?;
-                let n = hookline_store::deliveries::requeue_many(c, &ids, "manual").await?;
+                let n = hookline_store::deliveries::requeue_many(c, &ids, OutboxReason::Manual).await?;
                 Ok((n, ids.last().copied(), ids.len() == take))
             })
             .await?;
@@ -447,7 +447,7 @@ pub async fn test(kit: &Kit, auth: &Principal, id: &str) -> Result<TestSent, Api
                 delivery_count: 1,
                 created_at: now,
             };
-            let ids = hookline_store::events::fan_out(c, &event, &[ep.id], "manual", None).await?;
+            let ids = hookline_store::events::fan_out(c, &event, &[ep.id], OutboxReason::Manual, None).await?;
             let delivery_id = DeliveryId::from_uuid(ids[0]);
             audit::record(
                 c,

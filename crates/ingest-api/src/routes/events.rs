@@ -4,6 +4,7 @@
 //! An event is answered 202 only once it, one delivery per active
 //! subscribed endpoint, and their outbox rows are committed together.
 
+use hookline_domain::status::OutboxReason;
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
@@ -245,7 +246,7 @@ async fn store_event(
         let mut conn = kit.conn().await?;
         let result = conn
             .transaction::<_, diesel::result::Error, _>(async |c| {
-                hookline_store::events::fan_out(c, &event, &endpoints, "fresh", Some(&traceparent)).await
+                hookline_store::events::fan_out(c, &event, &endpoints, OutboxReason::Fresh, Some(&traceparent)).await
             })
             .await;
         match result {
