@@ -39,9 +39,9 @@ pub static RETENTION_DELETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Registers every alerting metric and its known label values.
 pub fn init() {
-    for rule in crate::rules::RULES {
+    for rule in hookline_domain::status::AlertRule::ALL {
         for t in ["opened", "resolved"] {
-            ALERTS.with_label_values(&[rule, t]);
+            ALERTS.with_label_values(&[rule.as_str(), t]);
         }
     }
     for c in ["email", "slack"] {

@@ -3,7 +3,7 @@
 //! operational events (through the outbox, so they are as reliable as any
 //! other event); email and Slack notifications follow the commit.
 
-use hookline_domain::status::{DeliveryStatus, OutboxReason};
+use hookline_domain::status::{AlertRule, DeliveryStatus, OutboxReason};
 use std::collections::{HashMap, HashSet};
 
 use chrono::{Duration, Utc};
@@ -21,12 +21,6 @@ use uuid::Uuid;
 
 use crate::metrics::{ALERTS, ENDPOINTS_DISABLED};
 use crate::Alerting;
-
-pub const ENDPOINT_FAILING: &str = "endpoint_failing";
-pub const DELIVERY_DEAD_LETTERED_RULE: &str = "delivery_dead_lettered";
-pub const ENDPOINT_DISABLED_RULE: &str = "endpoint_disabled";
-pub const HIGH_FAILURE_RATE: &str = "high_failure_rate";
-pub const RULES: [&str; 4] = [ENDPOINT_FAILING, DELIVERY_DEAD_LETTERED_RULE, ENDPOINT_DISABLED_RULE, HIGH_FAILURE_RATE];
 
 /// What a committed evaluation asks the notifier to say.
 #[derive(Debug, Clone)]
@@ -82,7 +76,7 @@ pub async fn emit(
 pub fn alert_payload(a: &AlertRow) -> serde_json::Value {
     json!({
         "alert_id": AlertId::from_uuid(a.id).to_string(),
-        "rule": a.rule,
+        "rule": a.rule.as_str(),
         "state": a.state,
         "webhook_id": a.endpoint_id.map(|e| EndpointId::from_uuid(e).to_string()),
         "message": a.message,
@@ -106,7 +100,7 @@ pub struct Judging {
     settings: HashMap<Uuid, SettingsRow>,
     urls: HashMap<Uuid, String>,
     /// Per endpoint, the rules of its unresolved alerts.
-    open: HashMap<Uuid, HashSet<String>>,
+    open: HashMap<Uuid, HashSet<AlertRule>>,
     repeats: Vec<Repeat>,
     pub notices: Vec<Notice>,
     /// Endpoints disabled, as (org, endpoint).
@@ -116,7 +110,7 @@ pub struct Judging {
 /// Occurrences of an open alert not written yet; the latest message and details win.
 struct Repeat {
     org_id: Uuid,
-    rule: &'static str,
+    rule: AlertRule,
     endpoint: Uuid,
     message: String,
     details: serde_json::Value,
@@ -170,12 +164,12 @@ impl Judging {
 
     /// Whether the endpoint has an unresolved alert of `rule`, as this
     /// transaction has read and changed them.
-    async fn is_open(&mut self, c: Tx<'_>, endpoint: Uuid, rule: &str) -> diesel::QueryResult<bool> {
+    async fn is_open(&mut self, c: Tx<'_>, endpoint: Uuid, rule: AlertRule) -> diesel::QueryResult<bool> {
         if let std::collections::hash_map::Entry::Vacant(e) = self.open.entry(endpoint) {
             let rules = hookline_store::alerts::unresolved_rules(c, endpoint).await?;
             e.insert(rules.into_iter().collect());
         }
-        Ok(self.open[&endpoint].contains(rule))
+        Ok(self.open[&endpoint].contains(&rule))
     }
 
     /// Writes the repeats counted so far of `endpoint` (every endpoint when
@@ -184,7 +178,7 @@ impl Judging {
         &mut self,
         c: Tx<'_>,
         endpoint: Option<Uuid>,
-        rules: Option<&[&str]>,
+        rules: Option<&[AlertRule]>,
     ) -> diesel::QueryResult<()> {
         let (due, kept) = std::mem::take(&mut self.repeats).into_iter().partition::<Vec<_>, _>(|r| {
             endpoint.is_none_or(|e| e == r.endpoint) && rules.is_none_or(|rules| rules.contains(&r.rule))
@@ -211,7 +205,7 @@ async fn raise(
     j: &mut Judging,
     s: &SettingsRow,
     org_id: Uuid,
-    rule: &'static str,
+    rule: AlertRule,
     endpoint: Uuid,
     message: String,
     details: serde_json::Value,
@@ -236,7 +230,7 @@ async fn write_raise(
     j: &mut Judging,
     s: &SettingsRow,
     org_id: Uuid,
-    rule: &str,
+    rule: AlertRule,
     endpoint: Uuid,
     message: &str,
     details: &serde_json::Value,
@@ -253,9 +247,9 @@ async fn write_raise(
         occurrences,
     )
     .await?;
-    j.open.entry(endpoint).or_default().insert(rule.to_owned());
+    j.open.entry(endpoint).or_default().insert(rule);
     if opened {
-        ALERTS.with_label_values(&[rule, "opened"]).inc();
+        ALERTS.with_label_values(&[rule.as_str(), "opened"]).inc();
         if s.notify_via_webhooks {
             emit(c, org_id, ALERT_OPENED, alert_payload(&alert), Some(endpoint)).await?;
         }
@@ -274,11 +268,11 @@ pub async fn resolve(
     j: &mut Judging,
     s: &SettingsRow,
     endpoint: Uuid,
-    rules: &[&str],
+    rules: &[AlertRule],
 ) -> diesel::QueryResult<()> {
     let mut open = Vec::with_capacity(rules.len());
     for rule in rules {
-        if j.is_open(c, endpoint, rule).await? {
+        if j.is_open(c, endpoint, *rule).await? {
             open.push(*rule);
         }
     }
@@ -294,7 +288,7 @@ pub async fn resolve(
         j.notices.push(Notice::Resolved(alert));
     }
     if let Some(set) = j.open.get_mut(&endpoint) {
-        set.retain(|r| !open.contains(&r.as_str()));
+        set.retain(|r| !open.contains(r));
     }
     Ok(())
 }
@@ -318,7 +312,7 @@ pub async fn disable(
     let ep_id = EndpointId::from_uuid(endpoint).to_string();
     let url = j.url(c, endpoint).await?;
     let message = format!("Endpoint {url} was disabled: {reason}");
-    raise(c, j, s, org_id, ENDPOINT_DISABLED_RULE, endpoint, message, json!({"reason": reason})).await?;
+    raise(c, j, s, org_id, AlertRule::EndpointDisabled, endpoint, message, json!({"reason": reason})).await?;
     if s.notify_via_webhooks {
         emit(c, org_id, ENDPOINT_DISABLED, json!({"webhook_id": ep_id, "url": url, "reason": reason}), Some(endpoint))
             .await?;
@@ -387,7 +381,7 @@ async fn evaluate(c: Tx<'_>, j: &mut Judging, out: &Outcome) -> diesel::QueryRes
         OutcomeKind::Delivered => {
             let recent_failure =
                 j.health(c, endpoint).await?.and_then(|h| h.last_failure_at).is_some_and(|t| t >= window_start);
-            recent_failure || j.is_open(c, endpoint, HIGH_FAILURE_RATE).await?
+            recent_failure || j.is_open(c, endpoint, AlertRule::HighFailureRate).await?
         }
         _ => false,
     };
@@ -396,8 +390,8 @@ async fn evaluate(c: Tx<'_>, j: &mut Judging, out: &Outcome) -> diesel::QueryRes
         let above = rate.attempts >= i64::from(s.failure_rate_min_attempts)
             && rate.failed * 100 > i64::from(s.failure_rate_percent) * rate.attempts;
         if !above {
-            resolve(c, j, &s, endpoint, &[HIGH_FAILURE_RATE]).await?;
-        } else if kind != OutcomeKind::Delivered || !j.is_open(c, endpoint, HIGH_FAILURE_RATE).await? {
+            resolve(c, j, &s, endpoint, &[AlertRule::HighFailureRate]).await?;
+        } else if kind != OutcomeKind::Delivered || !j.is_open(c, endpoint, AlertRule::HighFailureRate).await? {
             // A success may open the alert (it can complete the minimum
             // number of attempts) but does not repeat an open one.
             let pct = rate.failed * 100 / rate.attempts;
@@ -409,7 +403,7 @@ async fn evaluate(c: Tx<'_>, j: &mut Judging, out: &Outcome) -> diesel::QueryRes
                 j,
                 &s,
                 org_id,
-                HIGH_FAILURE_RATE,
+                AlertRule::HighFailureRate,
                 endpoint,
                 msg,
                 json!({"attempts": rate.attempts, "failed": rate.failed}),
@@ -426,10 +420,10 @@ async fn evaluate(c: Tx<'_>, j: &mut Judging, out: &Outcome) -> diesel::QueryRes
             let h = j.health(c, endpoint).await?;
             let mut ended = Vec::with_capacity(2);
             if h.as_ref().is_none_or(|h| h.consecutive_failures < s.endpoint_failing_threshold) {
-                ended.push(ENDPOINT_FAILING);
+                ended.push(AlertRule::EndpointFailing);
             }
             if h.as_ref().is_none_or(|h| h.consecutive_dead_letters == 0) {
-                ended.push(DELIVERY_DEAD_LETTERED_RULE);
+                ended.push(AlertRule::DeliveryDeadLettered);
             }
             resolve(c, j, &s, endpoint, &ended).await?;
         }
@@ -440,7 +434,7 @@ async fn evaluate(c: Tx<'_>, j: &mut Judging, out: &Outcome) -> diesel::QueryRes
                 if h.consecutive_failures >= s.endpoint_failing_threshold {
                     let n = h.consecutive_failures;
                     let msg = format!("Endpoint {url} failed {n} time{} in a row", if n == 1 { "" } else { "s" });
-                    raise(c, j, &s, org_id, ENDPOINT_FAILING, endpoint, msg, json!({"consecutive_failures": h.consecutive_failures, "last_status_code": o.status_code, "error_class": o.error_class})).await?;
+                    raise(c, j, &s, org_id, AlertRule::EndpointFailing, endpoint, msg, json!({"consecutive_failures": h.consecutive_failures, "last_status_code": o.status_code, "error_class": o.error_class})).await?;
                 }
             }
             if matches!(kind, OutcomeKind::DeadLettered | OutcomeKind::EndpointGone) {
@@ -451,7 +445,7 @@ async fn evaluate(c: Tx<'_>, j: &mut Judging, out: &Outcome) -> diesel::QueryRes
                     j,
                     &s,
                     org_id,
-                    DELIVERY_DEAD_LETTERED_RULE,
+                    AlertRule::DeliveryDeadLettered,
                     endpoint,
                     msg,
                     json!({"last_delivery_id": o.delivery_id, "consecutive_dead_letters": count}),

@@ -1,6 +1,6 @@
-//! Where a delivery stands, and why an outbox row was written. Stored as
-//! text (`deliveries.status`, `outbox.reason`); these types are the only
-//! place the names are written.
+//! Where a delivery stands, why an outbox row was written, which rule an
+//! alert answers to. Stored as text (`deliveries.status`, `outbox.reason`,
+//! `alerts.rule`); these types are the only place the names are written.
 
 use std::fmt;
 use std::str::FromStr;
@@ -91,6 +91,12 @@ mod tests {
             assert_eq!(String::from(s).parse::<DeliveryStatus>().unwrap(), s);
         }
         assert!("delivering".parse::<DeliveryStatus>().is_err());
+        for r in OutboxReason::ALL {
+            assert_eq!(OutboxReason::parse(r.as_str()), Some(r));
+        }
+        for r in AlertRule::ALL {
+            assert_eq!(AlertRule::try_from(r.as_str().to_owned()).unwrap(), r);
+        }
     }
 }
 
@@ -137,5 +143,54 @@ impl TryFrom<String> for OutboxReason {
 impl From<OutboxReason> for String {
     fn from(r: OutboxReason) -> Self {
         r.as_str().to_owned()
+    }
+}
+
+/// The failure rules alerting evaluates; an alert is opened by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertRule {
+    /// An endpoint failed several times in a row.
+    EndpointFailing,
+    /// A delivery exhausted its retries.
+    DeliveryDeadLettered,
+    /// An endpoint was disabled (failing too long, or 410 Gone).
+    EndpointDisabled,
+    /// An endpoint's failure rate over the window passed the threshold.
+    HighFailureRate,
+}
+
+impl AlertRule {
+    pub const ALL: [Self; 4] =
+        [Self::EndpointFailing, Self::DeliveryDeadLettered, Self::EndpointDisabled, Self::HighFailureRate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EndpointFailing => "endpoint_failing",
+            Self::DeliveryDeadLettered => "delivery_dead_lettered",
+            Self::EndpointDisabled => "endpoint_disabled",
+            Self::HighFailureRate => "high_failure_rate",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for AlertRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not an alert rule")]
+pub struct UnknownRule(pub String);
+
+impl TryFrom<String> for AlertRule {
+    type Error = UnknownRule;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).ok_or(UnknownRule(s))
     }
 }

@@ -4,17 +4,36 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::status::AlertRule;
 use uuid::Uuid;
 
 use crate::schema::{alert_settings, alerts};
 use crate::Page;
+
+/// `alerts.rule` as read: a name that is not an [`AlertRule`] fails the read.
+#[derive(Debug, diesel::deserialize::FromSqlRow)]
+pub struct RuleText(AlertRule);
+
+impl diesel::deserialize::FromSql<Text, diesel::pg::Pg> for RuleText {
+    fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        let name = <String as diesel::deserialize::FromSql<Text, diesel::pg::Pg>>::from_sql(bytes)?;
+        Ok(Self(AlertRule::try_from(name)?))
+    }
+}
+
+impl From<RuleText> for AlertRule {
+    fn from(r: RuleText) -> Self {
+        r.0
+    }
+}
 
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = alerts)]
 pub struct AlertRow {
     pub id: Uuid,
     pub org_id: Uuid,
-    pub rule: String,
+    #[diesel(deserialize_as = RuleText)]
+    pub rule: AlertRule,
     pub endpoint_id: Option<Uuid>,
     pub state: String,
     pub occurrences: i32,
@@ -42,7 +61,7 @@ pub async fn raise(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     org_id: Uuid,
-    rule: &str,
+    rule: AlertRule,
     endpoint_id: Option<Uuid>,
     message: &str,
     details: &serde_json::Value,
@@ -58,7 +77,7 @@ pub async fn raise(
     )
     .bind::<SqlUuid, _>(id)
     .bind::<SqlUuid, _>(org_id)
-    .bind::<Text, _>(rule)
+    .bind::<Text, _>(rule.as_str())
     .bind::<Nullable<SqlUuid>, _>(endpoint_id)
     .bind::<Text, _>(message)
     .bind::<Jsonb, _>(details)
@@ -72,14 +91,14 @@ pub async fn raise(
 pub async fn resolve_for_endpoint(
     conn: &mut AsyncPgConnection,
     endpoint_id: Uuid,
-    rules: &[&str],
+    rules: &[AlertRule],
 ) -> QueryResult<Vec<AlertRow>> {
     diesel::sql_query(
         "UPDATE alerts SET state = 'resolved', resolved_at = now() \
          WHERE endpoint_id = $1 AND state <> 'resolved' AND rule = ANY($2) RETURNING *",
     )
     .bind::<SqlUuid, _>(endpoint_id)
-    .bind::<Array<Text>, _>(rules.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rules.iter().map(|r| r.as_str()).collect::<Vec<_>>())
     .load(conn)
     .await
 }
@@ -87,7 +106,7 @@ pub async fn resolve_for_endpoint(
 #[derive(Debug, Default, Clone)]
 pub struct AlertFilter {
     pub state: Option<String>,
-    pub rule: Option<String>,
+    pub rule: Option<AlertRule>,
     pub endpoint_id: Option<Uuid>,
 }
 
@@ -102,8 +121,8 @@ pub async fn list(
     if let Some(s) = &f.state {
         q = q.filter(alerts::state.eq(s.clone()));
     }
-    if let Some(r) = &f.rule {
-        q = q.filter(alerts::rule.eq(r.clone()));
+    if let Some(r) = f.rule {
+        q = q.filter(alerts::rule.eq(r.as_str()));
     }
     if let Some(e) = f.endpoint_id {
         q = q.filter(alerts::endpoint_id.eq(e));
@@ -314,13 +333,15 @@ pub async fn stale_failing(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Stal
 }
 
 /// The rules of the endpoint's unresolved alerts.
-pub async fn unresolved_rules(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<Vec<String>> {
-    alerts::table
+pub async fn unresolved_rules(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<Vec<AlertRule>> {
+    let names: Vec<String> = alerts::table
         .filter(alerts::endpoint_id.eq(endpoint_id))
         .filter(alerts::state.ne("resolved"))
         .select(alerts::rule)
         .load(conn)
-        .await
+        .await?;
+    // A rule this version does not know cannot be one it resolves.
+    Ok(names.iter().filter_map(|n| AlertRule::parse(n)).collect())
 }
 
 /// A row of one column, `id`.

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use hookline_domain::id::{AlertId, EndpointId, KeyId};
 use hookline_domain::scope::Scope;
+use hookline_domain::status::AlertRule;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
 use hookline_service_kit::kit::Kit;
@@ -16,7 +17,6 @@ use serde_json::json;
 use crate::audit::{self, Actor};
 use crate::views::double_option;
 
-pub const RULES: [&str; 4] = ["endpoint_failing", "delivery_dead_lettered", "endpoint_disabled", "high_failure_rate"];
 pub const STATES: [&str; 3] = ["open", "acknowledged", "resolved"];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -51,7 +51,7 @@ impl From<AlertRow> for AlertView {
     fn from(a: AlertRow) -> Self {
         Self {
             id: AlertId::from_uuid(a.id),
-            rule: a.rule,
+            rule: a.rule.as_str().to_owned(),
             webhook_id: a.endpoint_id.map(EndpointId::from_uuid),
             state: a.state,
             count: a.occurrences,
@@ -163,16 +163,20 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &AlertParams) -> Result<ListRe
     if q.state.as_deref().is_some_and(|s| !STATES.contains(&s)) {
         return Err(ApiError::invalid_field("state", format!("must be one of {}", STATES.join(", "))));
     }
-    if q.rule.as_deref().is_some_and(|r| !RULES.contains(&r)) {
-        return Err(ApiError::invalid_field("rule", format!("must be one of {}", RULES.join(", "))));
-    }
+    let rule = match &q.rule {
+        Some(r) => Some(AlertRule::parse(r).ok_or_else(|| {
+            let names: Vec<_> = AlertRule::ALL.iter().map(|r| r.as_str()).collect();
+            ApiError::invalid_field("rule", format!("must be one of {}", names.join(", ")))
+        })?),
+        None => None,
+    };
     let endpoint_id = match &q.webhook_id {
         Some(w) => {
             Some(EndpointId::parse(w).map_err(|e| ApiError::invalid_field("webhook_id", e.to_string()))?.as_uuid())
         }
         None => None,
     };
-    let f = AlertFilter { state: q.state.clone(), rule: q.rule.clone(), endpoint_id };
+    let f = AlertFilter { state: q.state.clone(), rule, endpoint_id };
     let mut conn = kit.conn().await?;
     let page = hookline_store::alerts::list(&mut conn, auth.org_id.as_uuid(), &f, before, limit).await?;
     let last = page.items.last().map(|a| a.id);
@@ -240,7 +244,7 @@ pub async fn acknowledge_alert(kit: &Kit, auth: &Principal, id: &str) -> Result<
                 "alert.acknowledged",
                 "alert",
                 &id.to_string(),
-                json!({"rule": a.rule}),
+                json!({"rule": a.rule.as_str()}),
             )
             .await?;
             Ok(a)

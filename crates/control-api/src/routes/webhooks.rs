@@ -488,12 +488,8 @@ async fn save(
             if row.is_active && !before.is_active {
                 // Re-enabled: its counters start afresh and the disabling alert is over.
                 hookline_store::endpoints::reset_health(c, id.as_uuid()).await?;
-                hookline_store::alerts::resolve_for_endpoint(
-                    c,
-                    id.as_uuid(),
-                    &["endpoint_disabled", "endpoint_failing", "delivery_dead_lettered", "high_failure_rate"],
-                )
-                .await?;
+                hookline_store::alerts::resolve_for_endpoint(c, id.as_uuid(), &hookline_domain::status::AlertRule::ALL)
+                    .await?;
             }
             audit::record(c, principal.org_id, Actor::Key(&principal), &action, "webhook", &id.to_string(), details)
                 .await?;
