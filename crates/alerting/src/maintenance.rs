@@ -2,6 +2,7 @@
 //! lock held on a dedicated connection): retention in bounded batches, the
 //! time-based auto-disable rule, and platform-level warnings.
 
+use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
     let mut removed = Removed::default();
     // Retention, a batch at a time so no transaction holds many locks for long.
     loop {
-        let mut c = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut c = pool.get().await.context("database pool")?;
         let n = hookline_store::retention::delete_old_deliveries(&mut c, BATCH).await?;
         removed.deliveries += n;
         if (n as i64) < BATCH || a.kit.cancel.is_cancelled() {
@@ -64,7 +65,7 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
         }
     }
     loop {
-        let mut c = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut c = pool.get().await.context("database pool")?;
         let n = hookline_store::retention::delete_old_events(&mut c, BATCH).await?;
         removed.events += n;
         if (n as i64) < BATCH || a.kit.cancel.is_cancelled() {
@@ -72,7 +73,7 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
         }
     }
     {
-        let mut c = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut c = pool.get().await.context("database pool")?;
         removed.key_hashes = hookline_store::retention::scrub_dead_key_hashes(&mut c, KEY_SCRUB_DAYS).await?;
         removed.endpoint_secrets =
             hookline_store::retention::scrub_deleted_endpoint_secrets(&mut c, KEY_SCRUB_DAYS).await?;
@@ -96,11 +97,11 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
 
     // Endpoints failing for too long without any outcome arriving to trigger the rule.
     let stale = {
-        let mut c = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut c = pool.get().await.context("database pool")?;
         hookline_store::alerts::stale_failing(&mut c).await?
     };
     for st in stale {
-        let mut c = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut c = pool.get().await.context("database pool")?;
         let mut j = rules::Judging::default();
         let settings = c
             .transaction::<_, diesel::result::Error, _>(async |c| {

@@ -3,6 +3,7 @@
 //! operational events (through the outbox, so they are as reliable as any
 //! other event); email and Slack notifications follow the commit.
 
+use anyhow::Context as _;
 use hookline_domain::status::{AlertRule, DeliveryStatus, OutboxReason};
 use std::collections::{HashMap, HashSet};
 
@@ -524,7 +525,7 @@ async fn judge(a: &Alerting, outcomes: &[Outcome]) -> anyhow::Result<()> {
         outcomes.iter().filter(|o| o.kind == OutcomeKind::Delivered).map(|o| o.endpoint).collect();
     delivered_to.sort_unstable();
     delivered_to.dedup();
-    let mut conn = a.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    let mut conn = a.kit.pool.get().await.context("database pool")?;
     let attention = if delivered_to.is_empty() {
         HashSet::new()
     } else {
@@ -610,7 +611,7 @@ pub async fn process_dead_letter(a: &Alerting, kind: Option<&str>, payload: &[u8
 
 async fn dead_letter_task(a: &Alerting, task: &DeliveryTask) -> anyhow::Result<()> {
     let Ok(delivery_id) = DeliveryId::parse(&task.delivery_id) else { return Ok(()) };
-    let mut conn = a.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    let mut conn = a.kit.pool.get().await.context("database pool")?;
     let Some(d) = hookline_store::deliveries::get(&mut conn, delivery_id.as_uuid()).await? else { return Ok(()) };
     if !d.status.awaits_attempt() {
         return Ok(());

@@ -25,7 +25,7 @@ use hookline_broker::messages::TYPE_DELIVERY_BATCH;
 use hookline_broker::topology;
 use hookline_broker::{consumer, lapin};
 use hookline_domain::status::DeliveryStatus;
-use hookline_service_kit::batch::Batcher;
+use hookline_service_kit::batch::{BatchFailed, Batcher};
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::ops::{serve_ops, Probes};
 use hookline_store::db::{PgPool, Plan};
@@ -129,7 +129,7 @@ impl consumer::Handler for Intake {
 /// A delivery and its event, as the worker reads them.
 pub type Loaded = Option<Arc<(DeliveryRow, EventRow)>>;
 /// Batched reads of deliveries by id.
-pub type Loader = Batcher<Uuid, Result<Loaded, String>>;
+pub type Loader = Batcher<Uuid, Result<Loaded, BatchFailed>>;
 
 fn loader(pool: PgPool) -> Loader {
     Loader::spawn(BATCH_TASKS, BATCH_SIZE, move |ids: Vec<Uuid>| {
@@ -137,10 +137,10 @@ fn loader(pool: PgPool) -> Loader {
         async move {
             let n = ids.len();
             let rows = async {
-                let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
+                let mut conn = pool.get().await.map_err(|e| BatchFailed::new("database pool", e))?;
                 hookline_store::deliveries::get_many_with_event(&mut conn, &ids, Plan::Keyed)
                     .await
-                    .map_err(|e| format!("reading deliveries: {e}"))
+                    .map_err(|e| BatchFailed::new("reading deliveries", e))
             }
             .await;
             match rows {
@@ -167,7 +167,7 @@ pub struct Recorded {
     pub claimed: bool,
 }
 /// Group commit for attempt records (see [`hookline_service_kit::batch`]).
-pub type Recorder = Batcher<AttemptWrite, Result<Recorded, String>>;
+pub type Recorder = Batcher<AttemptWrite, Result<Recorded, BatchFailed>>;
 /// Deliveries per shared read or attempts per shared transaction, at most.
 const BATCH_SIZE: usize = 128;
 /// Reads or transactions of each kind in flight at once.
@@ -185,7 +185,11 @@ fn recorder(pool: PgPool) -> Recorder {
                 Ok(recorded) => recorded.into_iter().map(Ok).collect(),
                 Err(e) => {
                     // Write each alone, so one bad record cannot hold the others back.
-                    tracing::warn!(error = %e, attempts = attempts.len(), "a batch of attempts failed; writing each alone");
+                    tracing::warn!(
+                        error = e.report(),
+                        attempts = attempts.len(),
+                        "a batch of attempts failed; writing each alone"
+                    );
                     let mut results = Vec::with_capacity(attempts.len());
                     for (a, o) in attempts.iter().zip(&outcomes) {
                         // A batch of one was just written alone.
@@ -197,7 +201,7 @@ fn recorder(pool: PgPool) -> Recorder {
                         if let Err(e) = &alone {
                             // Still refused: keep the attempt and its outcome without what
                             // the receiver sent, so the delivery moves on instead of looping.
-                            tracing::warn!(error = %e, delivery_id = %a.delivery_id, "an attempt record was refused; storing it without the response");
+                            tracing::warn!(error = e.report(), delivery_id = %a.delivery_id, "an attempt record was refused; storing it without the response");
                             let bare = degraded(a);
                             alone = write_attempts(&pool, std::slice::from_ref(&bare), std::slice::from_ref(o)).await;
                         }
@@ -233,7 +237,7 @@ async fn write_attempts(
     pool: &PgPool,
     attempts: &[AttemptRow],
     outcomes: &[AttemptOutcome],
-) -> Result<Vec<Recorded>, String> {
+) -> Result<Vec<Recorded>, BatchFailed> {
     use diesel_async::AsyncConnection;
     use hookline_store::deliveries::{claim_next_attempts, record_attempts};
     // (position in the batch, (delivery, attempt to claim))
@@ -244,7 +248,7 @@ async fn write_attempts(
         .filter(|(_, (_, o))| o.status == DeliveryStatus::Failed && o.next_attempt_at.is_some())
         .map(|(i, (a, _))| (i, (a.delivery_id, a.attempt_number + 1)))
         .unzip();
-    let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
+    let mut conn = pool.get().await.map_err(|e| BatchFailed::new("database pool", e))?;
     let written = if claims.is_empty() {
         record_attempts(&mut conn, attempts, outcomes, Plan::Keyed).await.map(|heard| (heard, Vec::new()))
     } else {
@@ -254,7 +258,7 @@ async fn write_attempts(
         })
         .await
     };
-    let (heard, won) = written.map_err(|e| format!("recording attempts: {e}"))?;
+    let (heard, won) = written.map_err(|e| BatchFailed::new("recording attempts", e))?;
     let mut recorded: Vec<Recorded> = heard.into_iter().map(|heard| Recorded { heard, claimed: false }).collect();
     for (i, won) in at.into_iter().zip(won) {
         recorded[i].claimed = won;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use hookline_broker::messages::{DeliveryOutcome, DeliveryTask};
 use hookline_broker::publisher::Broker;
-use hookline_service_kit::batch::Batcher;
+use hookline_service_kit::batch::{BatchFailed, Batcher};
 
 /// How long the first item of a batch waits for others.
 pub const LINGER: Duration = Duration::from_millis(50);
@@ -28,9 +28,9 @@ const MAX_ITEMS: usize = 128;
 const WRITERS: usize = 2;
 
 /// Tasks bound for a delay queue: a retry, or a task parked over its endpoint's limits.
-pub type Delayed = Batcher<(DeliveryTask, Duration), Result<(), String>>;
+pub type Delayed = Batcher<(DeliveryTask, Duration), Result<(), BatchFailed>>;
 /// Outcomes for alerting.
-pub type Outcomes = Batcher<DeliveryOutcome, Result<(), String>>;
+pub type Outcomes = Batcher<DeliveryOutcome, Result<(), BatchFailed>>;
 
 pub fn delayed(broker: Arc<Broker>) -> Delayed {
     Batcher::spawn_lingering(WRITERS, MAX_ITEMS, LINGER, move |items: Vec<(DeliveryTask, Duration)>| {
@@ -84,11 +84,11 @@ fn group<T, K: PartialEq>(items: &[T], key: impl Fn(&T) -> K) -> Vec<Vec<usize>>
 }
 
 /// Each item's result: that of the message its group went in.
-fn spread(n: usize, groups: &[Vec<usize>], published: Vec<anyhow::Result<()>>) -> Vec<Result<(), String>> {
+fn spread(n: usize, groups: &[Vec<usize>], published: Vec<anyhow::Result<()>>) -> Vec<Result<(), BatchFailed>> {
     let mut results = vec![Ok(()); n];
     for (members, result) in groups.iter().zip(published) {
         if let Err(e) = result {
-            let e = format!("{e:#}");
+            let e = BatchFailed::new("publishing", e);
             for &i in members {
                 results[i] = Err(e.clone());
             }
@@ -112,6 +112,7 @@ mod tests {
     fn a_failed_message_fails_only_the_items_it_carried() {
         let groups = vec![vec![0, 2], vec![1]];
         let results = spread(3, &groups, vec![Ok(()), Err(anyhow::anyhow!("nack"))]);
-        assert_eq!(results, vec![Ok(()), Err("nack".to_owned()), Ok(())]);
+        let reports: Vec<Option<String>> = results.iter().map(|r| r.as_ref().err().map(BatchFailed::report)).collect();
+        assert_eq!(reports, vec![None, Some("publishing: nack".to_owned()), None]);
     }
 }

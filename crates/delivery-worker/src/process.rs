@@ -7,6 +7,7 @@
 //! `attempt_count` / `scheduled_attempt` let a redelivered or duplicated
 //! message recognise work already done.
 
+use anyhow::Context as _;
 use hookline_domain::status::DeliveryStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,7 +104,7 @@ async fn load_endpoint(w: &Worker, id: uuid::Uuid) -> anyhow::Result<Option<Arc<
             return Ok(Some(e));
         }
     }
-    let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    let mut conn = w.kit.pool.get().await.context("database pool")?;
     let row = hookline_store::endpoints::get_any(&mut conn, id).await?.map(Arc::new);
     if let (Some(r), true) = (&row, caches.active()) {
         caches.endpoints.insert(id, r.clone());
@@ -126,7 +127,7 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
     // Read together with the deliveries of concurrent messages.
     let loaded =
         w.loader.submit(delivery_id).await.ok_or_else(|| anyhow::anyhow!("the delivery loader has stopped"))?;
-    let Some(loaded) = loaded.map_err(|e| anyhow::anyhow!(e))? else {
+    let Some(loaded) = loaded? else {
         return Ok(Disposition::Ack);
     };
     let (delivery, event) = &*loaded;
@@ -144,7 +145,7 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
         return Ok(Disposition::Ack);
     }
     if endpoint.deleted_at.is_some() || !endpoint.is_active {
-        let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+        let mut conn = w.kit.pool.get().await.context("database pool")?;
         hookline_store::deliveries::set_status(&mut conn, delivery.id, DeliveryStatus::Cancelled).await?;
         publish_outcome(w, task, delivery, OutcomeKind::Cancelled, None).await;
         return Ok(Disposition::Ack);
@@ -284,7 +285,7 @@ async fn finish(
     // Whether alerting must hear of this attempt: every failure does; a
     // success only where it may resolve or open something.
     let recorded = if gone {
-        let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+        let mut conn = w.kit.pool.get().await.context("database pool")?;
         conn.transaction::<_, diesel::result::Error, _>(async |c| {
             hookline_store::deliveries::record_attempt(c, &row, &outcome).await?;
             hookline_store::endpoints::disable(c, endpoint.id, "the endpoint answered 410 Gone").await?;
@@ -366,7 +367,7 @@ async fn schedule(
     delay: Duration,
     trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
-    let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    let mut conn = w.kit.pool.get().await.context("database pool")?;
     if hookline_store::deliveries::claim_next_attempt(&mut conn, delivery_id, next).await? {
         drop(conn);
         publish_retry(w, task, delivery_id, next, delay, trace).await?;
@@ -393,11 +394,11 @@ async fn publish_retry(
     };
     let published = match w.delayed.submit((retry, delay)).await {
         Some(Ok(())) => Ok(()),
-        Some(Err(e)) => Err(anyhow::anyhow!(e)),
+        Some(Err(e)) => Err(anyhow::Error::from(e)),
         None => Err(anyhow::anyhow!("the retry publisher has stopped")),
     };
     if let Err(e) = published {
-        let mut conn = w.kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+        let mut conn = w.kit.pool.get().await.context("database pool")?;
         hookline_store::deliveries::unclaim_attempt(&mut conn, delivery_id, next).await?;
         return Err(e.context("publishing the retry"));
     }
@@ -413,7 +414,7 @@ async fn park(
     let parked = DeliveryTask { reason: TaskReason::Parked as i32, traceparent: trace.to_string(), ..task.clone() };
     match w.delayed.submit((parked, delay)).await {
         Some(Ok(())) => Ok(Disposition::Ack),
-        Some(Err(e)) => Err(anyhow::anyhow!(e).context("parking the task")),
+        Some(Err(e)) => Err(anyhow::Error::from(e).context("parking the task")),
         None => anyhow::bail!("the retry publisher has stopped"),
     }
 }

@@ -2,6 +2,7 @@
 //! and publishing it): failed deliveries long past their next attempt are
 //! queued again through the outbox.
 
+use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use hookline_service_kit::kit::Kit;
 pub const OVERDUE: Duration = Duration::from_secs(300);
 
 pub async fn sweep_once(kit: &Kit) -> anyhow::Result<usize> {
-    let mut conn = kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    let mut conn = kit.pool.get().await.context("database pool")?;
     let cutoff = Utc::now() - chrono::Duration::from_std(OVERDUE)?;
     let n = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {

@@ -149,7 +149,7 @@ pub async fn publish(broker: &Broker, rows: &[Pending]) -> anyhow::Result<()> {
 
 /// One pass: publishes up to one batch of rows. Returns how many rows it took.
 pub async fn relay_once(kit: &Kit) -> anyhow::Result<usize> {
-    let mut conn = kit.pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+    let mut conn = kit.pool.get().await.context("database pool")?;
     let batch = kit.settings.outbox_batch_size;
     let broker = kit.broker.clone();
     conn.transaction::<_, anyhow::Error, _>(async |c| {

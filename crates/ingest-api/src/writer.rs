@@ -12,6 +12,8 @@
 //! bookkeeping nobody waits for, so the marks of publishes close together
 //! share one statement.
 
+use anyhow::Context as _;
+use hookline_service_kit::batch::BatchFailed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +45,7 @@ fn marker(pool: PgPool) -> Marker {
             let n = batches.len();
             let ids: Vec<i64> = batches.into_iter().flatten().collect();
             let marked = async {
-                let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("database pool: {e}"))?;
+                let mut conn = pool.get().await.context("database pool")?;
                 hookline_store::outbox::mark_published(&mut conn, &ids).await.map_err(anyhow::Error::from)
             }
             .await;
@@ -86,7 +88,11 @@ fn spawn(pool: PgPool, broker: Arc<Broker>) -> EventWriter {
                         .collect()
                 }
                 Err(error) => {
-                    tracing::warn!(%error, events = n, "a batch of events failed; each is retried alone");
+                    tracing::warn!(
+                        error = error.report(),
+                        events = n,
+                        "a batch of events failed; each is retried alone"
+                    );
                     batch.into_iter().map(Err).collect()
                 }
             }
@@ -94,10 +100,12 @@ fn spawn(pool: PgPool, broker: Arc<Broker>) -> EventWriter {
     })
 }
 
-async fn write(pool: &PgPool, batch: &[NewEvent]) -> Result<(Vec<Written>, Vec<Pending>), String> {
-    let mut conn = pool.get().await.map_err(|e| format!("database pool: {e}"))?;
+async fn write(pool: &PgPool, batch: &[NewEvent]) -> Result<(Vec<Written>, Vec<Pending>), BatchFailed> {
+    let mut conn = pool.get().await.map_err(|e| BatchFailed::new("database pool", e))?;
     let relay_from = Utc::now() + chrono::Duration::from_std(RELAY_GRACE).expect("small");
-    hookline_store::events::fan_out_many(&mut conn, batch, relay_from).await.map_err(|e| e.to_string())
+    hookline_store::events::fan_out_many(&mut conn, batch, relay_from)
+        .await
+        .map_err(|e| BatchFailed::new("writing a batch of events", e))
 }
 
 /// Publishes committed deliveries and marks their rows; on any failure the

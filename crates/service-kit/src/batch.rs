@@ -20,6 +20,34 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 type Job<T, R> = (T, oneshot::Sender<R>);
 
+/// Why a batch's shared work failed, handed to each of its items: what was
+/// being done, with the cause (and its chain) as the source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what}")]
+pub struct BatchFailed {
+    pub what: &'static str,
+    #[source]
+    pub cause: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl BatchFailed {
+    pub fn new(what: &'static str, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { what, cause: Arc::from(cause.into()) }
+    }
+
+    /// What failed and its whole chain of causes, for a log line.
+    pub fn report(&self) -> String {
+        let mut text = self.what.to_owned();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*self.cause);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+}
+
 pub struct Batcher<T, R> {
     tx: mpsc::Sender<Job<T, R>>,
 }

@@ -1,6 +1,7 @@
 //! Analytics rollups accumulated in memory and flushed to Postgres every few
 //! seconds, so neither ingest nor delivery contends on a hot counter row.
 
+use anyhow::Context as _;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -113,7 +114,7 @@ impl Rollups {
             })
             .collect();
         let result = async {
-            let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut conn = pool.get().await.context("database pool")?;
             hookline_store::rollups::add_deliveries(&mut conn, &drows).await?;
             hookline_store::rollups::add_events(&mut conn, &erows).await?;
             Ok::<_, anyhow::Error>(())

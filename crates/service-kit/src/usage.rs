@@ -2,6 +2,7 @@
 //! `last_used_at`, accumulated in memory and flushed to Postgres every few
 //! seconds, so authentication costs no database write.
 
+use anyhow::Context as _;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -55,7 +56,7 @@ impl UsageRecorder {
             .collect();
         let seen: Vec<_> = taken.last_used.iter().map(|(k, t)| (k.as_uuid(), *t)).collect();
         let result = async {
-            let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut conn = pool.get().await.context("database pool")?;
             hookline_store::keys::add_usage(&mut conn, &rows).await?;
             hookline_store::keys::touch_last_used(&mut conn, &seen).await?;
             Ok::<_, anyhow::Error>(())

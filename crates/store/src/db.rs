@@ -140,7 +140,7 @@ fn deadpool_runtime() -> deadpool::Runtime {
 
 /// `SELECT 1` on a pooled connection.
 pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
-    let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut conn = pool.get().await.context("database pool")?;
     diesel::sql_query("SELECT 1").execute(&mut conn).await?;
     Ok(())
 }

@@ -353,7 +353,7 @@ async fn retries_waiting_for_one_delay_share_a_message_and_keep_their_traces() {
     let items = [(task(1), long), (task(2), longer), (task(3), long), (task(4), long)];
     // Submitted together, well within the linger: one batch.
     let results = futures_util::future::join_all(items.iter().cloned().map(|item| delayed.submit(item))).await;
-    assert!(results.iter().all(|r| r == &Some(Ok(()))), "{results:?}");
+    assert!(results.iter().all(|r| matches!(r, Some(Ok(())))), "{results:?}");
 
     let vhost = &s.env.vhost;
     assert_eq!(queue_depth(vhost, "deliveries.retry.600000ms").await.unwrap(), 1, "three retries, one message");
