@@ -28,9 +28,10 @@ use hookline_domain::status::DeliveryStatus;
 use hookline_service_kit::batch::{BatchFailed, Batcher};
 use hookline_service_kit::kit::Kit;
 use hookline_service_kit::ops::{serve_ops, Probes};
-use hookline_store::db::{PgPool, Plan};
+use hookline_store::db::PgPool;
 use hookline_store::deliveries::{AttemptOutcome, AttemptRow, DeliveryRow};
 use hookline_store::events::EventRow;
+use hookline_store::hot::plan::Plan;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -138,7 +139,7 @@ fn loader(pool: PgPool) -> Loader {
             let n = ids.len();
             let rows = async {
                 let mut conn = pool.get().await.map_err(|e| BatchFailed::new("database pool", e))?;
-                hookline_store::deliveries::get_many_with_event(&mut conn, &ids, Plan::Keyed)
+                hookline_store::hot::reads::get_many_with_event(&mut conn, &ids, Plan::Keyed)
                     .await
                     .map_err(|e| BatchFailed::new("reading deliveries", e))
             }
@@ -163,7 +164,7 @@ pub struct Recorded {
     /// Alerting must hear of the attempt.
     pub heard: bool,
     /// The attempt failed with a retry to come, and this caller claimed the
-    /// right to publish it (see `deliveries::claim_next_attempts`).
+    /// right to publish it (see `hot::attempts::claim_next_attempts`).
     pub claimed: bool,
 }
 /// Group commit for attempt records (see [`hookline_service_kit::batch`]).
@@ -239,7 +240,7 @@ async fn write_attempts(
     outcomes: &[AttemptOutcome],
 ) -> Result<Vec<Recorded>, BatchFailed> {
     use diesel_async::AsyncConnection;
-    use hookline_store::deliveries::{claim_next_attempts, record_attempts};
+    use hookline_store::hot::attempts::{claim_next_attempts, record_attempts};
     // (position in the batch, (delivery, attempt to claim))
     let (at, claims): (Vec<usize>, Vec<(Uuid, i32)>) = attempts
         .iter()
@@ -273,9 +274,9 @@ impl Worker {
             kit.settings.worker_concurrency,
         )?;
         // The batched reads and attempt records, the statements run for every
-        // delivery, are planned once per connection (see `db::keyed_pool`):
+        // delivery, are planned once per connection (see `hot::plan::keyed_pool`):
         // one connection for each batch of each kind in flight.
-        let keyed = hookline_store::db::keyed_pool(kit.settings.database_url.expose(), 2 * BATCH_TASKS)?;
+        let keyed = hookline_store::hot::plan::keyed_pool(kit.settings.database_url.expose(), 2 * BATCH_TASKS)?;
         Ok(Arc::new(Self {
             client,
             endpoint_slots: Slots::default(),

@@ -287,7 +287,7 @@ async fn finish(
     let recorded = if gone {
         let mut conn = w.kit.pool.get().await.context("database pool")?;
         conn.transaction::<_, diesel::result::Error, _>(async |c| {
-            hookline_store::deliveries::record_attempt(c, &row, &outcome).await?;
+            hookline_store::hot::attempts::record_attempt(c, &row, &outcome).await?;
             hookline_store::endpoints::disable(c, endpoint.id, "the endpoint answered 410 Gone").await?;
             Ok(())
         })
@@ -368,7 +368,7 @@ async fn schedule(
     trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
     let mut conn = w.kit.pool.get().await.context("database pool")?;
-    if hookline_store::deliveries::claim_next_attempt(&mut conn, delivery_id, next).await? {
+    if hookline_store::hot::attempts::claim_next_attempt(&mut conn, delivery_id, next).await? {
         drop(conn);
         publish_retry(w, task, delivery_id, next, delay, trace).await?;
     }

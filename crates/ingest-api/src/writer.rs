@@ -103,7 +103,7 @@ fn spawn(pool: PgPool, broker: Arc<Broker>) -> EventWriter {
 async fn write(pool: &PgPool, batch: &[NewEvent]) -> Result<(Vec<Written>, Vec<Pending>), BatchFailed> {
     let mut conn = pool.get().await.map_err(|e| BatchFailed::new("database pool", e))?;
     let relay_from = Utc::now() + chrono::Duration::from_std(RELAY_GRACE).expect("small");
-    hookline_store::events::fan_out_many(&mut conn, batch, relay_from)
+    hookline_store::hot::fan_out::fan_out_many(&mut conn, batch, relay_from)
         .await
         .map_err(|e| BatchFailed::new("writing a batch of events", e))
 }

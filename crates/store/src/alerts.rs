@@ -356,7 +356,7 @@ pub(crate) struct IdRow {
 /// its health shows a failing streak or a failure within the last hour (or
 /// within the org's failure-rate window, when that is longer: a success can
 /// complete the minimum number of attempts of a window). The worker asks it while
-/// recording attempts (see `deliveries::record_attempts`), alerting when
+/// recording attempts (see `hot::attempts::record_attempts`), alerting when
 /// judging them: one definition, so neither misses what the other skips.
 pub(crate) const SUCCESS_MATTERS: &str =
     "(EXISTS (SELECT 1 FROM alerts a WHERE a.endpoint_id = e.id AND a.state <> 'resolved') \

@@ -24,6 +24,7 @@ pub mod deliveries;
 pub mod endpoints;
 pub mod event_types;
 pub mod events;
+pub mod hot;
 pub mod keys;
 pub mod orgs;
 pub mod outbox;

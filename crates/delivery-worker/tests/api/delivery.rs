@@ -226,8 +226,8 @@ async fn redirects_are_never_followed() {
 #[tokio::test]
 async fn deliveries_read_alone_or_together_come_with_their_own_events() {
     use hookline_domain::id::{DeliveryId, EventId};
-    use hookline_store::db::Plan;
-    use hookline_store::deliveries::get_many_with_event;
+    use hookline_store::hot::plan::Plan;
+    use hookline_store::hot::reads::get_many_with_event;
 
     let s = Stack::start().await;
     let r = TestReceiver::start().await;
@@ -239,7 +239,7 @@ async fn deliveries_read_alone_or_together_come_with_their_own_events() {
     let uuid = |v: &serde_json::Value| DeliveryId::parse(v["id"].as_str().unwrap()).unwrap().as_uuid();
     let event = |v: &serde_json::Value| EventId::parse(v["event_id"].as_str().unwrap()).unwrap().as_uuid();
     let ids: Vec<uuid::Uuid> = listed.iter().map(uuid).collect();
-    let keyed = hookline_store::db::keyed_pool(&s.env.database_url(), 1).unwrap();
+    let keyed = hookline_store::hot::plan::keyed_pool(&s.env.database_url(), 1).unwrap();
     for plan in [Plan::PerExecution, Plan::Keyed] {
         let mut conn = match plan {
             Plan::PerExecution => s.kit.pool.get().await.unwrap(),
@@ -289,10 +289,10 @@ struct Scans {
 async fn keyed_connections_plan_the_workers_statements_once_as_key_lookups() {
     use diesel_async::{AsyncConnection, RunQueryDsl};
     use hookline_domain::id::DeliveryId;
-    use hookline_store::db::Plan;
-    use hookline_store::deliveries::{
-        claim_next_attempts, get_many_with_event, record_attempts, AttemptOutcome, AttemptRow,
-    };
+    use hookline_store::deliveries::{AttemptOutcome, AttemptRow};
+    use hookline_store::hot::attempts::{claim_next_attempts, record_attempts};
+    use hookline_store::hot::plan::Plan;
+    use hookline_store::hot::reads::get_many_with_event;
 
     let s = Stack::start().await;
     let r = TestReceiver::start().await;
@@ -304,7 +304,7 @@ async fn keyed_connections_plan_the_workers_statements_once_as_key_lookups() {
     let ids: Vec<uuid::Uuid> =
         listed.iter().map(|d| DeliveryId::parse(d["id"].as_str().unwrap()).unwrap().as_uuid()).collect();
 
-    let keyed = hookline_store::db::keyed_pool(&s.env.database_url(), 1).unwrap();
+    let keyed = hookline_store::hot::plan::keyed_pool(&s.env.database_url(), 1).unwrap();
     let mut conn = keyed.get().await.unwrap();
     let plans = |like: &'static str| {
         diesel::sql_query("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE $1")
@@ -348,7 +348,7 @@ async fn keyed_connections_plan_the_workers_statements_once_as_key_lookups() {
         for (what, like) in [
             ("the read", "%INNER JOIN \"events\"%"),
             ("the attempt record", "%INSERT INTO delivery_attempts%"),
-            ("the claim", "UPDATE deliveries AS d SET scheduled_attempt%"),
+            ("the claim", "%UPDATE deliveries AS d SET scheduled_attempt%"),
         ] {
             let p: Plans = plans(like).get_result(c).await?;
             assert_eq!((p.generic_plans, p.custom_plans), (2, 0), "{what}: one generic plan, used twice");
@@ -382,7 +382,7 @@ async fn keyed_connections_are_replaced_once_they_outlive_their_plans() {
 
     let mut env = hookline_test_support::TestEnv::new().await;
     let lifetime = Duration::from_secs(2);
-    let keyed = hookline_store::db::keyed_pool_with_lifetime(&env.database_url(), 1, lifetime).unwrap();
+    let keyed = hookline_store::hot::plan::keyed_pool_with_lifetime(&env.database_url(), 1, lifetime).unwrap();
     let backend = || async {
         let mut conn = keyed.get().await.unwrap();
         let b: Backend = diesel::sql_query("SELECT pg_backend_pid() AS pid").get_result(&mut conn).await.unwrap();

@@ -288,8 +288,9 @@ async fn a_cancelled_retry_is_forgotten_by_the_sweeper() {
 #[tokio::test]
 async fn a_failed_attempt_claims_its_retry_as_it_is_recorded_and_a_retry_is_claimed_once() {
     use hookline_domain::id::DeliveryId;
-    use hookline_store::db::Plan;
-    use hookline_store::deliveries::{claim_next_attempts, get};
+    use hookline_store::deliveries::get;
+    use hookline_store::hot::attempts::claim_next_attempts;
+    use hookline_store::hot::plan::Plan;
 
     let s = Stack::start().await;
     let r = TestReceiver::start().await;
@@ -321,7 +322,7 @@ async fn a_failed_attempt_claims_its_retry_as_it_is_recorded_and_a_retry_is_clai
         "the first caller of the highest attempt wins; an unknown delivery is not claimed"
     );
     // Racing callers on two connections (a worker's keyed ones): exactly one wins.
-    let keyed = hookline_store::db::keyed_pool(&s.env.database_url(), 2).unwrap();
+    let keyed = hookline_store::hot::plan::keyed_pool(&s.env.database_url(), 2).unwrap();
     let (mut one, mut two) = (keyed.get().await.unwrap(), keyed.get().await.unwrap());
     let claim = [(id, 4)];
     let (a, b) = tokio::join!(

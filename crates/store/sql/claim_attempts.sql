@@ -1,0 +1,6 @@
+-- Claims the right to publish attempt `next` of each delivery (see
+-- hot::attempts::claim_next_attempts).
+UPDATE deliveries AS d SET scheduled_attempt = c.next
+FROM unnest(/* binds */) AS c(id, next)
+WHERE d.id = c.id AND d.scheduled_attempt < c.next
+RETURNING d.id
