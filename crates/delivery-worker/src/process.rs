@@ -249,23 +249,7 @@ async fn finish(
 ) -> anyhow::Result<Disposition> {
     let now = Utc::now();
     let gone = response.status == Some(410);
-    let pol = policy(endpoint);
-    let next = if response.succeeded() {
-        None
-    } else if gone {
-        Some(NextStep::DeadLetter)
-    } else {
-        let honour = matches!(response.status, Some(429 | 503)).then_some(response.retry_after).flatten();
-        Some(pol.after_failure(attempt as u32, honour))
-    };
-    let outcome = match next {
-        None => AttemptOutcome { status: DeliveryStatus::Delivered, next_attempt_at: None },
-        Some(NextStep::DeadLetter) => AttemptOutcome { status: DeliveryStatus::DeadLetter, next_attempt_at: None },
-        Some(NextStep::RetryAfter(d)) => AttemptOutcome {
-            status: DeliveryStatus::Failed,
-            next_attempt_at: Some(now + chrono::Duration::milliseconds(d.as_millis() as i64)),
-        },
-    };
+    let (next, outcome) = decide(&response, attempt as u32, &policy(endpoint), now);
     let row = AttemptRow {
         id: AttemptId::new().as_uuid(),
         org_id: delivery.org_id,
@@ -428,13 +412,9 @@ async fn already_done(
     endpoint: &EndpointRow,
     trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
-    match delivery.status {
-        DeliveryStatus::Delivered | DeliveryStatus::Cancelled => Ok(Disposition::Ack),
-        // Recorded as dead but perhaps not yet handed to the dead-letter queue.
-        DeliveryStatus::DeadLetter if task.attempt as i32 == delivery.attempt_count => Ok(Disposition::DeadLetter),
-        DeliveryStatus::DeadLetter => Ok(Disposition::Ack),
-        _ if delivery.scheduled_attempt > delivery.attempt_count => Ok(Disposition::Ack),
-        _ => {
+    match settled_before(delivery, task.attempt) {
+        Some(disposition) => Ok(disposition),
+        None => {
             // The attempt was recorded but its retry never published.
             let delay = match policy(endpoint).after_failure(delivery.attempt_count.max(1) as u32, None) {
                 NextStep::RetryAfter(d) => d,
@@ -443,6 +423,49 @@ async fn already_done(
             schedule(w, task, delivery.id, delivery.attempt_count + 1, delay.max(Duration::from_millis(100)), trace)
                 .await
         }
+    }
+}
+
+/// What an attempt's answer decides, with no I/O: delivered on a 2xx;
+/// dead-lettered on 410 Gone or once the policy's retries are spent;
+/// otherwise failed with the next attempt's time (a 429's or 503's
+/// Retry-After honoured within the policy's cap).
+pub fn decide(
+    response: &Response,
+    attempt: u32,
+    policy: &RetryPolicy,
+    now: chrono::DateTime<Utc>,
+) -> (Option<NextStep>, AttemptOutcome) {
+    let next = if response.succeeded() {
+        None
+    } else if response.status == Some(410) {
+        Some(NextStep::DeadLetter)
+    } else {
+        let honour = matches!(response.status, Some(429 | 503)).then_some(response.retry_after).flatten();
+        Some(policy.after_failure(attempt, honour))
+    };
+    let outcome = match next {
+        None => AttemptOutcome { status: DeliveryStatus::Delivered, next_attempt_at: None },
+        Some(NextStep::DeadLetter) => AttemptOutcome { status: DeliveryStatus::DeadLetter, next_attempt_at: None },
+        Some(NextStep::RetryAfter(d)) => AttemptOutcome {
+            status: DeliveryStatus::Failed,
+            next_attempt_at: Some(now + chrono::Duration::milliseconds(d.as_millis() as i64)),
+        },
+    };
+    (next, outcome)
+}
+
+/// For a message whose attempt was already made (a redelivery, a duplicate),
+/// with no I/O: what to do with it, or None when its recorded failure's
+/// retry was never published and must be now.
+pub fn settled_before(delivery: &DeliveryRow, task_attempt: u32) -> Option<Disposition> {
+    match delivery.status {
+        DeliveryStatus::Delivered | DeliveryStatus::Cancelled => Some(Disposition::Ack),
+        // Recorded as dead but perhaps not yet handed to the dead-letter queue.
+        DeliveryStatus::DeadLetter if task_attempt as i32 == delivery.attempt_count => Some(Disposition::DeadLetter),
+        DeliveryStatus::DeadLetter => Some(Disposition::Ack),
+        _ if delivery.scheduled_attempt > delivery.attempt_count => Some(Disposition::Ack),
+        _ => None,
     }
 }
 
@@ -512,6 +535,78 @@ fn outcome_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answered(status: Option<u16>, retry_after: Option<Duration>) -> Response {
+        Response {
+            status,
+            headers: Default::default(),
+            body: None,
+            retry_after,
+            error_class: match status {
+                Some(200..=299) => None,
+                Some(_) => Some("http_status"),
+                None => Some("connect"),
+            },
+            error: None,
+            latency: Duration::from_millis(5),
+        }
+    }
+
+    fn three_retries() -> RetryPolicy {
+        RetryPolicy { max_retries: 3, initial_delay_ms: 1000, multiplier: 2.0, max_delay_ms: 60_000 }
+    }
+
+    #[test]
+    fn an_answer_decides_the_delivery_and_its_next_attempt() {
+        let now = Utc::now();
+        let at = |ms: i64| Some(now + chrono::Duration::milliseconds(ms));
+        let p = three_retries();
+        let (next, o) = decide(&answered(Some(204), None), 1, &p, now);
+        assert_eq!((next, o.status, o.next_attempt_at), (None, DeliveryStatus::Delivered, None));
+        let (_, o) = decide(&answered(Some(500), None), 1, &p, now);
+        assert_eq!((o.status, o.next_attempt_at), (DeliveryStatus::Failed, at(1000)));
+        let (_, o) = decide(&answered(None, None), 3, &p, now);
+        assert_eq!((o.status, o.next_attempt_at), (DeliveryStatus::Failed, at(4000)), "a refused connection retries");
+        let (next, o) = decide(&answered(Some(500), None), 4, &p, now);
+        assert_eq!((next, o.status), (Some(NextStep::DeadLetter), DeliveryStatus::DeadLetter), "retries spent");
+        let (_, o) = decide(&answered(Some(410), None), 1, &p, now);
+        assert_eq!(o.status, DeliveryStatus::DeadLetter, "410 Gone ends it at once");
+        // Retry-After is honoured on 429 and 503 only, within the policy's cap.
+        let (_, o) = decide(&answered(Some(429), Some(Duration::from_secs(7))), 1, &p, now);
+        assert_eq!(o.next_attempt_at, at(7000));
+        let (_, o) = decide(&answered(Some(503), Some(Duration::from_secs(3600))), 1, &p, now);
+        assert_eq!(o.next_attempt_at, at(60_000));
+        let (_, o) = decide(&answered(Some(500), Some(Duration::from_secs(7))), 1, &p, now);
+        assert_eq!(o.next_attempt_at, at(1000));
+    }
+
+    #[test]
+    fn a_message_for_an_attempt_already_made_is_settled_by_what_was_recorded() {
+        let row = |status, attempt_count, scheduled_attempt| DeliveryRow {
+            id: uuid::Uuid::nil(),
+            org_id: uuid::Uuid::nil(),
+            event_id: uuid::Uuid::nil(),
+            endpoint_id: uuid::Uuid::nil(),
+            event_type: "new_lead".into(),
+            status,
+            attempt_count,
+            last_status_code: None,
+            last_error: None,
+            last_attempt_at: None,
+            next_attempt_at: None,
+            delivered_at: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            scheduled_attempt,
+        };
+        use DeliveryStatus::*;
+        assert_eq!(settled_before(&row(Delivered, 1, 1), 1), Some(Disposition::Ack));
+        assert_eq!(settled_before(&row(Cancelled, 0, 1), 1), Some(Disposition::Ack));
+        assert_eq!(settled_before(&row(DeadLetter, 3, 3), 3), Some(Disposition::DeadLetter), "hand it on");
+        assert_eq!(settled_before(&row(DeadLetter, 3, 3), 2), Some(Disposition::Ack), "a stale copy");
+        assert_eq!(settled_before(&row(Failed, 1, 2), 1), Some(Disposition::Ack), "its retry is claimed");
+        assert_eq!(settled_before(&row(Failed, 1, 1), 1), None, "its retry was never published");
+    }
 
     #[test]
     fn parking_again_waits_twice_as_long_up_to_a_cap() {
