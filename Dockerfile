@@ -1,5 +1,5 @@
 # One image for every Hookline service: `hookline run control-api|ingest-api|worker|alerting|all`.
-FROM rust:1.85-bookworm AS build
+FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

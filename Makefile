@@ -62,6 +62,11 @@ build:
 openapi:
 	$(CARGO) run -q -p hookline -- openapi > docs/openapi.json
 
+## Fails when docs/openapi.json differs from what the code generates.
+openapi-check:
+	@$(CARGO) run -q -p hookline -- openapi | diff -u docs/openapi.json - >/dev/null \
+		|| { echo "docs/openapi.json is stale: run make openapi"; exit 1; }
+
 fmt:
 	$(CARGO) fmt --all
 

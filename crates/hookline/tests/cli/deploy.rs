@@ -105,3 +105,42 @@ async fn every_metric_in_the_dashboards_and_alerts_is_exported() {
     assert!(missing.is_empty(), "referenced but not exported: {missing:?}");
     kit.cancel.cancel();
 }
+
+/// `1.89` or `1.89.0` as comparable numbers.
+fn version(text: &str) -> Vec<u32> {
+    let mut v: Vec<u32> = text.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    v.resize(3, 0);
+    v
+}
+
+#[test]
+fn the_image_and_rust_version_build_every_locked_dependency() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (needed, by) = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| Some((version(p["rust_version"].as_str()?), p["name"].as_str()?.to_owned())))
+        .max()
+        .unwrap();
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let image = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .and_then(|t| t.split('-').next())
+        .expect("the build stage is FROM rust:<version>-…");
+    assert!(version(image) >= needed, "the Dockerfile's Rust {image} cannot build {by} (needs {needed:?})");
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let declared = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|t| t.strip_suffix('"'))
+        .expect("the workspace declares rust-version");
+    assert!(version(declared) >= needed, "rust-version {declared} is below what {by} needs ({needed:?})");
+}
