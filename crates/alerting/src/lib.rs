@@ -122,7 +122,7 @@ pub async fn run(kit: Arc<Kit>) -> anyhow::Result<()> {
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let listener = hookline_service_kit::ops::bind(addr)?;
     tracing::info!(%addr, "alerting health and metrics listening");
-    let ops = serve_ops(Probes::for_kit(&kit), listener, kit.cancel.clone())?;
+    let ops = serve_ops(Probes::needing_broker(&kit), listener, kit.cancel.clone())?;
     let task = start(kit.clone())?;
     let _ = task.await;
     kit.cancel.cancel();

@@ -1,6 +1,7 @@
-//! `/health` (the process is alive) and `/ready` (its dependencies answer),
-//! mounted by every server, and `/metrics` (Prometheus text format), served
-//! only on the operations listener so it never passes the public gateway.
+//! `/health` (the process is alive, and which dependencies are degraded)
+//! and `/ready` (what this service needs answers), mounted by every server,
+//! and `/metrics` (Prometheus text format), served only on the operations
+//! listener so it never passes the public gateway.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,14 @@ use crate::redis_conn::RedisConn;
 /// a JSON value. It never makes the service unready by itself.
 pub type Detail = Arc<dyn Fn() -> BoxFuture<'static, (String, Value)> + Send + Sync>;
 
+/// How often the background probe checks every dependency.
+const WATCH_EVERY: Duration = Duration::from_secs(5);
+
+/// What `/ready` checks. Postgres is always needed; RabbitMQ only where the
+/// service cannot do its job without it (the worker, alerting). A service
+/// that rides out a dependency's absence (the APIs: a local rate limiter
+/// without Redis, the outbox without RabbitMQ) stays ready and reports the
+/// dependency as degraded.
 #[derive(Clone, Default)]
 pub struct Probes {
     pub pool: Option<PgPool>,
@@ -26,17 +35,80 @@ pub struct Probes {
     pub redis: Option<RedisConn>,
     pub limiter: Option<Arc<RateLimiter>>,
     pub details: Vec<Detail>,
+    /// Whether the service is unready without RabbitMQ.
+    pub needs_broker: bool,
+    /// The dependencies the background probe last found down.
+    down: Arc<std::sync::Mutex<Vec<&'static str>>>,
+    watching: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Probes {
+    /// Postgres, RabbitMQ and Redis checked; only Postgres needed.
     pub fn for_kit(kit: &crate::kit::Kit) -> Self {
         Self {
             pool: Some(kit.pool.clone()),
             broker: Some(kit.broker.clone()),
             redis: Some(kit.redis.clone()),
             limiter: Some(kit.limiter.clone()),
-            details: Vec::new(),
+            ..Self::default()
         }
+    }
+
+    /// The same, for a service that cannot work without RabbitMQ.
+    pub fn needing_broker(kit: &crate::kit::Kit) -> Self {
+        Self { needs_broker: true, ..Self::for_kit(kit) }
+    }
+
+    fn needed(&self, dependency: &str) -> bool {
+        dependency == "postgres" || (dependency == "rabbitmq" && self.needs_broker)
+    }
+
+    /// Every dependency checked at once: (name, reachable, what `/ready` shows).
+    async fn check_all(&self) -> Vec<(&'static str, bool, Value)> {
+        let pg = async {
+            match &self.pool {
+                Some(p) => Some(check("postgres", hookline_store::db::ping(p)).await),
+                None => None,
+            }
+        };
+        let mq = async {
+            match &self.broker {
+                Some(b) => Some(check("rabbitmq", b.ping()).await),
+                None => None,
+            }
+        };
+        let rd = async {
+            match &self.redis {
+                Some(r) => Some(check("redis", r.ping()).await),
+                None => None,
+            }
+        };
+        let (pg, mq, rd) = tokio::join!(pg, mq, rd);
+        [("postgres", pg), ("rabbitmq", mq), ("redis", rd)]
+            .into_iter()
+            .filter_map(|(name, r)| r.map(|(ok, v)| (name, ok, v)))
+            .collect()
+    }
+
+    /// Checks the dependencies every few seconds until `cancel` fires, so
+    /// `hookline_dependency_up` and `/health` stay current whether or not
+    /// anyone calls `/ready`. Once per process, however many listeners.
+    pub fn watch(&self, cancel: tokio_util::sync::CancellationToken) {
+        if self.watching.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let down: Vec<&'static str> =
+                    this.check_all().await.into_iter().filter(|(_, ok, _)| !ok).map(|(name, _, _)| name).collect();
+                *this.down.lock().expect("probe lock") = down;
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(WATCH_EVERY) => {}
+                }
+            }
+        });
     }
 }
 
@@ -57,8 +129,15 @@ pub fn bind(addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpListener>
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set HOOKLINE_OPS_LISTEN)"))
 }
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+/// The process is alive; `degraded` names the dependencies the background
+/// probe last found down (the process may still be ready without them).
+async fn health(probes: web::Data<Probes>) -> HttpResponse {
+    let down = probes.down.lock().expect("probe lock").clone();
+    let mut body = json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")});
+    if !down.is_empty() {
+        body["degraded"] = json!(down);
+    }
+    HttpResponse::Ok().json(body)
 }
 
 async fn check(name: &str, fut: impl std::future::Future<Output = anyhow::Result<()>>) -> (bool, Value) {
@@ -76,35 +155,20 @@ async fn check(name: &str, fut: impl std::future::Future<Output = anyhow::Result
     (ok, v)
 }
 
+/// 200 when every dependency this service needs answers, naming any other
+/// that does not as degraded; 503 naming the needed ones that do not.
 async fn ready(probes: web::Data<Probes>) -> HttpResponse {
-    let pg = async {
-        match &probes.pool {
-            Some(p) => Some(check("postgres", hookline_store::db::ping(p)).await),
-            None => None,
-        }
-    };
-    let mq = async {
-        match &probes.broker {
-            Some(b) => Some(check("rabbitmq", b.ping()).await),
-            None => None,
-        }
-    };
-    let rd = async {
-        match &probes.redis {
-            Some(r) => Some(check("redis", r.ping()).await),
-            None => None,
-        }
-    };
-    let (pg, mq, rd) = tokio::join!(pg, mq, rd);
     let mut checks = Map::new();
-    let mut down = Vec::new();
-    for (name, result) in [("postgres", pg), ("rabbitmq", mq), ("redis", rd)] {
-        if let Some((ok, v)) = result {
-            if !ok {
+    let (mut down, mut degraded) = (Vec::new(), Vec::new());
+    for (name, ok, v) in probes.check_all().await {
+        if !ok {
+            if probes.needed(name) {
                 down.push(name);
+            } else {
+                degraded.push(name);
             }
-            checks.insert(name.into(), v);
         }
+        checks.insert(name.into(), v);
     }
     let mut body = Map::new();
     if let Some(l) = &probes.limiter {
@@ -115,6 +179,9 @@ async fn ready(probes: web::Data<Probes>) -> HttpResponse {
         body.insert(k, v);
     }
     body.insert("checks".into(), Value::Object(checks));
+    if !degraded.is_empty() {
+        body.insert("degraded".into(), json!(degraded));
+    }
     if down.is_empty() {
         body.insert("status".into(), json!("ready"));
         HttpResponse::Ok().json(Value::Object(body))
@@ -138,6 +205,7 @@ pub fn serve_ops(
     listener: std::net::TcpListener,
     cancel: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    probes.watch(cancel.clone());
     let probes = web::Data::new(probes);
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()

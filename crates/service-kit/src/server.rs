@@ -65,6 +65,7 @@ pub fn build(
 pub async fn serve(kit: Arc<Kit>, spec: ServerSpec, addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set HOOKLINE_LISTEN)"))?;
+    spec.probes.watch(kit.cancel.clone());
     let ops = match kit.settings.ops_listen {
         Some(ops_addr) => {
             let ops = crate::ops::serve_ops(spec.probes.clone(), crate::ops::bind(ops_addr)?, kit.cancel.clone())?;

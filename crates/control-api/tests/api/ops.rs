@@ -36,7 +36,7 @@ async fn unknown_routes_are_problems() {
 }
 
 #[tokio::test]
-async fn ready_names_redis_when_it_is_unreachable() {
+async fn without_redis_the_api_stays_ready_and_names_it_degraded() {
     // A private Redis that this test stops, so the machine's stays up.
     let port = free_port();
     let mut redis = start_redis(port);
@@ -46,12 +46,14 @@ async fn ready_names_redis_when_it_is_unreachable() {
     assert_eq!(c.get(app.url("/ready")).send().await.unwrap().status(), 200);
     redis.kill().unwrap();
     redis.wait().unwrap();
+    // Rate limits fall back to this process and caches are bypassed: the
+    // control API still does its job, and says what it lacks.
     let res = c.get(app.url("/ready")).send().await.unwrap();
-    assert_eq!(res.status(), 503);
+    assert_eq!(res.status(), 200);
     let v: serde_json::Value = res.json().await.unwrap();
     assert_eq!(v["checks"]["redis"]["status"], "down", "{v}");
     assert_eq!(v["checks"]["postgres"]["status"], "up");
-    assert!(v["detail"].as_str().unwrap().contains("redis"));
+    assert_eq!(v["degraded"], serde_json::json!(["redis"]), "{v}");
 }
 
 pub fn free_port() -> u16 {

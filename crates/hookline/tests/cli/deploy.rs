@@ -144,3 +144,69 @@ fn the_image_and_rust_version_build_every_locked_dependency() {
         .expect("the workspace declares rust-version");
     assert!(version(declared) >= needed, "rust-version {declared} is below what {by} needs ({needed:?})");
 }
+
+#[tokio::test]
+async fn each_service_is_ready_when_it_can_do_its_job() {
+    use hookline_test_support::proxy::TcpProxy;
+    use hookline_test_support::{amqp_server, eventually, redis_server};
+    let env = TestEnv::new().await;
+    let redis = TcpProxy::start(redis_server().trim_start_matches("redis://")).await;
+    let amqp = TcpProxy::start(amqp_server().rsplit('@').next().unwrap()).await;
+    let amqp_url = format!("amqp://guest:guest@{}/{}", amqp.addr(), env.vhost);
+    let kit = env
+        .kit(&[("HOOKLINE_REDIS_URL", &format!("redis://{}", redis.addr())), ("HOOKLINE_AMQP_URL", &amqp_url)])
+        .await;
+    let ingest = serve(kit.clone(), hookline_ingest_api::server_spec(&kit));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let worker_ops = format!("http://{}", listener.local_addr().unwrap());
+    hookline_service_kit::ops::serve_ops(
+        hookline_service_kit::ops::Probes::needing_broker(&kit),
+        listener,
+        kit.cancel.clone(),
+    )
+    .unwrap();
+    let c = http();
+    let ready = |base: String| {
+        let c = c.clone();
+        async move {
+            let res = c.get(format!("{base}/ready")).send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    assert_eq!(ready(ingest.addr.clone()).await.0, 200);
+    assert_eq!(ready(worker_ops.clone()).await.0, 200);
+
+    redis.cut();
+    amqp.cut();
+    // The ingest API takes events with Postgres alone: a local rate limiter
+    // stands in for Redis, and the outbox keeps what RabbitMQ cannot take yet.
+    // (A connection cut is noticed at the next use: poll until both are.)
+    let v = eventually(std::time::Duration::from_secs(20), "ingest to see both dependencies gone", || async {
+        let (status, v) = ready(ingest.addr.clone()).await;
+        assert_eq!(status, 200, "ingest stays ready: {v}");
+        let degraded: Vec<String> =
+            v["degraded"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_owned)).collect();
+        (degraded.contains(&"redis".to_owned()) && degraded.contains(&"rabbitmq".to_owned())).then_some(v)
+    })
+    .await;
+    assert_eq!(v["checks"]["postgres"]["status"], "up");
+    // The worker cannot deliver without the broker.
+    let (status, v) = ready(worker_ops.clone()).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["unavailable"], serde_json::json!(["rabbitmq"]), "{v}");
+    // Liveness stays up and says what is degraded, from the background probe.
+    let health = eventually(std::time::Duration::from_secs(20), "/health to name the degraded", || async {
+        let v: serde_json::Value = c.get(ingest.url("/health")).send().await.ok()?.json().await.ok()?;
+        (v["degraded"].as_array().is_some_and(|d| d.len() == 2)).then_some(v)
+    })
+    .await;
+    assert_eq!(health["status"], "ok");
+
+    redis.restore();
+    amqp.restore();
+    eventually(std::time::Duration::from_secs(20), "the worker to be ready again", || async {
+        (ready(worker_ops.clone()).await.0 == 200).then_some(())
+    })
+    .await;
+    kit.cancel.cancel();
+}
