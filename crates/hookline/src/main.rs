@@ -216,7 +216,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     match cli.command {
         Command::Migrate => {
-            let _t = hookline_service_kit::telemetry::init("hookline", &settings)?;
+            let _t = hookline_service_kit::telemetry::init("hookline-migrate", &settings)?;
             migrate(&settings).await?;
             println!("database is up to date");
             Ok(())
@@ -325,7 +325,14 @@ async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         Service::All => with_local_master_key(settings, true)?,
         _ => settings,
     };
-    let _telemetry = hookline_service_kit::telemetry::init("hookline", &settings)?;
+    let name = match service {
+        Service::ControlApi => "hookline-control-api",
+        Service::IngestApi => "hookline-ingest-api",
+        Service::Worker => "hookline-worker",
+        Service::Alerting => "hookline-alerting",
+        Service::All => "hookline",
+    };
+    let _telemetry = hookline_service_kit::telemetry::init(name, &settings)?;
     if matches!(service, Service::All) {
         migrate(&settings).await?;
     }

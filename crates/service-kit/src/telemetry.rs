@@ -1,7 +1,10 @@
 //! Logging and tracing: JSON lines by default (pretty in a terminal), level
 //! from `RUST_LOG`, optional OTLP trace export when `HOOKLINE_OTLP_ENDPOINT`
-//! is set. Each layer has its own filter, so the log level never silences
-//! the spans an exporter needs.
+//! or the standard `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` is set. The other
+//! standard variables apply too: `OTEL_EXPORTER_OTLP_HEADERS`,
+//! `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_SERVICE_NAME`,
+//! `OTEL_RESOURCE_ATTRIBUTES`. Each layer has its own filter, so the log
+//! level never silences the spans an exporter needs.
 
 use std::io::IsTerminal;
 
@@ -45,24 +48,43 @@ pub fn init(service: &'static str, settings: &Settings) -> anyhow::Result<Teleme
             tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter()).boxed()
         }
     };
-    let (otel_layer, provider) = match &settings.otlp_endpoint {
-        Some(endpoint) => {
+    let exporting = settings.otlp_endpoint.is_some()
+        || ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+    let (otel_layer, provider) = match exporting {
+        true => {
             use opentelemetry_otlp::WithExportConfig;
-            let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
+            let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+            if let Some(endpoint) = &settings.otlp_endpoint {
+                exporter = exporter.with_endpoint(endpoint);
+            }
             let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build())
+                .with_batch_exporter(exporter.build()?)
+                .with_resource(resource(service))
                 .build();
             let tracer = provider.tracer(service);
             opentelemetry::global::set_tracer_provider(provider.clone());
             let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(EnvFilter::new("info")).boxed();
             (Some(layer), Some(provider))
         }
-        None => (None, None),
+        false => (None, None),
     };
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     tracing_subscriber::registry().with(fmt_layer).with(otel_layer).try_init()?;
     Ok(TelemetryGuard { provider })
+}
+
+/// What every exported span says of its process: `service.name` (the
+/// service's own, e.g. `hookline-worker`, unless `OTEL_SERVICE_NAME` says
+/// otherwise), `service.version`, and `OTEL_RESOURCE_ATTRIBUTES`.
+pub fn resource(service: &'static str) -> opentelemetry_sdk::Resource {
+    let builder = opentelemetry_sdk::Resource::builder();
+    let builder = match std::env::var_os("OTEL_SERVICE_NAME").is_some_and(|v| !v.is_empty()) {
+        true => builder,
+        false => builder.with_service_name(service),
+    };
+    builder.with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION"))).build()
 }
 
 /// Makes `span` a child of a remote W3C trace context, so exported spans
@@ -79,4 +101,16 @@ pub fn attach_parent(span: &tracing::Span, tp: &hookline_domain::trace::TracePar
         TraceState::default(),
     );
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_service_reports_its_own_name_and_version() {
+        // OTEL_SERVICE_NAME is not set in the test environment.
+        let r = super::resource("hookline-worker");
+        let get = |k: &'static str| r.get(&opentelemetry::Key::from_static_str(k)).map(|v| v.to_string());
+        assert_eq!(get("service.name").as_deref(), Some("hookline-worker"));
+        assert_eq!(get("service.version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
+    }
 }
