@@ -335,6 +335,16 @@ async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
     let _telemetry = hookline_service_kit::telemetry::init(name, &settings)?;
     if matches!(service, Service::All) {
         migrate(&settings).await?;
+    } else {
+        // A split service runs only against the schema it was built for:
+        // `hookline migrate` (a Job or init container) goes first.
+        let pending = hookline_store::db::pending_migrations(settings.database_url.expose()).await?;
+        anyhow::ensure!(
+            pending.is_empty(),
+            "the database schema is older than this version needs ({} migration(s) pending, the first {}): run `hookline migrate` first",
+            pending.len(),
+            pending[0]
+        );
     }
     let cancel = hookline_service_kit::shutdown::on_signal();
     let name = match service {

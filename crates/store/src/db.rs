@@ -182,6 +182,23 @@ pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
     .context("migration task panicked")?
 }
 
+/// The migrations this build has that the database has not applied yet.
+pub async fn pending_migrations(url: &str) -> anyhow::Result<Vec<String>> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+            .with_context(|| format!("connecting to Postgres at {}", redact(&url)))?;
+        Ok(conn
+            .pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("reading the applied migrations: {e}"))?
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect())
+    })
+    .await
+    .context("migration check panicked")?
+}
+
 /// Classifies a diesel error for the API layer.
 pub fn is_unique_violation(err: &diesel::result::Error, constraint: Option<&str>) -> bool {
     match err {

@@ -210,3 +210,37 @@ async fn each_service_is_ready_when_it_can_do_its_job() {
     .await;
     kit.cancel.cancel();
 }
+
+#[test]
+fn kubernetes_pods_migrate_first_run_locked_down_and_leave_scaling_to_the_autoscalers() {
+    let dir = root().join("deploy/k8s/base");
+    let mut docs = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        docs.extend(yaml_rust2::YamlLoader::load_from_str(&text).unwrap());
+    }
+    let kind = |d: &yaml_rust2::Yaml| d["kind"].as_str().unwrap_or("").to_owned();
+    let scaled: Vec<String> = docs
+        .iter()
+        .filter(|d| ["HorizontalPodAutoscaler", "ScaledObject"].contains(&kind(d).as_str()))
+        .map(|d| d["spec"]["scaleTargetRef"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    let deployments: Vec<&yaml_rust2::Yaml> = docs.iter().filter(|d| kind(d) == "Deployment").collect();
+    assert_eq!(deployments.len(), 4);
+    for d in deployments {
+        let name = d["metadata"]["name"].as_str().unwrap();
+        if scaled.iter().any(|s| s == name) {
+            assert!(d["spec"]["replicas"].is_badvalue(), "{name}: replicas fights its autoscaler");
+        }
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true), "{name}");
+        let init = pod["initContainers"].as_vec().unwrap_or_else(|| panic!("{name}: no init container"));
+        assert_eq!(init[0]["args"][0].as_str(), Some("migrate"), "{name}: migrations run before the service");
+        for c in init.iter().chain(pod["containers"].as_vec().unwrap()) {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true), "{name}");
+            assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false), "{name}");
+        }
+    }
+    assert!(docs.iter().any(|d| kind(d) == "NetworkPolicy"));
+}

@@ -238,3 +238,24 @@ async fn only_run_all_makes_the_development_master_key_and_every_directory_share
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test]
+async fn a_split_service_refuses_a_schema_older_than_it_needs() {
+    let env = TestEnv::new().await;
+    let (admin, name) = hookline_store::db::split_database_url(&env.database_url()).unwrap();
+    let bare_name = format!("{name}_bare");
+    let bare = env.database_url().replace(&name, &bare_name);
+    assert!(hookline_store::db::create_database_if_missing(&bare).await.unwrap());
+    let run = |args: &'static [&'static str]| {
+        let out = hookline(&env, &[("HOOKLINE_DATABASE_URL", &bare)]).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stderr) = run(&["run", "control-api"]);
+    assert!(!ok);
+    let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("older than this version needs") && line.contains("hookline migrate"), "{line}");
+    let (ok, stderr) = run(&["migrate"]);
+    assert!(ok, "{stderr}");
+    assert!(hookline_store::db::pending_migrations(&bare).await.unwrap().is_empty());
+    hookline_store::db::drop_database(&admin, &bare_name).await.unwrap();
+}
