@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use hookline_service_kit::caches::Topic;
 
 use crate::metrics::RETENTION_DELETED;
@@ -36,7 +36,7 @@ pub struct Removed {
 /// Runs one pass if no other instance is; None when another holds the lock.
 pub async fn run_once(a: &Alerting) -> anyhow::Result<Option<Removed>> {
     let url = a.kit.settings.database_url.expose().clone();
-    let mut lock_conn = AsyncPgConnection::establish(&url).await?;
+    let mut lock_conn = hookline_store::db::connect(&url).await?;
     let l: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
         .bind::<diesel::sql_types::BigInt, _>(LOCK_ID)
         .get_result(&mut lock_conn)

@@ -196,7 +196,7 @@ async fn listen(
 ) -> anyhow::Result<()> {
     use diesel_async::RunQueryDsl;
     use futures_util::StreamExt;
-    let mut conn = diesel_async::AsyncPgConnection::establish(url).await?;
+    let mut conn = hookline_store::db::connect(url).await?;
     diesel::sql_query(format!("LISTEN {}", hookline_store::outbox::CHANNEL)).execute(&mut conn).await?;
     // Anything announced before listening is found by this pass.
     wake.notify_one();

@@ -14,6 +14,140 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations")
 pub type PgPool = Pool<AsyncPgConnection>;
 pub type PooledConn = Object<AsyncPgConnection>;
 
+/// Opens a connection to `url`, with TLS when its `sslmode` asks:
+/// `require` (or `prefer`) encrypts without checking the server's
+/// certificate, as libpq does; `verify-ca` and `verify-full` check it against
+/// the system roots and `HOOKLINE_TLS_CA_FILE`, and its name against the host.
+/// Without `sslmode` (or with `disable`) the connection is plain.
+pub async fn connect(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let bad = |e: String| diesel::ConnectionError::BadConnection(e);
+    let (url, mode) = tls::split_sslmode(url).map_err(bad)?;
+    let Some(verify) = mode else {
+        return AsyncPgConnection::establish(&url).await;
+    };
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| bad(format!("{e}")))?;
+    config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(verify).map_err(bad)?);
+    let (client, connection) = config.connect(tls).await.map_err(|e| bad(format!("{e}")))?;
+    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+}
+
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+    /// The URL without `sslmode`, and whether TLS is wanted: None for plain,
+    /// Some(true) when the certificate must be verified.
+    pub fn split_sslmode(url: &str) -> Result<(String, Option<bool>), String> {
+        let mut parsed = url::Url::parse(url).map_err(|e| format!("a Postgres URL: {e}"))?;
+        let mut mode = None;
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, v)| {
+                if k == "sslmode" {
+                    mode = Some(v.to_string());
+                }
+                k != "sslmode"
+            })
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let want = match mode.as_deref() {
+            None | Some("disable") | Some("allow") => None,
+            Some("prefer") | Some("require") => Some(false),
+            Some("verify-ca") | Some("verify-full") => Some(true),
+            Some(other) => {
+                return Err(format!("sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"))
+            }
+        };
+        parsed.set_query(None);
+        if !kept.is_empty() {
+            parsed.query_pairs_mut().extend_pairs(kept);
+        }
+        Ok((parsed.into(), want))
+    }
+
+    pub fn client_config(verify: bool) -> Result<ClientConfig, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        if !verify {
+            return Ok(builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+                .with_no_client_auth());
+        }
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        if let Some(path) = std::env::var_os("HOOKLINE_TLS_CA_FILE").filter(|p| !p.is_empty()) {
+            let certs = CertificateDer::pem_file_iter(&path)
+                .map_err(|e| format!("HOOKLINE_TLS_CA_FILE {}: {e}", path.to_string_lossy()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("HOOKLINE_TLS_CA_FILE {}: {e}", path.to_string_lossy()))?;
+                roots.add(cert).map_err(|e| format!("HOOKLINE_TLS_CA_FILE {}: {e}", path.to_string_lossy()))?;
+            }
+        }
+        Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    }
+
+    /// `sslmode=require`: the channel is encrypted, the certificate is not
+    /// checked (libpq's meaning); signatures are still verified.
+    #[derive(Debug)]
+    struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for EncryptOnly {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn sslmode_is_taken_out_of_the_url_and_read() {
+            let (url, mode) =
+                super::split_sslmode("postgres://u@h:5432/db?sslmode=require&application_name=x").unwrap();
+            assert_eq!((url.as_str(), mode), ("postgres://u@h:5432/db?application_name=x", Some(false)));
+            let (url, mode) = super::split_sslmode("postgres://u@h/db?sslmode=verify-full").unwrap();
+            assert_eq!((url.as_str(), mode), ("postgres://u@h/db", Some(true)));
+            assert_eq!(super::split_sslmode("postgres://u@h/db").unwrap().1, None);
+            assert!(super::split_sslmode("postgres://u@h/db?sslmode=sometimes").is_err());
+        }
+    }
+}
+
 /// Builds a pool. Connections are opened lazily; call [`ping`] to check reachability.
 pub fn pool(url: &str, max_size: usize) -> anyhow::Result<PgPool> {
     build_pool(url, max_size, None, None)
@@ -41,7 +175,7 @@ pub(crate) fn build_pool(
         let runtime = runtime.clone();
         Box::pin(async move {
             let open = async move {
-                let mut conn = AsyncPgConnection::establish(&url).await?;
+                let mut conn = connect(&url).await?;
                 if let Some(sql) = setup {
                     diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, sql)
                         .await
@@ -109,9 +243,8 @@ pub fn split_database_url(url: &str) -> anyhow::Result<(String, String)> {
 /// Creates the database named in `url` when it does not exist yet.
 pub async fn create_database_if_missing(url: &str) -> anyhow::Result<bool> {
     let (admin_url, name) = split_database_url(url)?;
-    let mut conn = AsyncPgConnection::establish(&admin_url)
-        .await
-        .with_context(|| format!("connecting to Postgres at {}", redact(&admin_url)))?;
+    let mut conn =
+        connect(&admin_url).await.with_context(|| format!("connecting to Postgres at {}", redact(&admin_url)))?;
     let found: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
         .bind::<diesel::sql_types::Text, _>(&name)
         .get_result(&mut conn)
@@ -130,14 +263,14 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<bool> {
 
 /// Drops a database (tests), terminating its connections first.
 pub async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
-    let mut conn = AsyncPgConnection::establish(admin_url).await?;
+    let mut conn = connect(admin_url).await?;
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))).execute(&mut conn).await?;
     Ok(())
 }
 
 /// Creates `name` as a copy of `template` (tests clone a migrated template).
 pub async fn create_database_from_template(admin_url: &str, name: &str, template: &str) -> anyhow::Result<()> {
-    let mut conn = AsyncPgConnection::establish(admin_url).await?;
+    let mut conn = connect(admin_url).await?;
     diesel::sql_query(format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(name), quote_ident(template)))
         .execute(&mut conn)
         .await?;
@@ -163,10 +296,9 @@ pub fn redact(url: &str) -> String {
 /// Applies pending migrations. Runs on a blocking thread: diesel's migration
 /// harness is synchronous.
 pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
-    let url = url.to_owned();
+    let conn = connect(url).await.with_context(|| format!("connecting to Postgres at {}", redact(url)))?;
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
-            .with_context(|| format!("connecting to Postgres at {}", redact(&url)))?;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
         // Serialise concurrent migrators (several services starting at once).
         conn.batch_execute("SELECT pg_advisory_lock(7243001)")?;
         let applied = conn
@@ -184,10 +316,9 @@ pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
 
 /// The migrations this build has that the database has not applied yet.
 pub async fn pending_migrations(url: &str) -> anyhow::Result<Vec<String>> {
-    let url = url.to_owned();
+    let conn = connect(url).await.with_context(|| format!("connecting to Postgres at {}", redact(url)))?;
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
-            .with_context(|| format!("connecting to Postgres at {}", redact(&url)))?;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
         Ok(conn
             .pending_migrations(MIGRATIONS)
             .map_err(|e| anyhow::anyhow!("reading the applied migrations: {e}"))?

@@ -259,3 +259,43 @@ async fn a_split_service_refuses_a_schema_older_than_it_needs() {
     assert!(hookline_store::db::pending_migrations(&bare).await.unwrap().is_empty());
     hookline_store::db::drop_database(&admin, &bare_name).await.unwrap();
 }
+
+#[tokio::test]
+async fn run_all_speaks_tls_to_postgres_when_the_url_asks() {
+    let env = TestEnv::new().await;
+    let (_, name) = hookline_store::db::split_database_url(&env.database_url()).unwrap();
+    let url = format!("{}?sslmode=require", env.database_url());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = hookline(&env, &[("HOOKLINE_DATABASE_URL", &url), ("HOOKLINE_LISTEN", &listen)])
+        .args(["run", "all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = http();
+    eventually(Duration::from_secs(30), "run all to be ready", || async {
+        c.get(format!("http://{listen}/ready")).send().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    // Every connection the process holds to its database is encrypted.
+    let mut conn = AsyncPgConnection::establish(&env.database_url()).await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Tally {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        encrypted: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        plain: i64,
+    }
+    let t: Tally = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE s.ssl) AS encrypted, count(*) FILTER (WHERE NOT s.ssl) AS plain \
+         FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1 AND a.pid <> pg_backend_pid()",
+    )
+    .bind::<diesel::sql_types::Text, _>(&name)
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert!(t.encrypted >= 1 && t.plain == 0, "{} encrypted, {} plain", t.encrypted, t.plain);
+    let _ = child.kill();
+    let _ = child.wait();
+}
