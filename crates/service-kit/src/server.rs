@@ -35,6 +35,7 @@ pub fn build(
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .wrap(actix_web::middleware::from_fn(crate::storable::refuse_nul))
+            .wrap(actix_web::middleware::from_fn(api_trailing_slash))
             .wrap(actix_web::middleware::from_fn(body_deadline))
             .wrap(actix_web::middleware::from_fn(crate::auth::rate_limit_headers))
             .wrap(actix_web::middleware::from_fn(no_store))
@@ -120,6 +121,30 @@ async fn body_deadline(
     });
     req.set_payload(actix_web::dev::Payload::from(Box::pin(guarded)
         as std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>>));
+    next.call(req).await
+}
+
+/// `/api/v1/webhooks/` is `/api/v1/webhooks`: every API route answers the
+/// same with or without a trailing slash (clients written against other
+/// webhook systems add one). Outside `/api/` paths are left alone.
+async fn api_trailing_slash(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let path = req.path();
+    if path.starts_with("/api/") && path.len() > "/api/".len() && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let with_query = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_owned(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = with_query.parse().ok();
+        if let Ok(uri) = actix_web::http::Uri::from_parts(parts) {
+            req.match_info_mut().get_mut().update(&uri);
+            req.head_mut().uri = uri;
+        }
+    }
     next.call(req).await
 }
 

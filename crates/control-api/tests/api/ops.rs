@@ -73,3 +73,29 @@ pub fn start_redis(port: u16) -> std::process::Child {
     }
     child
 }
+
+#[tokio::test]
+async fn api_routes_answer_the_same_with_a_trailing_slash() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.create_org("Acme").await;
+    app.create_key(&admin, serde_json::json!({"name": "a", "role": "read_only"})).await;
+    let res = app.call(Method::GET, "/api/v1/keys/?limit=1", &admin, None).await;
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 1, "the query survives: {v}");
+    assert!(v["next_cursor"].is_string(), "{v}");
+    let res = app
+        .call(
+            Method::POST,
+            "/api/v1/webhooks/",
+            &admin,
+            Some(serde_json::json!({"url": "https://93.184.216.34/h", "events": ["new_lead"]})),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let res = app.call(Method::GET, "/api/v1/webhooks/deliveries/", &admin, None).await;
+    assert_eq!(res.status(), 200);
+    // Outside the API nothing changes: the documentation keeps its own paths.
+    assert_eq!(http().get(app.url("/docs/")).send().await.unwrap().status(), 200);
+}
