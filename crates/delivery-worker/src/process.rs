@@ -8,6 +8,7 @@
 //! message recognise work already done.
 
 use anyhow::Context as _;
+use hookline_domain::signing::SignatureFormat;
 use hookline_domain::status::DeliveryStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -193,7 +194,8 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
     let hv = |s: &str| HeaderValue::from_str(s).expect("header-safe value");
     headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(reqwest::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-    headers.insert("x-webhook-signature", hv(&sigs.legacy));
+    let format = SignatureFormat::parse(&endpoint.signature_format).unwrap_or_default();
+    headers.insert("x-webhook-signature", hv(&format.header(&sigs.legacy)));
     headers.insert("x-webhook-event", hv(&event.event_type));
     headers.insert("x-webhook-delivery-id", hv(&msg_id));
     headers.insert("x-webhook-timestamp", hv(&ts.to_string()));

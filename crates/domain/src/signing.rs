@@ -116,6 +116,39 @@ pub fn sign_delivery(
     Signatures { legacy: previous.unwrap_or(current).sign_hex(body), standard }
 }
 
+/// How `X-Webhook-Signature` is written: Hookline's bare hex, or
+/// `sha256=<hex>` as receivers of other webhook systems check it. The same
+/// HMAC either way; the Standard Webhooks headers are sent with both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignatureFormat {
+    #[default]
+    Hex,
+    Sha256Prefixed,
+}
+
+impl SignatureFormat {
+    pub const ALL: [Self; 2] = [Self::Hex, Self::Sha256Prefixed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hex => "hex",
+            Self::Sha256Prefixed => "sha256_prefixed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == text)
+    }
+
+    /// The `X-Webhook-Signature` value for a hex HMAC.
+    pub fn header(self, hex: &str) -> String {
+        match self {
+            Self::Hex => hex.to_owned(),
+            Self::Sha256Prefixed => format!("sha256={hex}"),
+        }
+    }
+}
+
 /// Verifies a Standard Webhooks header against a secret (used by tests, the
 /// CLI and the docs' examples).
 pub fn verify_standard(secret: &WebhookSecret, msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {

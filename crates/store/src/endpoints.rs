@@ -33,6 +33,8 @@ pub struct EndpointRow {
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// `hex` or `sha256_prefixed`: how `X-Webhook-Signature` is written.
+    pub signature_format: String,
 }
 
 /// The configurable part of an endpoint (PUT replaces all of it).
@@ -50,6 +52,7 @@ pub struct EndpointConfig {
     pub max_delay_ms: i64,
     pub headers: serde_json::Value,
     pub rate_limit_per_second: Option<i32>,
+    pub signature_format: String,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &EndpointRow) -> QueryResult<EndpointRow> {

@@ -124,6 +124,7 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        signature_format -> Text,
     }
 }
 

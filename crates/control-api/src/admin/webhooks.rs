@@ -94,6 +94,7 @@ struct Values {
     max_delay_ms: String,
     headers: String,
     rate: String,
+    signature_format: String,
     active: bool,
 }
 
@@ -110,6 +111,7 @@ impl Default for Values {
             max_delay_ms: "3600000".into(),
             headers: String::new(),
             rate: String::new(),
+            signature_format: "hex".into(),
             active: true,
         }
     }
@@ -128,6 +130,7 @@ impl Values {
             max_delay_ms: w.retry_policy.max_delay_ms.to_string(),
             headers: w.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("\n"),
             rate: w.rate_limit_per_second.map(|r| r.to_string()).unwrap_or_default(),
+            signature_format: w.signature_format.clone(),
             active: w.is_active,
         }
     }
@@ -145,6 +148,7 @@ impl Values {
             max_delay_ms: g("max_delay_ms"),
             headers: g("headers"),
             rate: g("rate_limit_per_second"),
+            signature_format: g("signature_format"),
             active: f.checked("is_active"),
         }
     }
@@ -193,6 +197,7 @@ impl Values {
             headers: Some(headers),
             is_active: Some(self.active),
             rate_limit_per_second: rate,
+            signature_format: Some(self.signature_format.clone()).filter(|f| !f.is_empty()),
         })
     }
 }
@@ -238,6 +243,15 @@ async fn form(
                 textarea id="headers" name="headers" rows="3" placeholder="Authorization: Bearer …" { (v.headers) }
                 small.hint { "One `Name: value` per line; stored encrypted." }
                 (errors.field("headers"))
+            }
+            div.field {
+                label for="signature_format" { "Signature header" }
+                select id="signature_format" name="signature_format" {
+                    option value="hex" selected[v.signature_format == "hex"] { "X-Webhook-Signature: <hex>" }
+                    option value="sha256_prefixed" selected[v.signature_format == "sha256_prefixed"] { "X-Webhook-Signature: sha256=<hex>" }
+                }
+                small.hint { "The Standard Webhooks headers are sent either way." }
+                (errors.field("signature_format"))
             }
             label.check { input type="checkbox" name="is_active" value="on" checked[v.active]; " Active" }
             div { button.primary type="submit" { (submit) } }

@@ -1,5 +1,6 @@
 //! `/api/v1/webhooks`: endpoints, their secrets and configuration.
 
+use hookline_domain::signing::SignatureFormat;
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
@@ -74,6 +75,10 @@ pub struct WebhookInput {
     pub is_active: Option<bool>,
     /// Deliveries per second to this endpoint at most (default: no limit).
     pub rate_limit_per_second: Option<i32>,
+    /// How `X-Webhook-Signature` is written: `hex` (default) or
+    /// `sha256_prefixed` (`sha256=<hex>`). The Standard Webhooks headers are sent either way.
+    #[schema(value_type = Option<String>, example = "hex")]
+    pub signature_format: Option<String>,
 }
 
 /// A partial update: only the fields present change.
@@ -94,6 +99,8 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(nullable)]
     pub rate_limit_per_second: Option<Option<i32>>,
+    /// `hex` or `sha256_prefixed`.
+    pub signature_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -127,6 +134,8 @@ pub struct WebhookView {
     pub retry_policy: RetryPolicyView,
     pub headers: BTreeMap<String, String>,
     pub rate_limit_per_second: Option<i32>,
+    /// `hex` or `sha256_prefixed`: how `X-Webhook-Signature` is written.
+    pub signature_format: String,
     /// Until when the previous secret signs too.
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -165,6 +174,7 @@ fn view(kit: &Kit, row: EndpointRow, secret: Option<&WebhookSecret>) -> Result<W
         },
         headers,
         rate_limit_per_second: row.rate_limit_per_second,
+        signature_format: row.signature_format,
         previous_secret_expires_at: row.previous_secret_expires_at.filter(|t| *t > now),
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -291,6 +301,13 @@ async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Valid
             err("rate_limit_per_second", "must be between 1 and 10000".into());
         }
     }
+    let signature_format = match input.signature_format.as_deref() {
+        None => SignatureFormat::default(),
+        Some(f) => SignatureFormat::parse(f).unwrap_or_else(|| {
+            err("signature_format", "must be hex or sha256_prefixed".into());
+            SignatureFormat::default()
+        }),
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -307,6 +324,7 @@ async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Valid
             max_delay_ms: policy.max_delay_ms as i64,
             headers: serde_json::Value::Null,
             rate_limit_per_second: input.rate_limit_per_second,
+            signature_format: signature_format.as_str().to_owned(),
         },
         headers,
     })
@@ -368,6 +386,7 @@ pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<
         max_delay_ms: v.config.max_delay_ms,
         headers: secrets::seal_headers(&kit.master_key, id.as_uuid(), &v.headers),
         rate_limit_per_second: v.config.rate_limit_per_second,
+        signature_format: v.config.signature_format.clone(),
         secret_ciphertext: secrets::seal_secret(&kit.master_key, id.as_uuid(), &secret),
         previous_secret_ciphertext: None,
         previous_secret_expires_at: None,
@@ -605,6 +624,7 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, patch: WebhookPatch) 
         headers: Some(patch.headers.unwrap_or(current.headers)),
         is_active: Some(patch.is_active.unwrap_or(current.is_active)),
         rate_limit_per_second: patch.rate_limit_per_second.unwrap_or(current.rate_limit_per_second),
+        signature_format: Some(patch.signature_format.unwrap_or(current.signature_format)),
     };
     let v = validate(kit, auth.org_id, merged).await?;
     let row = save(kit, auth, id, v, "webhook.updated").await?;

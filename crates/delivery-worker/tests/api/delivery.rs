@@ -413,3 +413,39 @@ async fn keyed_connections_are_replaced_once_they_outlive_their_plans() {
     drop(keyed);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_endpoint_can_take_its_signature_as_sha256_prefixed_hex() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let (status, v) = s
+        .control(
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(json!({"url": r.url("/hook"), "events": ["*"], "signature_format": "sha256_prefixed"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["signature_format"], "sha256_prefixed");
+    let secret = hookline_domain::signing::WebhookSecret::parse(v["secret"].as_str().unwrap()).unwrap();
+    r.set_secrets(&[v["secret"].as_str().unwrap()]);
+    let id = v["id"].as_str().unwrap().to_owned();
+    s.send_lead("lead_1").await;
+    let got = wait_received(&r, 1, Duration::from_secs(20)).await;
+    // What receivers of other systems check: compare_digest(f"sha256={expected}", signature).
+    let expected = format!("sha256={}", secret.sign_hex(&got[0].body));
+    assert_eq!(got[0].header("x-webhook-signature"), Some(expected.as_str()));
+    assert!(got[0].standard_valid, "the Standard Webhooks headers come too");
+
+    // Back to bare hex; anything else is refused, naming the field.
+    let (status, v) =
+        s.control(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(json!({"signature_format": "hex"}))).await;
+    assert_eq!((status, v["signature_format"].as_str()), (200, Some("hex")), "{v}");
+    s.send_lead("lead_2").await;
+    let got = wait_received(&r, 2, Duration::from_secs(20)).await;
+    assert!(got[1].hex_valid, "{:?}", got[1].header("x-webhook-signature"));
+    let (status, v) =
+        s.control(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(json!({"signature_format": "base64"}))).await;
+    assert_eq!(status, 422);
+    assert_eq!(v["errors"][0]["field"], "signature_format", "{v}");
+}
