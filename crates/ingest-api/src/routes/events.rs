@@ -71,12 +71,25 @@ pub struct LeadUpdate {
 #[schema(example = json!({"event_type": "new_lead", "data": {"id": "lead_123", "name": "Ada Lovelace", "email": "ada@example.com"}, "event_id": "crm-7f3a"}))]
 pub struct EventInput {
     pub event_type: String,
-    pub data: serde_json::Value,
+    /// The event's body. `payload` is accepted as another name for it (as
+    /// other webhook systems' clients send it): give exactly one of the two.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Object)]
+    pub data: Option<serde_json::Value>,
+    /// Another name for `data`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
     /// Your id for the event: a retry with the same id within 24 h returns the
     /// original answer and creates nothing (the `Idempotency-Key` header does the same).
     pub event_id: Option<String>,
     /// When it happened (RFC 3339); default now.
     pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// A field that is there, even as `null` (which is a document too).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    <serde_json::Value as Deserialize>::deserialize(d).map(Some)
 }
 
 /// What an accepted event became.
@@ -420,7 +433,7 @@ pub async fn ingest_event(
     let value = parse_json(&read_body(&kit, &req, payload).await?)?;
     let input: EventInput = serde_json::from_value(value).map_err(|e| {
         let msg = e.to_string();
-        let field = ["event_type", "data", "event_id", "timestamp"]
+        let field = ["event_type", "data", "payload", "event_id", "timestamp"]
             .into_iter()
             .find(|f| msg.contains(&format!("`{f}`")))
             .unwrap_or("body");
@@ -428,5 +441,11 @@ pub async fn ingest_event(
     })?;
     let event_type =
         EventType::parse(&input.event_type).map_err(|e| ApiError::invalid_field("event_type", e.to_string()))?;
-    accept(&kit, &auth, &req, event_type, input.data, "/data", input.event_id.as_deref(), input.timestamp).await
+    let (body, pointer) = match (input.data, input.payload) {
+        (Some(data), None) => (data, "/data"),
+        (None, Some(payload)) => (payload, "/payload"),
+        (Some(_), Some(_)) => return Err(ApiError::invalid_field("payload", "give data or payload, not both")),
+        (None, None) => return Err(ApiError::invalid_field("data", "is required (or its other name, payload)")),
+    };
+    accept(&kit, &auth, &req, event_type, body, pointer, input.event_id.as_deref(), input.timestamp).await
 }

@@ -447,3 +447,31 @@ async fn a_lead_postgres_cannot_store_is_422_and_costs_no_other_tenant() {
         }
     }
 }
+
+#[tokio::test]
+async fn payload_is_another_name_for_data() {
+    let app = TestApp::spawn().await;
+    let key = app.org("Acme").await;
+    let lead = json!({"id": "lead_1", "name": "Ada", "email": "ada@example.com"});
+    let res = app.send(&key, "/api/v1/events", &json!({"event_type": "new_lead", "payload": lead})).await;
+    assert_eq!(res.status(), 202);
+    let (status, p) = problem(
+        app.send(
+            &key,
+            "/api/v1/events",
+            &json!({"event_type": "new_lead", "payload": {"id": 5, "name": "A", "email": "a@example.com"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("/payload/id")), "errors name the field as sent");
+    let (status, p) = problem(
+        app.send(&key, "/api/v1/events", &json!({"event_type": "new_lead", "data": lead, "payload": lead})).await,
+    )
+    .await;
+    assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("payload")));
+    let (status, p) = problem(app.send(&key, "/api/v1/events", &json!({"event_type": "new_lead"})).await).await;
+    assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("data")));
+    let mut conn = db(&app).await;
+    assert_eq!(events::table.count().get_result::<i64>(&mut conn).await.unwrap(), 1, "only the good one is stored");
+}
