@@ -59,6 +59,9 @@ fn compose_kustomize_prometheus_and_grafana_files_parse() {
     for d in std::fs::read_dir(root().join("deploy/grafana/dashboards")).unwrap() {
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.unwrap().path()).unwrap()).unwrap();
         assert!(!v["panels"].as_array().unwrap().is_empty());
+        // Imported into any Grafana: the Prometheus data source is chosen, not assumed.
+        assert_eq!(v["templating"]["list"][0]["type"], "datasource");
+        assert!(!v.to_string().contains(r#""uid":"prometheus""#), "a panel names a fixed data source");
     }
 }
 
