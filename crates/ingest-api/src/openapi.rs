@@ -13,6 +13,8 @@ use utoipa::OpenApi;
         crate::routes::events::ingest_new_lead,
         crate::routes::events::ingest_lead_update,
         crate::routes::events::ingest_event,
+        crate::routes::events::list_events,
+        crate::routes::events::get_event,
     ),
     components(schemas(
         hookline_service_kit::error::Problem,
@@ -21,6 +23,9 @@ use utoipa::OpenApi;
         crate::routes::events::Lead,
         crate::routes::events::LeadUpdate,
         crate::routes::events::EventInput,
+        crate::routes::events::EventView,
+        crate::routes::events::EventDetail,
+        crate::routes::events::EventDelivery,
     )),
     security(("api_key" = []), ("api_key_header" = [])),
     tags((name = "Events", description = "Lead events and custom events"))

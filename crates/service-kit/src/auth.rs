@@ -394,7 +394,9 @@ impl FromRequest for Auth {
             let ip = client_ip(&req, &kit.settings.trusted_proxies);
             let principal = kit.auth.authenticate(&raw, ip).await?;
             // Decided by the route that matched, never the raw path.
-            let ingest = req.app_data::<web::Data<OrgEventQuota>>().is_some();
+            // Sending events counts against the quota; reading them does not.
+            let ingest =
+                req.app_data::<web::Data<OrgEventQuota>>().is_some() && req.method() == actix_web::http::Method::POST;
             let decision = kit
                 .limiter
                 .check(&kit.policies_for(&principal, ingest))

@@ -62,6 +62,17 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<D
     deliveries::table.find(id).select(DeliveryRow::as_select()).first(conn).await.optional()
 }
 
+/// An event's deliveries, one per endpoint it went to.
+pub async fn for_event(conn: &mut AsyncPgConnection, org_id: Uuid, event_id: Uuid) -> QueryResult<Vec<DeliveryRow>> {
+    deliveries::table
+        .filter(deliveries::org_id.eq(org_id))
+        .filter(deliveries::event_id.eq(event_id))
+        .order(deliveries::id.asc())
+        .select(DeliveryRow::as_select())
+        .load(conn)
+        .await
+}
+
 pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<DeliveryRow>> {
     deliveries::table
         .filter(deliveries::org_id.eq(org_id))

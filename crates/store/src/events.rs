@@ -24,6 +24,49 @@ pub struct EventRow {
 
 pub const UNIQUE_IDEMPOTENCY: &str = "events_idempotency";
 
+/// Which of an organisation's events to list.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// An organisation's events, newest first, `limit` after the event `before`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    f: &EventFilter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<crate::Page<EventRow>> {
+    let mut q = events::table.filter(events::org_id.eq(org_id)).select(EventRow::as_select()).into_boxed();
+    if let Some(t) = &f.event_type {
+        q = q.filter(events::event_type.eq(t.clone()));
+    }
+    if let Some(s) = f.since {
+        q = q.filter(events::created_at.ge(s));
+    }
+    if let Some(u) = f.until {
+        q = q.filter(events::created_at.lt(u));
+    }
+    if let Some(b) = before {
+        q = q.filter(events::id.lt(b));
+    }
+    let rows = q.order(events::id.desc()).limit(limit + 1).load(conn).await?;
+    Ok(crate::Page::from_rows(rows, limit))
+}
+
+pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<EventRow>> {
+    events::table
+        .filter(events::org_id.eq(org_id))
+        .filter(events::id.eq(id))
+        .select(EventRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 pub async fn insert(conn: &mut AsyncPgConnection, row: &EventRow) -> QueryResult<()> {
     diesel::insert_into(events::table).values(row).execute(conn).await.map(|_| ())
 }

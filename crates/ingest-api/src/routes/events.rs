@@ -39,7 +39,136 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .app_data(quota.clone())
                 .route(web::post().to(ingest_lead_update)),
         )
-        .service(web::resource("/api/v1/events").app_data(quota).route(web::post().to(ingest_event)));
+        .service(
+            web::resource("/api/v1/events")
+                .app_data(quota)
+                .route(web::post().to(ingest_event))
+                .route(web::get().to(list_events)),
+        )
+        .service(web::resource("/api/v1/events/{id}").route(web::get().to(get_event)));
+}
+
+/// An accepted event, as the API lists it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    pub id: EventId,
+    /// The event type.
+    pub event: String,
+    pub data: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    /// Deliveries created for it: one per endpoint subscribed at the time.
+    pub delivery_count: i32,
+}
+
+impl From<EventRow> for EventView {
+    fn from(e: EventRow) -> Self {
+        Self {
+            id: EventId::from_uuid(e.id),
+            event: e.event_type,
+            data: e.data,
+            occurred_at: e.occurred_at,
+            created_at: e.created_at,
+            delivery_count: e.delivery_count,
+        }
+    }
+}
+
+/// One of an event's deliveries, in brief (the delivery API has the rest).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventDelivery {
+    pub id: hookline_domain::id::DeliveryId,
+    pub webhook_id: hookline_domain::id::EndpointId,
+    /// pending, delivered, failed, dead_letter, cancelled.
+    pub status: String,
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// An event with its deliveries.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub event: EventView,
+    pub deliveries: Vec<EventDelivery>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventListParams {
+    /// Only events of this type.
+    pub event: Option<String>,
+    /// Accepted at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Accepted before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List the organisation's events, newest first
+#[utoipa::path(
+    get, path = "/api/v1/events", tag = "Events",
+    params(EventListParams),
+    security(("api_key" = ["events:read"])),
+    responses(
+        (status = 200, description = "A page of events", body = hookline_service_kit::pagination::ListResponse<EventView>),
+        (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_events(
+    kit: web::Data<Kit>,
+    auth: Auth,
+    q: web::Query<EventListParams>,
+) -> Result<HttpResponse, ApiError> {
+    use hookline_service_kit::pagination::{ListResponse, PageParams};
+    use hookline_service_kit::storable::time_in_range;
+    auth.require(Scope::EventsRead)?;
+    let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
+    time_in_range("since", q.since)?;
+    time_in_range("until", q.until)?;
+    let filter = hookline_store::events::EventFilter { event_type: q.event.clone(), since: q.since, until: q.until };
+    let mut conn = kit.conn().await?;
+    let page = hookline_store::events::list(&mut conn, auth.org_id.as_uuid(), &filter, before, limit).await?;
+    let last = page.items.last().map(|e| e.id);
+    let data: Vec<EventView> = page.items.into_iter().map(EventView::from).collect();
+    Ok(HttpResponse::Ok().json(ListResponse::new(data, page.has_more, last)))
+}
+
+/// One event, with its deliveries
+#[utoipa::path(
+    get, path = "/api/v1/events/{id}", tag = "Events",
+    params(("id" = String, Path, description = "evt_… id")),
+    security(("api_key" = ["events:read"])),
+    responses(
+        (status = 200, description = "The event", body = EventDetail),
+        (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_event(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    auth.require(Scope::EventsRead)?;
+    let id = EventId::parse(&id).map_err(|_| ApiError::not_found("event"))?;
+    let org = auth.org_id.as_uuid();
+    let mut conn = kit.conn().await?;
+    let event = hookline_store::events::get_for_org(&mut conn, org, id.as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    let deliveries = hookline_store::deliveries::for_event(&mut conn, org, id.as_uuid())
+        .await?
+        .into_iter()
+        .map(|d| EventDelivery {
+            id: hookline_domain::id::DeliveryId::from_uuid(d.id),
+            webhook_id: hookline_domain::id::EndpointId::from_uuid(d.endpoint_id),
+            status: d.status.as_str().to_owned(),
+            attempts: d.attempt_count,
+            last_status_code: d.last_status_code,
+            delivered_at: d.delivered_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(EventDetail { event: EventView::from(event), deliveries }))
 }
 
 /// A lead, as the CRM knows it.

@@ -475,3 +475,40 @@ async fn payload_is_another_name_for_data() {
     let mut conn = db(&app).await;
     assert_eq!(events::table.count().get_result::<i64>(&mut conn).await.unwrap(), 1, "only the good one is stored");
 }
+
+#[tokio::test]
+async fn events_can_be_listed_and_read_with_their_deliveries() {
+    let app = TestApp::spawn().await;
+    let key = app.org("Acme").await;
+    app.endpoint(&key, json!({"url": "http://127.0.0.1:9/a", "events": ["new_lead"]})).await;
+    let first = app.send(&key, "/api/v1/events/leads", &lead("l1")).await.json::<Value>().await.unwrap();
+    let update = json!({"id": "l1", "name": "Ada", "email": "ada@example.com", "changes": {"name": "Ada"}});
+    let second = app.send(&key, "/api/v1/events/leads/updates", &update).await.json::<Value>().await.unwrap();
+    let get = |path: String, key: String| {
+        let c = app.client.clone();
+        let url = app.ingest.url(&path);
+        async move {
+            let res = c.get(url).bearer_auth(key).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, page) = get("/api/v1/events".into(), key.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    let ids: Vec<&str> = page["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [second["event_id"].as_str().unwrap(), first["event_id"].as_str().unwrap()], "newest first");
+    let (_, only) = get("/api/v1/events?event=new_lead&limit=1".into(), key.clone()).await;
+    assert_eq!(only["data"].as_array().unwrap().len(), 1);
+    assert_eq!(only["data"][0]["event"], "new_lead");
+    assert_eq!(only["data"][0]["data"]["id"], "l1");
+
+    let (status, detail) = get(format!("/api/v1/events/{}", first["event_id"].as_str().unwrap()), key.clone()).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["deliveries"].as_array().unwrap().len(), 1, "{detail}");
+    assert!(detail["deliveries"][0]["webhook_id"].as_str().unwrap().starts_with("ep_"));
+    // Another organisation's key sees none of it.
+    let other = app.org("Other").await;
+    let (status, _) = get(format!("/api/v1/events/{}", first["event_id"].as_str().unwrap()), other.clone()).await;
+    assert_eq!(status, 404);
+    let (_, empty) = get("/api/v1/events".into(), other).await;
+    assert!(empty["data"].as_array().unwrap().is_empty());
+}
