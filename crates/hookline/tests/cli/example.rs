@@ -1,19 +1,12 @@
 //! The Rust receiver example (crates/hookline/examples/receiver.rs) verifies real deliveries.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hookline_test_support::{create_org, eventually, http, serve, TestEnv};
+
+use crate::Kill;
 use serde_json::{json, Value};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `cargo test` builds examples next to the test binaries.
 fn example_binary() -> std::path::PathBuf {

@@ -19,6 +19,16 @@ use hookline_test_support::{eventually, http, TestEnv};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookline");
 
+/// Kills and reaps a child process when dropped, so a failing test leaves none behind.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn hookline(env: &TestEnv, extra: &[(&str, &str)]) -> Command {
     let mut c = Command::new(BIN);
     c.env_clear()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hookline_test_support::{eventually, http, TestEnv};
 use serde_json::Value;
 
-use crate::{hookline, BIN};
+use crate::{hookline, Kill, BIN};
 
 /// The shell block of the README section headed `heading`.
 fn shell_block(readme: &str, heading: &str) -> String {
@@ -31,15 +31,6 @@ struct Group(Child);
 impl Drop for Group {
     fn drop(&mut self) {
         let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.0.id())]).status();
-        let _ = self.0.wait();
-    }
-}
-
-struct Stop(Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
@@ -70,7 +61,7 @@ async fn the_readme_tour_delivers_a_signed_lead_to_the_example_receiver() {
 
     let (api, receiver) = (free_port(), free_port());
     let listen = format!("127.0.0.1:{api}");
-    let _stack = Stop(
+    let _stack = Kill(
         hookline(&env, &[("HOOKLINE_LISTEN", &listen), ("HOOKLINE_ALLOW_PRIVATE_TARGETS", "true")])
             .args(["run", "all"])
             .current_dir(&clone)
