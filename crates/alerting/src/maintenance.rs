@@ -154,6 +154,20 @@ async fn watch_platform(a: &Alerting) {
 }
 
 pub fn spawn(a: Arc<Alerting>) -> tokio::task::JoinHandle<()> {
+    let counter = a.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Ok(mut c) = counter.kit.pool.get().await {
+                if let Ok(n) = hookline_store::dead_letters::unresolved(&mut c).await {
+                    crate::metrics::DLQ_SIZE.set(n);
+                }
+            }
+            tokio::select! {
+                _ = counter.kit.cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+            }
+        }
+    });
     let watcher = a.clone();
     tokio::spawn(async move {
         loop {

@@ -2,7 +2,12 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_int_counter_vec, IntCounterVec};
+use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
+
+pub static DLQ_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("webhook_dlq_size", "Unresolved dead letters across every organisation.")
+        .expect("metric registers")
+});
 
 pub static ALERTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -39,6 +44,7 @@ pub static RETENTION_DELETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Registers every alerting metric and its known label values.
 pub fn init() {
+    LazyLock::force(&DLQ_SIZE);
     for rule in hookline_domain::status::AlertRule::ALL {
         for t in ["opened", "resolved"] {
             ALERTS.with_label_values(&[rule.as_str(), t]);

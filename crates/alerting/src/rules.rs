@@ -464,7 +464,11 @@ async fn evaluate(c: Tx<'_>, j: &mut Judging, out: &Outcome) -> diesel::QueryRes
             if kind == OutcomeKind::EndpointGone {
                 disable(c, j, &s, org_id, endpoint, "the endpoint answered 410 Gone", true).await?;
             } else if let Some(h) = &health {
-                if h.consecutive_dead_letters >= s.auto_disable_dead_letters {
+                let attempts_cap = s.auto_disable_failed_attempts;
+                if attempts_cap > 0 && h.consecutive_failures >= attempts_cap {
+                    let reason = format!("{} consecutive attempts failed", h.consecutive_failures);
+                    disable(c, j, &s, org_id, endpoint, &reason, false).await?;
+                } else if h.consecutive_dead_letters >= s.auto_disable_dead_letters {
                     let reason = format!("{} consecutive deliveries were dead-lettered", h.consecutive_dead_letters);
                     disable(c, j, &s, org_id, endpoint, &reason, false).await?;
                 } else if let Some(since) = h.failing_since {

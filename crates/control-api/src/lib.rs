@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::alerts::configure(cfg);
     routes::analytics::configure(cfg);
     routes::deliveries::configure(cfg);
+    routes::dead_letters::configure(cfg);
     routes::webhooks::configure(cfg);
     routes::event_types::configure(cfg);
     admin::configure(cfg);

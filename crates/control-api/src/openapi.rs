@@ -9,7 +9,7 @@ use crate::views;
 #[openapi(
     info(
         title = "Hookline control API",
-        description = "Organisations, API keys, webhook endpoints, event types, deliveries, alerts and the audit log.\n\nEvery authenticated response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds) and the IETF draft's `RateLimit-Policy` and `RateLimit`; past the limit the answer is 429 with `Retry-After`. Errors are `application/problem+json` (RFC 9457).",
+        description = "Organisations, API keys, webhook endpoints, event types, deliveries, dead letters, alerts and the audit log.\n\nEvery authenticated response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds) and the IETF draft's `RateLimit-Policy` and `RateLimit`; past the limit the answer is 429 with `Retry-After`. Errors are `application/problem+json` (RFC 9457).",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -39,6 +39,11 @@ use crate::views;
         routes::deliveries::recover,
         routes::deliveries::send_test,
         routes::deliveries::stats,
+        routes::dead_letters::list_dead_letters,
+        routes::dead_letters::get_dead_letter,
+        routes::dead_letters::replay_dead_letter,
+        routes::dead_letters::resolve_dead_letter,
+        routes::dead_letters::replay_matching,
         routes::alerts::list_alerts,
         routes::alerts::get_alert,
         routes::alerts::acknowledge,
@@ -66,6 +71,7 @@ use crate::views;
         (name = "API keys", description = "Organisation-scoped keys with roles, scopes, limits, rotation and revocation"),
         (name = "Webhooks", description = "Endpoints that receive signed deliveries, their secrets, history and replay"),
         (name = "Deliveries", description = "Delivery history, attempts, retry, recovery and test events"),
+        (name = "Dead letters", description = "Deliveries that spent their retries: list, replay one or many, resolve"),
         (name = "Analytics", description = "An organisation's delivery numbers over a window, from rollups"),
         (name = "Alerts", description = "Failure alerts, their acknowledgement, and the thresholds and channels that drive them"),
         (name = "Event types", description = "The built-in lead events and an organisation's own types"),

@@ -471,7 +471,7 @@ impl Worker {
         });
     }
 
-    /// Samples the dead-letter queue's depth for `webhook_dlq_size`.
+    /// Samples the broker's dead-letter queue depth.
     pub fn spawn_dlq_gauge(self: &Arc<Self>) {
         let kit = self.kit.clone();
         tokio::spawn(async move {

@@ -49,7 +49,8 @@ pub static PARKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers")
 });
 pub static DLQ_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("webhook_dlq_size", "Messages held in the dead-letter queue.").expect("metric registers")
+    register_int_gauge!("hookline_dead_letter_queue_messages", "Messages held in the broker's dead-letter queue.")
+        .expect("metric registers")
 });
 pub static CONSUMERS: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("hookline_broker_consumers", "Active broker consumers in this process.")

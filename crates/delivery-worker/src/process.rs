@@ -184,7 +184,11 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
     };
     let msg_id = task.delivery_id.clone();
     let ts = now.timestamp();
-    let sigs = sign_delivery(&current, previous.as_ref(), &msg_id, ts, &body);
+    let format = SignatureFormat::parse(&endpoint.signature_format).unwrap_or_default();
+    let mut sigs = sign_delivery(&current, previous.as_ref(), &msg_id, ts, &body);
+    if let (SignatureFormat::Ed25519, Some(sealed)) = (format, &endpoint.signing_key_ciphertext) {
+        sigs.standard = secrets::open_signing_key(master, endpoint.id, sealed)?.sign_standard(&msg_id, ts, &body);
+    }
     let mut headers = HeaderMap::new();
     for (k, v) in secrets::open_headers(master, endpoint.id, &endpoint.headers)? {
         if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
@@ -194,7 +198,6 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
     let hv = |s: &str| HeaderValue::from_str(s).expect("header-safe value");
     headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(reqwest::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-    let format = SignatureFormat::parse(&endpoint.signature_format).unwrap_or_default();
     headers.insert("x-webhook-signature", hv(&format.header(&sigs.legacy)));
     headers.insert("x-webhook-event", hv(&event.event_type));
     headers.insert("x-webhook-delivery-id", hv(&msg_id));

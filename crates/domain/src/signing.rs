@@ -116,23 +116,30 @@ pub fn sign_delivery(
     Signatures { legacy: previous.unwrap_or(current).sign_hex(body), standard }
 }
 
-/// How `X-Webhook-Signature` is written: Hookline's bare hex, or
-/// `sha256=<hex>` as receivers of other webhook systems check it. The same
-/// HMAC either way; the Standard Webhooks headers are sent with both.
+/// How an endpoint's deliveries are signed.
+///
+/// * `hex`: `X-Webhook-Signature` is bare hex; `webhook-signature` holds `v1,` HMAC entries.
+/// * `sha256_prefixed`: `X-Webhook-Signature: sha256=<hex>`, as receivers of
+///   other webhook systems check it; `webhook-signature` as with `hex`.
+/// * `ed25519`: `X-Webhook-Signature` is bare hex; `webhook-signature` holds a
+///   `v1a,` Ed25519 signature that receivers verify with the endpoint's public
+///   key alone (Standard Webhooks' asymmetric scheme).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SignatureFormat {
     #[default]
     Hex,
     Sha256Prefixed,
+    Ed25519,
 }
 
 impl SignatureFormat {
-    pub const ALL: [Self; 2] = [Self::Hex, Self::Sha256Prefixed];
+    pub const ALL: [Self; 3] = [Self::Hex, Self::Sha256Prefixed, Self::Ed25519];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hex => "hex",
             Self::Sha256Prefixed => "sha256_prefixed",
+            Self::Ed25519 => "ed25519",
         }
     }
 
@@ -143,10 +150,69 @@ impl SignatureFormat {
     /// The `X-Webhook-Signature` value for a hex HMAC.
     pub fn header(self, hex: &str) -> String {
         match self {
-            Self::Hex => hex.to_owned(),
+            Self::Hex | Self::Ed25519 => hex.to_owned(),
             Self::Sha256Prefixed => format!("sha256={hex}"),
         }
     }
+}
+
+pub const PUBLIC_KEY_PREFIX: &str = "whpk_";
+
+/// An endpoint's Ed25519 signing key (PKCS#8, as stored sealed). It never
+/// leaves Hookline; receivers get [`SigningKey::public_key`]. `Debug` never shows it.
+pub struct SigningKey {
+    pair: ring::signature::Ed25519KeyPair,
+    pkcs8: Vec<u8>,
+}
+
+impl SigningKey {
+    pub fn generate() -> Self {
+        let doc =
+            ring::signature::Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("system random source failed");
+        Self::from_pkcs8(doc.as_ref()).expect("ring reads its own key")
+    }
+
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, SecretError> {
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| SecretError::Body)?;
+        Ok(Self { pair, pkcs8: pkcs8.to_vec() })
+    }
+
+    pub fn pkcs8(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    /// `whpk_<base64 of the 32-byte public key>`, what receivers configure.
+    pub fn public_key(&self) -> String {
+        use ring::signature::KeyPair;
+        format!("{PUBLIC_KEY_PREFIX}{}", B64.encode(self.pair.public_key().as_ref()))
+    }
+
+    /// One Standard Webhooks `v1a,<base64>` entry over `{id}.{timestamp}.{body}`.
+    pub fn sign_standard(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let msg = [msg_id.as_bytes(), b".", timestamp.to_string().as_bytes(), b".", body].concat();
+        format!("v1a,{}", B64.encode(self.pair.sign(&msg).as_ref()))
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+/// Verifies a `webhook-signature` header's `v1a,` entries against a
+/// `whpk_…` public key (used by tests and the docs' examples).
+pub fn verify_ed25519(public_key: &str, msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+    let Some(key) = public_key.strip_prefix(PUBLIC_KEY_PREFIX).and_then(|k| B64.decode(k).ok()) else {
+        return false;
+    };
+    let msg = [msg_id.as_bytes(), b".", timestamp.to_string().as_bytes(), b".", body].concat();
+    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key);
+    header
+        .split(' ')
+        .filter_map(|entry| entry.strip_prefix("v1a,"))
+        .filter_map(|sig| B64.decode(sig).ok())
+        .any(|sig| key.verify(&msg, &sig).is_ok())
 }
 
 /// Verifies a Standard Webhooks header against a secret (used by tests, the
@@ -184,6 +250,20 @@ mod tests {
         let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let sig = secret.sign_standard("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn ed25519_signatures_verify_with_the_public_key_only() {
+        let key = SigningKey::generate();
+        let again = SigningKey::from_pkcs8(key.pkcs8()).unwrap();
+        assert_eq!(key.public_key(), again.public_key());
+        assert!(key.public_key().starts_with("whpk_"));
+        let sig = key.sign_standard("dlv_1", 1700000000, b"{}");
+        assert!(sig.starts_with("v1a,"));
+        assert!(verify_ed25519(&key.public_key(), "dlv_1", 1700000000, b"{}", &sig));
+        assert!(!verify_ed25519(&key.public_key(), "dlv_1", 1700000001, b"{}", &sig), "the timestamp is signed");
+        assert!(!verify_ed25519(&SigningKey::generate().public_key(), "dlv_1", 1700000000, b"{}", &sig));
+        assert!(!format!("{key:?}").contains(&B64.encode(key.pkcs8())));
     }
 
     #[test]

@@ -86,6 +86,15 @@ enum OrgCommand {
         /// Remove the ceiling on key rate limits.
         #[arg(long)]
         no_key_rate_ceiling: bool,
+        /// Whether only registered event types are accepted (true, the default) or any type (false).
+        #[arg(long)]
+        strict_event_types: Option<bool>,
+        /// Days until keys created without an expiry expire.
+        #[arg(long, conflicts_with = "no_default_key_lifetime")]
+        default_key_lifetime_days: Option<i32>,
+        /// Keys created without an expiry never expire.
+        #[arg(long)]
+        no_default_key_lifetime: bool,
     },
 }
 
@@ -257,6 +266,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     retention_days,
                     max_key_rate_limit_per_hour,
                     no_key_rate_ceiling,
+                    strict_event_types,
+                    default_key_lifetime_days,
+                    no_default_key_lifetime,
                 },
         } => {
             let org_id = OrgId::parse(&org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
@@ -271,6 +283,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     Some(None)
                 } else {
                     max_key_rate_limit_per_hour.map(Some)
+                },
+                strict_event_types,
+                default_key_lifetime_days: if no_default_key_lifetime {
+                    Some(None)
+                } else {
+                    default_key_lifetime_days.map(Some)
                 },
             };
             let view = hookline_control_api::routes::orgs::update(&pool, org_id, body, None)

@@ -37,6 +37,8 @@ pub struct Principal {
     pub rate_limit_per_hour: u32,
     /// The organisation's event quota (per minute), when the operator set one.
     pub org_events_per_minute: Option<u32>,
+    /// Whether the organisation accepts only registered event types.
+    pub org_strict_event_types: bool,
     /// The key's own expiry and address allowlist: what it may give on.
     pub expires_at: Option<DateTime<Utc>>,
     pub allowed_ips: Vec<IpNet>,
@@ -61,6 +63,7 @@ pub struct CachedKey {
     scopes: BTreeSet<Scope>,
     rate_limit_per_hour: u32,
     org_events_per_minute: Option<u32>,
+    org_strict_event_types: bool,
     allowed_ips: Vec<IpNet>,
     expires_at: Option<DateTime<Utc>>,
     revoked: bool,
@@ -198,6 +201,7 @@ impl Authenticator {
             scopes: entry.scopes.clone(),
             rate_limit_per_hour: entry.rate_limit_per_hour,
             org_events_per_minute: entry.org_events_per_minute,
+            org_strict_event_types: entry.org_strict_event_types,
             expires_at: entry.expires_at,
             allowed_ips: entry.allowed_ips.clone(),
             client_ip,
@@ -219,7 +223,8 @@ impl Authenticator {
             role,
             scopes,
             rate_limit_per_hour: row.rate_limit_per_hour.max(1) as u32,
-            org_events_per_minute: org.and_then(|o| o.events_per_minute).map(|n| n.max(1) as u32),
+            org_events_per_minute: org.as_ref().and_then(|o| o.events_per_minute).map(|n| n.max(1) as u32),
+            org_strict_event_types: org.as_ref().is_none_or(|o| o.strict_event_types),
             allowed_ips,
             expires_at: row.expires_at,
             revoked: row.revoked_at.is_some(),

@@ -18,6 +18,7 @@ struct D {
     delivered: i64,
     dead_lettered: i64,
     buckets: Vec<i64>,
+    latency_ms_total: i64,
 }
 
 #[derive(Default)]
@@ -71,6 +72,7 @@ impl Rollups {
             Settled::Retrying => {}
         }
         d.buckets[bucket_of(latency_ms)] += 1;
+        d.latency_ms_total += i64::try_from(latency_ms).unwrap_or(i64::MAX);
     }
 
     pub fn event(&self, org: Uuid, event_type: &str, deliveries: i64) {
@@ -100,6 +102,7 @@ impl Rollups {
                 delivered: d.delivered,
                 dead_lettered: d.dead_lettered,
                 latency_buckets: d.buckets.clone(),
+                latency_ms_total: d.latency_ms_total,
             })
             .collect();
         let erows: Vec<EventIncrement> = taken

@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hookline_domain::crypto::{DecryptError, MasterKey};
-use hookline_domain::signing::WebhookSecret;
+use hookline_domain::signing::{SigningKey, WebhookSecret};
 use uuid::Uuid;
 
 const HEADER_PREFIX: &str = "enc:v1:";
@@ -21,6 +21,15 @@ pub fn open_secret(master: &MasterKey, endpoint_id: Uuid, sealed: &[u8]) -> Resu
     let plain = master.decrypt(sealed, &aad(endpoint_id, "secret"))?;
     let text = String::from_utf8(plain).map_err(|_| DecryptError)?;
     WebhookSecret::parse(&text).map_err(|_| DecryptError)
+}
+
+pub fn seal_signing_key(master: &MasterKey, endpoint_id: Uuid, key: &SigningKey) -> Vec<u8> {
+    master.encrypt(key.pkcs8(), &aad(endpoint_id, "ed25519"))
+}
+
+pub fn open_signing_key(master: &MasterKey, endpoint_id: Uuid, sealed: &[u8]) -> Result<SigningKey, DecryptError> {
+    let plain = master.decrypt(sealed, &aad(endpoint_id, "ed25519"))?;
+    SigningKey::from_pkcs8(&plain).map_err(|_| DecryptError)
 }
 
 /// Custom headers as stored: every value sealed.

@@ -271,6 +271,8 @@ pub struct SettingsRow {
     pub slack_webhook_ciphertext: Option<Vec<u8>>,
     pub notify_via_webhooks: bool,
     pub updated_at: DateTime<Utc>,
+    /// Failed attempts in a row that disable an endpoint; 0 is off.
+    pub auto_disable_failed_attempts: i32,
 }
 
 impl SettingsRow {
@@ -287,6 +289,7 @@ impl SettingsRow {
             slack_webhook_ciphertext: None,
             notify_via_webhooks: true,
             updated_at: Utc::now(),
+            auto_disable_failed_attempts: 0,
         }
     }
 }

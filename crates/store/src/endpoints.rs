@@ -33,8 +33,12 @@ pub struct EndpointRow {
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// `hex` or `sha256_prefixed`: how `X-Webhook-Signature` is written.
+    /// `hex`, `sha256_prefixed` or `ed25519`: how deliveries are signed.
     pub signature_format: String,
+    /// The sealed Ed25519 key (PKCS#8), made when the endpoint first needs it.
+    pub signing_key_ciphertext: Option<Vec<u8>>,
+    /// Its public half, `whpk_…`.
+    pub signing_public_key: Option<String>,
 }
 
 /// The configurable part of an endpoint (PUT replaces all of it).
@@ -53,6 +57,31 @@ pub struct EndpointConfig {
     pub headers: serde_json::Value,
     pub rate_limit_per_second: Option<i32>,
     pub signature_format: String,
+}
+
+/// Gives the endpoint an Ed25519 key unless it has one; the key it ends up with is returned.
+pub async fn ensure_signing_key(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    sealed: Vec<u8>,
+    public_key: &str,
+) -> QueryResult<EndpointRow> {
+    diesel::update(webhook_endpoints::table.find(id))
+        .set((
+            webhook_endpoints::signing_key_ciphertext.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Bytea>,
+            >("coalesce(signing_key_ciphertext, ")
+            .bind::<diesel::sql_types::Bytea, _>(sealed)
+            .sql(")")),
+            webhook_endpoints::signing_public_key.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            >("coalesce(signing_public_key, ")
+            .bind::<diesel::sql_types::Text, _>(public_key.to_owned())
+            .sql(")")),
+        ))
+        .returning(EndpointRow::as_returning())
+        .get_result(conn)
+        .await
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, row: &EndpointRow) -> QueryResult<EndpointRow> {

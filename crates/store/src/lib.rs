@@ -20,6 +20,7 @@ macro_rules! push_binds {
 pub mod alerts;
 pub mod audit;
 pub mod db;
+pub mod dead_letters;
 pub mod deliveries;
 pub mod endpoints;
 pub mod event_types;

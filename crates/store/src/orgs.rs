@@ -18,6 +18,10 @@ pub struct Org {
     pub retention_days: i32,
     /// The highest rate limit the organisation may give a key; null is the platform's maximum.
     pub max_key_rate_limit_per_hour: Option<i32>,
+    /// False lets event types that were never registered through, unvalidated.
+    pub strict_event_types: bool,
+    /// Keys created without an expiry expire after this many days; null never.
+    pub default_key_lifetime_days: Option<i32>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, id: Uuid, name: &str) -> QueryResult<Org> {
@@ -41,6 +45,8 @@ pub struct OrgChanges {
     pub max_keys: Option<i32>,
     pub retention_days: Option<i32>,
     pub max_key_rate_limit_per_hour: Option<Option<i32>>,
+    pub strict_event_types: Option<bool>,
+    pub default_key_lifetime_days: Option<Option<i32>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 

@@ -50,6 +50,7 @@ pub struct DeliveryIncrement {
     pub delivered: i64,
     pub dead_lettered: i64,
     pub latency_buckets: Vec<i64>,
+    pub latency_ms_total: i64,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -82,6 +83,8 @@ pub async fn add_deliveries(conn: &mut AsyncPgConnection, rows: &[DeliveryIncrem
             delivery_rollups::delivered.eq(delivery_rollups::delivered + excluded(delivery_rollups::delivered)),
             delivery_rollups::dead_lettered
                 .eq(delivery_rollups::dead_lettered + excluded(delivery_rollups::dead_lettered)),
+            delivery_rollups::latency_ms_total
+                .eq(delivery_rollups::latency_ms_total + excluded(delivery_rollups::latency_ms_total)),
             delivery_rollups::latency_buckets.eq(diesel::dsl::sql::<Array<BigInt>>(
                 "hookline_array_add(delivery_rollups.latency_buckets, excluded.latency_buckets)",
             )),
@@ -125,6 +128,8 @@ pub struct DeliveryGroup {
     pub dead_lettered: i64,
     #[diesel(sql_type = Nullable<Array<BigInt>>)]
     pub latency_buckets: Option<Vec<i64>>,
+    #[diesel(sql_type = BigInt)]
+    pub latency_ms_total: i64,
 }
 
 /// `group` is one of "total", "endpoint", "event_type", "hour", "day".
@@ -147,7 +152,8 @@ pub async fn delivery_groups(
     diesel::sql_query(format!(
         "SELECT {key} AS key, coalesce(sum(attempts), 0)::bigint AS attempts, coalesce(sum(succeeded), 0)::bigint AS succeeded, \
          coalesce(sum(failed), 0)::bigint AS failed, coalesce(sum(delivered), 0)::bigint AS delivered, \
-         coalesce(sum(dead_lettered), 0)::bigint AS dead_lettered, ARRAY[{buckets}] AS latency_buckets \
+         coalesce(sum(dead_lettered), 0)::bigint AS dead_lettered, ARRAY[{buckets}] AS latency_buckets, \
+         coalesce(sum(latency_ms_total), 0)::bigint AS latency_ms_total \
          FROM delivery_rollups WHERE org_id = $1 AND hour >= date_trunc('hour', $2::timestamptz) GROUP BY 1 ORDER BY 1"
     ))
     .bind::<SqlUuid, _>(org_id)
@@ -243,6 +249,7 @@ impl DeliveryGroup {
             delivered: 0,
             dead_lettered: 0,
             latency_buckets: Some(vec![0; BUCKETS]),
+            latency_ms_total: 0,
         };
         for g in groups {
             total.attempts += g.attempts;
@@ -250,6 +257,7 @@ impl DeliveryGroup {
             total.failed += g.failed;
             total.delivered += g.delivered;
             total.dead_lettered += g.dead_lettered;
+            total.latency_ms_total += g.latency_ms_total;
             if let (Some(t), Some(b)) = (total.latency_buckets.as_mut(), g.latency_buckets.as_ref()) {
                 for (x, y) in t.iter_mut().zip(b) {
                     *x += y;

@@ -12,6 +12,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         retention_days -> Int4,
         max_key_rate_limit_per_hour -> Nullable<Int4>,
+        strict_event_types -> Bool,
+        default_key_lifetime_days -> Nullable<Int4>,
     }
 }
 
@@ -38,6 +40,7 @@ diesel::table! {
         delivered -> Int8,
         dead_lettered -> Int8,
         latency_buckets -> Array<Int8>,
+        latency_ms_total -> Int8,
     }
 }
 
@@ -125,6 +128,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         signature_format -> Text,
+        signing_key_ciphertext -> Nullable<Bytea>,
+        signing_public_key -> Nullable<Text>,
     }
 }
 
@@ -239,6 +244,7 @@ diesel::table! {
         slack_webhook_ciphertext -> Nullable<Bytea>,
         notify_via_webhooks -> Bool,
         updated_at -> Timestamptz,
+        auto_disable_failed_attempts -> Int4,
     }
 }
 
@@ -263,6 +269,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    dead_letters (delivery_id) {
+        delivery_id -> Uuid,
+        org_id -> Uuid,
+        endpoint_id -> Uuid,
+        event_type -> Text,
+        dead_lettered_at -> Timestamptz,
+        resolved_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Uuid,
         org_id -> Uuid,
@@ -282,6 +299,7 @@ diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 diesel::joinable!(delivery_retries -> deliveries (delivery_id));
+diesel::joinable!(dead_letters -> deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     organisations,
@@ -303,4 +321,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     delivery_rollups,
     event_rollups,
     admin_sessions,
+    dead_letters,
 );

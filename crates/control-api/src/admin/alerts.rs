@@ -49,7 +49,7 @@ async fn body(
         typed.and_then(|t| t.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap_or(current)
     };
     let writable = s.can(Scope::AlertsWrite);
-    let numbers: [(&str, &str, i32); 6] = [
+    let numbers: [(&str, &str, i32); 7] = [
         (
             "endpoint_failing_threshold",
             "Failed attempts in a row that open “endpoint failing”",
@@ -64,6 +64,11 @@ async fn body(
             "auto_disable_failing_hours",
             "Hours failing without a success that disable an endpoint",
             settings.auto_disable_failing_hours,
+        ),
+        (
+            "auto_disable_failed_attempts",
+            "Failed attempts in a row that disable an endpoint (0: off)",
+            settings.auto_disable_failed_attempts,
         ),
         (
             "failure_rate_percent",
@@ -159,6 +164,7 @@ async fn save_settings(kit: web::Data<Kit>, f: AdminForm) -> Result<HttpResponse
             endpoint_failing_threshold: num("endpoint_failing_threshold"),
             auto_disable_dead_letters: num("auto_disable_dead_letters"),
             auto_disable_failing_hours: num("auto_disable_failing_hours"),
+            auto_disable_failed_attempts: num("auto_disable_failed_attempts"),
             failure_rate_percent: num("failure_rate_percent"),
             failure_rate_window_minutes: num("failure_rate_window_minutes"),
             failure_rate_min_attempts: num("failure_rate_min_attempts"),

@@ -198,6 +198,7 @@ fn principal_of(row: &KeyRow, ip: Option<std::net::IpAddr>) -> Option<Principal>
         scopes,
         rate_limit_per_hour: row.rate_limit_per_hour.max(1) as u32,
         org_events_per_minute: None,
+        org_strict_event_types: true,
         expires_at: row.expires_at,
         allowed_ips: nets,
         client_ip: ip,

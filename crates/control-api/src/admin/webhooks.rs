@@ -245,12 +245,13 @@ async fn form(
                 (errors.field("headers"))
             }
             div.field {
-                label for="signature_format" { "Signature header" }
+                label for="signature_format" { "Signatures" }
                 select id="signature_format" name="signature_format" {
                     option value="hex" selected[v.signature_format == "hex"] { "X-Webhook-Signature: <hex>" }
                     option value="sha256_prefixed" selected[v.signature_format == "sha256_prefixed"] { "X-Webhook-Signature: sha256=<hex>" }
+                    option value="ed25519" selected[v.signature_format == "ed25519"] { "webhook-signature: v1a (Ed25519, verified with a public key)" }
                 }
-                small.hint { "The Standard Webhooks headers are sent either way." }
+                small.hint { "X-Webhook-Signature and the Standard Webhooks headers are sent with every choice." }
                 (errors.field("signature_format"))
             }
             label.check { input type="checkbox" name="is_active" value="on" checked[v.active]; " Active" }
@@ -333,6 +334,7 @@ async fn detail(
             dt { "Id" } dd { code { (w.id) } }
             dt { "Health" } dd { (status_badge(health(w, stats.consecutive_failures))) @if let Some(r) = &w.disabled_reason { " " span.muted { (r) } } }
             dt { "Events" } dd { (w.events.join(", ")) }
+            @if let Some(k) = &w.public_key { dt { "Ed25519 public key" } dd { code { (k) } } }
             @if let Some(t) = w.previous_secret_expires_at { dt { "Previous secret signs until" } dd { (opt_time(Some(t))) } }
         }
         section.card aria-labelledby="stats" {

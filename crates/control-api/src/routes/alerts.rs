@@ -86,6 +86,8 @@ pub struct AlertSettingsView {
     pub auto_disable_dead_letters: i32,
     /// Hours of failing without a success that disable an endpoint (default 24).
     pub auto_disable_failing_hours: i32,
+    /// Failed attempts in a row that disable an endpoint; 0 (the default) leaves it to the other rules.
+    pub auto_disable_failed_attempts: i32,
     /// `high_failure_rate` opens above this share of failed attempts (default 20)…
     pub failure_rate_percent: i32,
     /// …over this window (default 15)…
@@ -106,6 +108,7 @@ impl From<SettingsRow> for AlertSettingsView {
             endpoint_failing_threshold: s.endpoint_failing_threshold,
             auto_disable_dead_letters: s.auto_disable_dead_letters,
             auto_disable_failing_hours: s.auto_disable_failing_hours,
+            auto_disable_failed_attempts: s.auto_disable_failed_attempts,
             failure_rate_percent: s.failure_rate_percent,
             failure_rate_window_minutes: s.failure_rate_window_minutes,
             failure_rate_min_attempts: s.failure_rate_min_attempts,
@@ -125,6 +128,8 @@ pub struct AlertSettingsInput {
     pub endpoint_failing_threshold: Option<i32>,
     pub auto_disable_dead_letters: Option<i32>,
     pub auto_disable_failing_hours: Option<i32>,
+    /// 0 to 100000; 0 is off.
+    pub auto_disable_failed_attempts: Option<i32>,
     pub failure_rate_percent: Option<i32>,
     pub failure_rate_window_minutes: Option<i32>,
     pub failure_rate_min_attempts: Option<i32>,
@@ -307,6 +312,13 @@ pub async fn save_settings(kit: &Kit, auth: &Principal, b: AlertSettingsInput) -
         bounded("auto_disable_dead_letters", b.auto_disable_dead_letters, d.auto_disable_dead_letters, 1, 10_000);
     let auto_disable_failing_hours =
         bounded("auto_disable_failing_hours", b.auto_disable_failing_hours, d.auto_disable_failing_hours, 1, 24 * 30);
+    let auto_disable_failed_attempts = bounded(
+        "auto_disable_failed_attempts",
+        b.auto_disable_failed_attempts,
+        d.auto_disable_failed_attempts,
+        0,
+        100_000,
+    );
     let failure_rate_percent = bounded("failure_rate_percent", b.failure_rate_percent, d.failure_rate_percent, 1, 100);
     let failure_rate_window_minutes = bounded(
         "failure_rate_window_minutes",
@@ -363,6 +375,7 @@ pub async fn save_settings(kit: &Kit, auth: &Principal, b: AlertSettingsInput) -
                 },
                 notify_via_webhooks: b.notify_via_webhooks.unwrap_or(d.notify_via_webhooks),
                 updated_at: Utc::now(),
+                auto_disable_failed_attempts,
             };
             let saved = hookline_store::alerts::put_settings(c, &row).await?;
             audit::record(c, principal.org_id, Actor::Key(&principal), "alert_settings.updated", "alert_settings", &principal.org_id.to_string(), json!({

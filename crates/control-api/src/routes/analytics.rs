@@ -19,6 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct AnalyticsParams {
     /// 24h (default, hourly series), 7d (hourly) or 30d (daily).
     pub window: Option<String>,
+    /// `fraction` (default): success rates from 0 to 1; `percent`: from 0 to 100.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -38,8 +40,10 @@ pub struct Figures {
     /// Deliveries that succeeded.
     pub delivered: i64,
     pub dead_letters: i64,
-    /// Succeeded attempts over all attempts; null without attempts.
+    /// Succeeded attempts over all attempts (0 to 1, or 0 to 100 with `format=percent`); null without attempts.
     pub success_rate: Option<f64>,
+    /// Mean attempt latency in milliseconds; null without attempts.
+    pub average_response_time: Option<f64>,
     /// Estimated from latency buckets.
     pub p50_latency_ms: Option<f64>,
     pub p95_latency_ms: Option<f64>,
@@ -55,6 +59,7 @@ impl From<&DeliveryGroup> for Figures {
             delivered: g.delivered,
             dead_letters: g.dead_lettered,
             success_rate: (g.attempts > 0).then(|| g.succeeded as f64 / g.attempts as f64),
+            average_response_time: (g.attempts > 0).then(|| round2(g.latency_ms_total as f64 / g.attempts as f64)),
             p50_latency_ms: percentile(&b, 0.5),
             p95_latency_ms: percentile(&b, 0.95),
         }
@@ -69,6 +74,7 @@ fn empty() -> Figures {
         delivered: 0,
         dead_letters: 0,
         success_rate: None,
+        average_response_time: None,
         p50_latency_ms: None,
         p95_latency_ms: None,
     }
@@ -110,8 +116,24 @@ pub struct Point {
     pub figures: Figures,
 }
 
+/// The organisation's figures over a window. The flat fields from
+/// `total_webhooks` to `failed_webhooks` summarise the rest under the names
+/// CRM webhook dashboards use.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Analytics {
+    pub total_webhooks: i64,
+    /// Enabled endpoints, healthy or failing.
+    pub active_webhooks: i64,
+    /// Deliveries created in the window.
+    pub total_deliveries: i64,
+    /// Succeeded attempts over all attempts in the window (as in `totals`).
+    pub success_rate: Option<f64>,
+    /// Mean attempt latency in milliseconds over the window.
+    pub average_response_time: Option<f64>,
+    /// Enabled endpoints whose last attempt did not fail.
+    pub healthy_webhooks: i64,
+    /// Enabled endpoints whose recent attempts are failing.
+    pub failed_webhooks: i64,
     pub window: String,
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
@@ -143,7 +165,32 @@ pub async fn analytics(
     q: web::Query<AnalyticsParams>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
-    Ok(HttpResponse::Ok().json(compute(&kit, auth.org_id.as_uuid(), q.window.as_deref().unwrap_or("24h")).await?))
+    let percent = match q.format.as_deref() {
+        None | Some("fraction") => false,
+        Some("percent") => true,
+        Some(_) => return Err(ApiError::invalid_field("format", "must be fraction or percent")),
+    };
+    let mut a = compute(&kit, auth.org_id.as_uuid(), q.window.as_deref().unwrap_or("24h")).await?;
+    if percent {
+        a.in_percent();
+    }
+    Ok(HttpResponse::Ok().json(a))
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+impl Analytics {
+    /// Every success rate as a percentage (two decimals) instead of a fraction.
+    pub fn in_percent(&mut self) {
+        let scale = |r: &mut Option<f64>| *r = r.map(|r| round2(r * 100.0));
+        scale(&mut self.success_rate);
+        scale(&mut self.totals.figures.success_rate);
+        self.by_endpoint.iter_mut().for_each(|e| scale(&mut e.figures.success_rate));
+        self.by_event_type.iter_mut().for_each(|e| scale(&mut e.figures.success_rate));
+        self.series.iter_mut().for_each(|p| scale(&mut p.figures.success_rate));
+    }
 }
 
 /// The analytics of an organisation (also used by the admin dashboard).
@@ -175,7 +222,20 @@ pub async fn compute(kit: &Kit, org: uuid::Uuid, window: &str) -> Result<Analyti
         series.iter().map(|g| g.key.clone()).chain(ev_series.iter().map(|g| g.key.clone())).collect();
     times.sort();
     times.dedup();
+    let totals = Totals {
+        events: ev_type.iter().map(|g| g.events).sum(),
+        deliveries: ev_type.iter().map(|g| g.deliveries).sum(),
+        rate_limit_hits: hits,
+        figures: Figures::from(&total),
+    };
     Ok(Analytics {
+        total_webhooks: counts.total,
+        active_webhooks: counts.active + counts.failing,
+        total_deliveries: totals.deliveries,
+        success_rate: totals.figures.success_rate,
+        average_response_time: totals.figures.average_response_time,
+        healthy_webhooks: counts.active,
+        failed_webhooks: counts.failing,
         window: window.to_owned(),
         since,
         until,
@@ -186,12 +246,7 @@ pub async fn compute(kit: &Kit, org: uuid::Uuid, window: &str) -> Result<Analyti
             failing: counts.failing,
             disabled: counts.disabled,
         },
-        totals: Totals {
-            events: ev_type.iter().map(|g| g.events).sum(),
-            deliveries: ev_type.iter().map(|g| g.deliveries).sum(),
-            rate_limit_hits: hits,
-            figures: Figures::from(&total),
-        },
+        totals,
         by_endpoint: by_ep
             .iter()
             .filter_map(|g| {

@@ -158,6 +158,33 @@ pub struct TestSent {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+pub struct TestParams {
+    /// Wait for the attempt (up to the endpoint's timeout) and answer with it.
+    pub wait: Option<bool>,
+}
+
+/// The first attempt of a test delivery, as the receiver answered it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestResult {
+    pub delivery_id: DeliveryId,
+    pub event_id: EventId,
+    pub succeeded: bool,
+    /// The receiver's HTTP status; null when none came (timeout, refused connection).
+    pub status_code: Option<i32>,
+    pub latency_ms: i32,
+    /// The start of the response body (at most 4 KiB).
+    pub response_excerpt: Option<String>,
+    /// Why the attempt failed, when it did.
+    pub error: Option<String>,
+    /// How `X-Webhook-Signature` was written: hex or sha256_prefixed.
+    pub signature_format: String,
+}
+
+/// Seconds `?wait=true` waits beyond the endpoint's timeout, for the queue.
+const TEST_WAIT_MARGIN_SECS: u64 = 5;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// 1h, 24h (default), 7d or 30d.
     pub window: Option<String>,
@@ -413,16 +440,84 @@ pub async fn recover_failures(
 /// Send a `webhook.test` event to this endpoint only
 #[utoipa::path(
     post, path = "/api/v1/webhooks/{id}/test", tag = "Deliveries",
-    params(("id" = String, Path, description = "ep_… id")),
+    params(("id" = String, Path, description = "ep_… id"), TestParams),
     security(("api_key" = ["webhooks:write"])),
     responses(
-        (status = 202, description = "Queued", body = TestSent),
+        (status = 200, description = "With `wait=true`: the attempt, as the receiver answered it", body = TestResult),
+        (status = 202, description = "Queued (without `wait`, when no worker is consuming, or when no attempt finished in time)", body = TestSent),
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The endpoint is disabled", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn send_test(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(test(&kit, &auth, &id).await?))
+pub async fn send_test(
+    kit: web::Data<Kit>,
+    auth: Auth,
+    id: web::Path<String>,
+    q: web::Query<TestParams>,
+) -> Result<HttpResponse, ApiError> {
+    let sent = test(&kit, &auth, &id).await?;
+    if !q.wait.unwrap_or(false) || !workers_consuming(&kit).await {
+        return Ok(HttpResponse::Accepted().json(sent));
+    }
+    Ok(match first_attempt(&kit, auth.org_id, &sent).await? {
+        Some(result) => HttpResponse::Ok().json(result),
+        None => HttpResponse::Accepted().json(sent),
+    })
+}
+
+/// Whether any worker consumes the work queue: without one, waiting for
+/// the attempt only holds the caller until the deadline.
+async fn workers_consuming(kit: &Kit) -> bool {
+    use hookline_broker::lapin::options::QueueDeclareOptions;
+    let Ok(ch) = kit.broker.channel().await else { return false };
+    let opts = QueueDeclareOptions { passive: true, ..Default::default() };
+    ch.queue_declare(hookline_broker::topology::QUEUE_WORK.into(), opts, Default::default())
+        .await
+        .is_ok_and(|q| q.consumer_count() > 0)
+}
+
+/// Waits for the test delivery's first attempt: up to the endpoint's timeout,
+/// plus a few seconds for the trip through the queue.
+pub async fn first_attempt(
+    kit: &Kit,
+    org: hookline_domain::id::OrgId,
+    sent: &TestSent,
+) -> Result<Option<TestResult>, ApiError> {
+    let (timeout, format) = {
+        let mut conn = kit.conn().await?;
+        let d = hookline_store::deliveries::get_for_org(&mut conn, org.as_uuid(), sent.delivery_id.as_uuid())
+            .await?
+            .ok_or_else(|| ApiError::not_found("delivery"))?;
+        let ep = hookline_store::endpoints::get(&mut conn, org.as_uuid(), d.endpoint_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+        (ep.timeout_seconds, ep.signature_format)
+    };
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_secs(timeout.max(1) as u64 + TEST_WAIT_MARGIN_SECS);
+    let mut interval = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        interval.tick().await;
+        let attempt = {
+            let mut conn = kit.conn().await?;
+            hookline_store::deliveries::attempts(&mut conn, sent.delivery_id.as_uuid()).await?.into_iter().next()
+        };
+        if let Some(a) = attempt {
+            return Ok(Some(TestResult {
+                delivery_id: sent.delivery_id,
+                event_id: sent.event_id,
+                succeeded: a.succeeded,
+                status_code: a.status_code,
+                latency_ms: a.latency_ms,
+                response_excerpt: a.response_body,
+                error: a.error_message,
+                signature_format: format,
+            }));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+    }
 }
 
 /// Sends a `webhook.test` event to one endpoint.

@@ -47,6 +47,7 @@ pub struct CreateKey {
     /// At most the caller's own. When omitted: HOOKLINE_DEFAULT_RATE_LIMIT_PER_HOUR (1000), or the caller's when lower.
     #[schema(example = 1000, minimum = 1, maximum = 10_000_000)]
     pub rate_limit_per_hour: Option<i32>,
+    /// When omitted: the caller's own expiry, or the organisation's `default_key_lifetime_days` from now, whichever is sooner.
     pub expires_at: Option<DateTime<Utc>>,
     /// IPv4 or IPv6 CIDRs (a bare address means just that address). Empty: any address.
     #[schema(example = json!(["203.0.113.0/24", "2001:db8::/32"]))]
@@ -232,6 +233,18 @@ fn validate_expiry(t: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>, Fi
 // A key's power only shrinks: it may create, change, rotate or revoke only
 // keys within its own scopes, rate limit, expiry and address allowlist.
 
+/// When a key created now without an expiry expires, by the organisation's `default_key_lifetime_days`.
+fn default_expiry(org: &hookline_store::orgs::Org) -> Option<DateTime<Utc>> {
+    org.default_key_lifetime_days.map(|d| Utc::now() + chrono::Duration::days(i64::from(d)))
+}
+
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn caller_rate(auth: &Principal) -> i32 {
     i32::try_from(auth.rate_limit_per_hour).unwrap_or(i32::MAX)
 }
@@ -334,6 +347,7 @@ pub async fn create(kit: &Kit, auth: &Principal, body: CreateKey) -> Result<KeyV
     let rate_given = body.rate_limit_per_hour.is_some();
     let default_rate = (kit.settings.default_rate_limit_per_hour as i32).min(caller_rate(auth));
     let rate = validate_rate_limit(body.rate_limit_per_hour.unwrap_or(default_rate)).map_err(|e| errors.push(e)).ok();
+    let expiry_given = body.expires_at.is_some();
     let expires_at = match body.expires_at {
         Some(t) => validate_expiry(Some(t)).map_err(|e| errors.push(e)).ok().flatten(),
         None => auth.expires_at,
@@ -380,6 +394,9 @@ pub async fn create(kit: &Kit, auth: &Principal, body: CreateKey) -> Result<KeyV
             match org.max_key_rate_limit_per_hour {
                 Some(ceiling) if !rate_given => spec.rate_limit_per_hour = spec.rate_limit_per_hour.min(ceiling),
                 ceiling => within_ceiling(ceiling, spec.rate_limit_per_hour)?,
+            }
+            if !expiry_given {
+                spec.expires_at = earliest(spec.expires_at, default_expiry(&org));
             }
             let count = hookline_store::keys::count_active(c, org.id).await?;
             if count >= i64::from(org.max_keys) {
@@ -741,7 +758,8 @@ pub async fn create_for_operator(
     let pepper = pepper.clone();
     let mut conn = pool.get().await.map_err(ApiError::from_pool)?;
     conn.transaction::<_, ApiError, _>(async |c| {
-        hookline_store::orgs::get(c, org_id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("organisation"))?;
+        let org =
+            hookline_store::orgs::get(c, org_id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("organisation"))?;
         let spec = NewKeySpec {
             name,
             description: None,
@@ -749,7 +767,7 @@ pub async fn create_for_operator(
             scopes: role.scopes(),
             rate_limit_per_hour: rate,
             allowed_ips: Vec::new(),
-            expires_at: None,
+            expires_at: default_expiry(&org),
         };
         let view = insert_key(c, &pepper, org_id, None, spec).await?;
         audit::record(

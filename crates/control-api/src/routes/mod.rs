@@ -1,6 +1,7 @@
 pub mod alerts;
 pub mod analytics;
 pub mod audit;
+pub mod dead_letters;
 pub mod deliveries;
 pub mod event_types;
 pub mod keys;

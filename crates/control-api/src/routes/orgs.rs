@@ -33,6 +33,11 @@ pub struct OrgView {
     pub retention_days: i32,
     /// The highest `rate_limit_per_hour` the organisation's keys may have; null is the platform's maximum.
     pub max_key_rate_limit_per_hour: Option<i32>,
+    /// True (the default): only built-in and registered event types are accepted, and validated.
+    /// False: a type never registered is accepted as it is, without a schema.
+    pub strict_event_types: bool,
+    /// Keys created without `expires_at` expire after this many days; null means never.
+    pub default_key_lifetime_days: Option<i32>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -47,13 +52,15 @@ impl From<hookline_store::orgs::Org> for OrgView {
             max_keys: o.max_keys,
             retention_days: o.retention_days,
             max_key_rate_limit_per_hour: o.max_key_rate_limit_per_hour,
+            strict_event_types: o.strict_event_types,
+            default_key_lifetime_days: o.default_key_lifetime_days,
             created_at: o.created_at,
             updated_at: o.updated_at,
         }
     }
 }
 
-/// Quota changes; absent fields stay, `events_per_minute: null` removes the quota.
+/// Quota and setting changes; absent fields stay, `events_per_minute: null` removes the quota.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
@@ -68,6 +75,12 @@ pub struct UpdateOrg {
     #[serde(default, deserialize_with = "crate::views::double_option")]
     #[schema(nullable)]
     pub max_key_rate_limit_per_hour: Option<Option<i32>>,
+    /// False accepts event types that were never registered, unvalidated.
+    pub strict_event_types: Option<bool>,
+    /// 1 to 3650; null removes the default.
+    #[serde(default, deserialize_with = "crate::views::double_option")]
+    #[schema(nullable)]
+    pub default_key_lifetime_days: Option<Option<i32>>,
 }
 
 /// Applies quota changes (the API's PATCH and `hookline org set-quota`).
@@ -96,6 +109,7 @@ pub async fn update(
         1,
         crate::routes::keys::MAX_RATE_LIMIT_PER_HOUR,
     );
+    check("default_key_lifetime_days", body.default_key_lifetime_days.flatten(), 1, 3650);
     if body.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.chars().count() > 200) {
         errors.push(hookline_service_kit::error::FieldError {
             field: "name".into(),
@@ -112,12 +126,16 @@ pub async fn update(
         max_keys: body.max_keys,
         retention_days: body.retention_days,
         max_key_rate_limit_per_hour: body.max_key_rate_limit_per_hour,
+        strict_event_types: body.strict_event_types,
+        default_key_lifetime_days: body.default_key_lifetime_days,
         updated_at: None,
     };
     let details = serde_json::json!({
         "events_per_minute": changes.events_per_minute, "max_endpoints": changes.max_endpoints,
         "max_keys": changes.max_keys, "retention_days": changes.retention_days,
         "max_key_rate_limit_per_hour": changes.max_key_rate_limit_per_hour,
+        "strict_event_types": changes.strict_event_types,
+        "default_key_lifetime_days": changes.default_key_lifetime_days,
     });
     let mut conn = pool.get().await.map_err(ApiError::from_pool)?;
     let org = conn

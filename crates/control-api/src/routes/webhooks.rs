@@ -1,6 +1,6 @@
 //! `/api/v1/webhooks`: endpoints, their secrets and configuration.
 
-use hookline_domain::signing::SignatureFormat;
+use hookline_domain::signing::{SignatureFormat, SigningKey};
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
@@ -75,8 +75,10 @@ pub struct WebhookInput {
     pub is_active: Option<bool>,
     /// Deliveries per second to this endpoint at most (default: no limit).
     pub rate_limit_per_second: Option<i32>,
-    /// How `X-Webhook-Signature` is written: `hex` (default) or
-    /// `sha256_prefixed` (`sha256=<hex>`). The Standard Webhooks headers are sent either way.
+    /// How deliveries are signed: `hex` (default), `sha256_prefixed`
+    /// (`X-Webhook-Signature: sha256=<hex>`) or `ed25519` (`webhook-signature`
+    /// carries a `v1a,` Ed25519 signature checked with `public_key`). The
+    /// Standard Webhooks headers and `X-Webhook-Signature` are sent with every format.
     #[schema(value_type = Option<String>, example = "hex")]
     pub signature_format: Option<String>,
 }
@@ -99,7 +101,7 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(nullable)]
     pub rate_limit_per_second: Option<Option<i32>>,
-    /// `hex` or `sha256_prefixed`.
+    /// `hex`, `sha256_prefixed` or `ed25519`.
     pub signature_format: Option<String>,
 }
 
@@ -134,8 +136,10 @@ pub struct WebhookView {
     pub retry_policy: RetryPolicyView,
     pub headers: BTreeMap<String, String>,
     pub rate_limit_per_second: Option<i32>,
-    /// `hex` or `sha256_prefixed`: how `X-Webhook-Signature` is written.
+    /// `hex`, `sha256_prefixed` or `ed25519`: how deliveries are signed.
     pub signature_format: String,
+    /// The Ed25519 public key (`whpk_…`) that verifies `v1a,` signatures; set once the endpoint uses `ed25519`.
+    pub public_key: Option<String>,
     /// Until when the previous secret signs too.
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -175,6 +179,7 @@ fn view(kit: &Kit, row: EndpointRow, secret: Option<&WebhookSecret>) -> Result<W
         headers,
         rate_limit_per_second: row.rate_limit_per_second,
         signature_format: row.signature_format,
+        public_key: row.signing_public_key,
         previous_secret_expires_at: row.previous_secret_expires_at.filter(|t| *t > now),
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -253,7 +258,15 @@ async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Valid
             Err(x) => err(&format!("events[{i}]"), x.to_string()),
         }
     }
-    if !custom.is_empty() {
+    // An organisation that accepts unregistered types may subscribe to them too.
+    let strict = match custom.is_empty() {
+        true => false,
+        false => {
+            let mut conn = kit.conn().await?;
+            hookline_store::orgs::get(&mut conn, org_id.as_uuid()).await?.is_none_or(|o| o.strict_event_types)
+        }
+    };
+    if strict {
         let mut conn = kit.conn().await?;
         let known = hookline_store::event_types::existing_names(&mut conn, org_id.as_uuid(), &custom).await?;
         for (i, e) in input.events.iter().enumerate() {
@@ -304,7 +317,7 @@ async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Valid
     let signature_format = match input.signature_format.as_deref() {
         None => SignatureFormat::default(),
         Some(f) => SignatureFormat::parse(f).unwrap_or_else(|| {
-            err("signature_format", "must be hex or sha256_prefixed".into());
+            err("signature_format", "must be hex, sha256_prefixed or ed25519".into());
             SignatureFormat::default()
         }),
     };
@@ -369,6 +382,7 @@ pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<
     let v = validate(kit, auth.org_id, input).await?;
     let id = EndpointId::new();
     let secret = WebhookSecret::generate();
+    let signing = (v.config.signature_format == SignatureFormat::Ed25519.as_str()).then(SigningKey::generate);
     let now = Utc::now();
     let row = EndpointRow {
         id: id.as_uuid(),
@@ -387,6 +401,8 @@ pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<
         headers: secrets::seal_headers(&kit.master_key, id.as_uuid(), &v.headers),
         rate_limit_per_second: v.config.rate_limit_per_second,
         signature_format: v.config.signature_format.clone(),
+        signing_key_ciphertext: signing.as_ref().map(|k| secrets::seal_signing_key(&kit.master_key, id.as_uuid(), k)),
+        signing_public_key: signing.as_ref().map(|k| k.public_key()),
         secret_ciphertext: secrets::seal_secret(&kit.master_key, id.as_uuid(), &secret),
         previous_secret_ciphertext: None,
         previous_secret_expires_at: None,
@@ -501,9 +517,14 @@ async fn save(
             let stored = secrets::open_headers(&master, id.as_uuid(), &before.headers).map_err(ApiError::internal)?;
             keep_masked(&mut headers, &stored);
             config.headers = secrets::seal_headers(&master, id.as_uuid(), &headers);
-            let row = hookline_store::endpoints::update(c, principal.org_id.as_uuid(), id.as_uuid(), &config)
+            let mut row = hookline_store::endpoints::update(c, principal.org_id.as_uuid(), id.as_uuid(), &config)
                 .await?
                 .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+            if row.signature_format == SignatureFormat::Ed25519.as_str() && row.signing_key_ciphertext.is_none() {
+                let key = SigningKey::generate();
+                let sealed = secrets::seal_signing_key(&master, id.as_uuid(), &key);
+                row = hookline_store::endpoints::ensure_signing_key(c, id.as_uuid(), sealed, &key.public_key()).await?;
+            }
             if row.is_active && !before.is_active {
                 // Re-enabled: its counters start afresh and the disabling alert is over.
                 hookline_store::endpoints::reset_health(c, id.as_uuid()).await?;

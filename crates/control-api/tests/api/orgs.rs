@@ -59,3 +59,33 @@ async fn org_creation_is_refused_when_no_operator_token_is_configured() {
     assert_eq!(status, 403);
     assert_eq!(body["type"], "https://hookline.dev/problems/operator_disabled");
 }
+
+#[tokio::test]
+async fn a_default_key_lifetime_bounds_keys_created_without_an_expiry() {
+    let app = TestApp::spawn().await;
+    let (org, admin) = app.create_org("Acme").await;
+    let patch = |body: serde_json::Value| {
+        http().patch(app.url(&format!("/api/v1/orgs/{org}"))).bearer_auth(OPERATOR_TOKEN).json(&body).send()
+    };
+    let (status, p) = problem(patch(json!({"default_key_lifetime_days": 0})).await.unwrap()).await;
+    assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("default_key_lifetime_days")), "{p}");
+    let v: serde_json::Value = patch(json!({"default_key_lifetime_days": 30})).await.unwrap().json().await.unwrap();
+    assert_eq!((v["default_key_lifetime_days"].as_i64(), v["strict_event_types"].as_bool()), (Some(30), Some(true)));
+
+    let key = app.create_key(&admin, json!({"name": "ci", "role": "read_only"})).await;
+    let expires: chrono::DateTime<chrono::Utc> = key["expires_at"].as_str().unwrap().parse().unwrap();
+    let days = (expires - chrono::Utc::now()).num_hours() as f64 / 24.0;
+    assert!((29.9..=30.0).contains(&days), "{days}");
+    // An explicit expiry is the caller's choice, even beyond the default.
+    let later = (chrono::Utc::now() + chrono::Duration::days(90)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let key = app.create_key(&admin, json!({"name": "long", "role": "read_only", "expires_at": later})).await;
+    assert_eq!(
+        key["expires_at"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap(),
+        later.parse::<chrono::DateTime<chrono::Utc>>().unwrap()
+    );
+
+    let v: serde_json::Value = patch(json!({"default_key_lifetime_days": null})).await.unwrap().json().await.unwrap();
+    assert_eq!(v["default_key_lifetime_days"], serde_json::Value::Null);
+    let key = app.create_key(&admin, json!({"name": "forever", "role": "read_only"})).await;
+    assert_eq!(key["expires_at"], serde_json::Value::Null);
+}

@@ -61,4 +61,25 @@ async fn analytics_add_up_to_what_was_sent_and_received() {
     assert_eq!((month["resolution"].as_str(), month["totals"]["events"].as_i64()), (Some("1d"), Some(6)));
     let (status, _) = s.control(Method::GET, "/api/v1/analytics?window=1y", None).await;
     assert_eq!(status, 422);
+
+    // The summary a CRM webhook dashboard reads, beside the figures above.
+    let attempts = (ok.count() + bad.count()) as f64;
+    assert_eq!(a["total_webhooks"], 2);
+    assert_eq!(a["active_webhooks"], 2);
+    assert_eq!((a["healthy_webhooks"].as_i64(), a["failed_webhooks"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(a["total_deliveries"], 11);
+    let rate = a["success_rate"].as_f64().unwrap();
+    assert!((rate - 6.0 / attempts).abs() < 1e-9, "{rate}");
+    let mean = a["average_response_time"].as_f64().unwrap();
+    assert!((0.0..10_000.0).contains(&mean), "{mean}");
+    assert_eq!(a["totals"]["average_response_time"], a["average_response_time"]);
+    let (status, pct) = s.control(Method::GET, "/api/v1/analytics?format=percent", None).await;
+    assert_eq!(status, 200, "{pct}");
+    let expected = (6.0 / attempts * 10_000.0).round() / 100.0;
+    assert_eq!(pct["success_rate"].as_f64(), Some(expected));
+    assert_eq!(pct["totals"]["success_rate"].as_f64(), Some(expected));
+    let good_pct = pct["by_endpoint"].as_array().unwrap().iter().find(|e| e["webhook_id"] == good_ep.as_str()).unwrap();
+    assert_eq!(good_pct["success_rate"].as_f64(), Some(100.0));
+    let (status, p) = s.control(Method::GET, "/api/v1/analytics?format=ratio", None).await;
+    assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("format")));
 }

@@ -7,4 +7,5 @@ mod helpers;
 mod hostile;
 mod replay;
 mod retries;
+mod seeds;
 mod traces;

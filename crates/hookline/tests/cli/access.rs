@@ -50,6 +50,7 @@ fn body(method: &Method, path: &str, receiver: &str) -> Option<Value> {
         ("PATCH", "/api/v1/webhooks/{id}") => json!({"description": "changed"}),
         ("POST", "/api/v1/webhooks/{id}/rotate-secret") => json!({}),
         ("POST", "/api/v1/webhooks/{id}/recover") => json!({"since": "2020-01-01T00:00:00Z"}),
+        ("POST", "/api/v1/dead-letters/replay") => json!({}),
         ("PUT", "/api/v1/alert-settings") => json!({}),
         ("POST", "/api/v1/event-types") => {
             json!({"name": "invoice.paid", "schema": {"type": "object"}})
@@ -79,7 +80,7 @@ async fn call(w: &World, op: &Op, key: Option<&str>, ids: &BTreeMap<&'static str
     let mut path = op.path.clone();
     for (pattern, id) in ids {
         if path.starts_with(pattern) {
-            path = path.replace("{id}", id).replace("{name}", id);
+            path = path.replace("{id}", id).replace("{name}", id).replace("{delivery_id}", id);
         }
     }
     let mut req = http().request(op.method.clone(), format!("{}{path}", w.base));
@@ -128,6 +129,7 @@ async fn world() -> World {
     .await;
     let mut other_ids = BTreeMap::new();
     other_ids.insert("/api/v1/keys/", key["id"].as_str().unwrap().to_owned());
+    other_ids.insert("/api/v1/dead-letters/", delivery.clone());
     other_ids.insert("/api/v1/webhooks/deliveries/", delivery);
     other_ids.insert("/api/v1/webhooks/{id}", hook["id"].as_str().unwrap().to_owned());
     other_ids.insert("/api/v1/event-types/", "their.type".to_owned());
@@ -215,9 +217,14 @@ async fn every_operation_refuses_bad_keys_lower_roles_foreign_addresses_and_othe
     assert!(checked >= 20, "lower roles were refused on {checked} operations");
 
     // Lists never show another organisation's rows.
-    for path in
-        ["/api/v1/keys", "/api/v1/webhooks", "/api/v1/webhooks/deliveries", "/api/v1/event-types", "/api/v1/audit-log"]
-    {
+    for path in [
+        "/api/v1/keys",
+        "/api/v1/webhooks",
+        "/api/v1/webhooks/deliveries",
+        "/api/v1/event-types",
+        "/api/v1/audit-log",
+        "/api/v1/dead-letters",
+    ] {
         let text =
             http().get(format!("{}{path}", w.base)).bearer_auth(&w.admin).send().await.unwrap().text().await.unwrap();
         for id in w.other_ids.values() {

@@ -458,6 +458,7 @@ async fn accept(
         None => validate_data(data_prefix, &BUILTIN[event_type.as_str()], &data)?,
         Some(custom) => match custom.as_ref() {
             Some(schema) => validate_data(data_prefix, schema, &data)?,
+            None if !auth.org_strict_event_types => {}
             None => return Err(ApiError::invalid_field("event_type", format!("unknown event type `{event_type}`"))),
         },
     }
