@@ -80,6 +80,7 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
         removed.bookkeeping = hookline_store::retention::prune_bookkeeping(&mut c, 7).await?;
         let idle = chrono::Duration::seconds(a.kit.settings.admin_session_idle_secs as i64);
         removed.bookkeeping += hookline_store::sessions::prune(&mut c, idle).await?;
+        removed.bookkeeping += hookline_store::portal::delete_ended(&mut c).await?;
     }
     for (kind, n) in [
         ("deliveries", removed.deliveries),

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 pub mod openapi;
+pub mod portal;
 pub mod routes;
 pub mod views;
 
@@ -29,9 +30,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::analytics::configure(cfg);
     routes::deliveries::configure(cfg);
     routes::dead_letters::configure(cfg);
+    routes::portal_sessions::configure(cfg);
     routes::webhooks::configure(cfg);
     routes::event_types::configure(cfg);
     admin::configure(cfg);
+    portal::configure(cfg);
 }
 
 /// What this API serves, for [`hookline_service_kit::server::build`].

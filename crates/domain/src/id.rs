@@ -131,6 +131,9 @@ prefixed_id!(
 prefixed_id!(
     /// An audit log entry.
     AuditId, "aud", "audit entry");
+prefixed_id!(
+    /// A portal link.
+    PortalSessionId, "ps", "portal link");
 
 #[cfg(test)]
 mod tests {

@@ -290,6 +290,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     default_key_lifetime_days.map(Some)
                 },
+                ..Default::default()
             };
             let view = hookline_control_api::routes::orgs::update(&pool, org_id, body, None)
                 .await

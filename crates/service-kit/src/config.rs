@@ -89,6 +89,9 @@ pub struct Settings {
     pub admin_session_idle_secs: u64,
     /// A request body must arrive within this many seconds (slow clients are cut off).
     pub body_timeout_secs: u64,
+    /// Where users reach the APIs (`https://hooks.example.com`), for links Hookline hands out
+    /// (portal links); unset, the request's own scheme and host.
+    pub public_url: Option<String>,
 }
 
 pub const ENV_PREFIX: &str = "HOOKLINE_";
@@ -227,7 +230,14 @@ impl Settings {
             maintenance_interval_secs: parse_num("HOOKLINE_MAINTENANCE_INTERVAL_SECS", 3600, 1, 86_400)?,
             admin_session_idle_secs: parse_num("HOOKLINE_ADMIN_SESSION_IDLE_SECS", 1800, 30, 7 * 86_400)?,
             body_timeout_secs: parse_num("HOOKLINE_BODY_TIMEOUT_SECS", 30, 1, 3600)?,
+            public_url: get("HOOKLINE_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
         };
+        if let Some(u) = &settings.public_url {
+            anyhow::ensure!(
+                url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https")),
+                "HOOKLINE_PUBLIC_URL must be an http(s) URL"
+            );
+        }
         if let Some(u) = &settings.smtp_url {
             anyhow::ensure!(
                 u.expose().starts_with("smtp://") || u.expose().starts_with("smtps://"),

@@ -29,6 +29,7 @@ pub mod hot;
 pub mod keys;
 pub mod orgs;
 pub mod outbox;
+pub mod portal;
 pub mod retention;
 pub mod rollups;
 pub mod schema;

@@ -22,6 +22,11 @@ pub struct Org {
     pub strict_event_types: bool,
     /// Keys created without an expiry expire after this many days; null never.
     pub default_key_lifetime_days: Option<i32>,
+    /// Origins allowed to frame the portal (`frame-ancestors`).
+    pub portal_origins: Vec<String>,
+    /// `#rrggbb`.
+    pub portal_accent_color: Option<String>,
+    pub portal_logo_url: Option<String>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, id: Uuid, name: &str) -> QueryResult<Org> {
@@ -47,6 +52,9 @@ pub struct OrgChanges {
     pub max_key_rate_limit_per_hour: Option<Option<i32>>,
     pub strict_event_types: Option<bool>,
     pub default_key_lifetime_days: Option<Option<i32>>,
+    pub portal_origins: Option<Vec<String>>,
+    pub portal_accent_color: Option<Option<String>>,
+    pub portal_logo_url: Option<Option<String>>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 

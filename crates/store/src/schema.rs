@@ -14,6 +14,9 @@ diesel::table! {
         max_key_rate_limit_per_hour -> Nullable<Int4>,
         strict_event_types -> Bool,
         default_key_lifetime_days -> Nullable<Int4>,
+        portal_origins -> Array<Text>,
+        portal_accent_color -> Nullable<Text>,
+        portal_logo_url -> Nullable<Text>,
     }
 }
 
@@ -280,6 +283,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    portal_sessions (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        token_hash -> Bytea,
+        mode -> Text,
+        webhook_ids -> Nullable<Array<Uuid>>,
+        created_by_key_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Uuid,
         org_id -> Uuid,
@@ -322,4 +339,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_rollups,
     admin_sessions,
     dead_letters,
+    portal_sessions,
 );

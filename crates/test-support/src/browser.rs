@@ -177,6 +177,16 @@ impl Browser {
         .await;
     }
 
+    /// Makes the frame `el` the context of later calls (cross-origin frames too).
+    pub async fn enter_frame(&self, el: &Element) {
+        self.call(reqwest::Method::POST, "/frame", Some(json!({"id": {ELEMENT: el.0}}))).await;
+    }
+
+    /// Back to the top-level page.
+    pub async fn leave_frames(&self) {
+        self.call(reqwest::Method::POST, "/frame", Some(json!({"id": null}))).await;
+    }
+
     pub async fn type_into(&self, el: &Element, text: &str) {
         self.call(reqwest::Method::POST, &format!("/element/{}/clear", el.0), Some(json!({}))).await;
         self.call(reqwest::Method::POST, &format!("/element/{}/value", el.0), Some(json!({"text": text}))).await;

@@ -455,14 +455,23 @@ pub async fn send_test(
     id: web::Path<String>,
     q: web::Query<TestParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let sent = test(&kit, &auth, &id).await?;
-    if !q.wait.unwrap_or(false) || !workers_consuming(&kit).await {
-        return Ok(HttpResponse::Accepted().json(sent));
+    if !q.wait.unwrap_or(false) {
+        return Ok(HttpResponse::Accepted().json(test(&kit, &auth, &id).await?));
     }
-    Ok(match first_attempt(&kit, auth.org_id, &sent).await? {
-        Some(result) => HttpResponse::Ok().json(result),
-        None => HttpResponse::Accepted().json(sent),
+    Ok(match test_and_wait(&kit, &auth, &id).await? {
+        (_, Some(result)) => HttpResponse::Ok().json(result),
+        (sent, None) => HttpResponse::Accepted().json(sent),
     })
+}
+
+/// Sends a test event and waits for its attempt ([`first_attempt`]), unless no worker consumes.
+pub async fn test_and_wait(kit: &Kit, auth: &Principal, id: &str) -> Result<(TestSent, Option<TestResult>), ApiError> {
+    let sent = test(kit, auth, id).await?;
+    if !workers_consuming(kit).await {
+        return Ok((sent, None));
+    }
+    let result = first_attempt(kit, auth.org_id, &sent).await?;
+    Ok((sent, result))
 }
 
 /// Whether any worker consumes the work queue: without one, waiting for

@@ -7,4 +7,5 @@ pub mod event_types;
 pub mod keys;
 pub mod me;
 pub mod orgs;
+pub mod portal_sessions;
 pub mod webhooks;

@@ -38,6 +38,12 @@ pub struct OrgView {
     pub strict_event_types: bool,
     /// Keys created without `expires_at` expire after this many days; null means never.
     pub default_key_lifetime_days: Option<i32>,
+    /// Origins allowed to embed the portal in a frame (`Content-Security-Policy: frame-ancestors`).
+    pub portal_origins: Vec<String>,
+    /// The portal's accent colour, `#rrggbb`.
+    pub portal_accent_color: Option<String>,
+    /// An https image shown in the portal's header.
+    pub portal_logo_url: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -54,6 +60,9 @@ impl From<hookline_store::orgs::Org> for OrgView {
             max_key_rate_limit_per_hour: o.max_key_rate_limit_per_hour,
             strict_event_types: o.strict_event_types,
             default_key_lifetime_days: o.default_key_lifetime_days,
+            portal_origins: o.portal_origins,
+            portal_accent_color: o.portal_accent_color,
+            portal_logo_url: o.portal_logo_url,
             created_at: o.created_at,
             updated_at: o.updated_at,
         }
@@ -81,6 +90,17 @@ pub struct UpdateOrg {
     #[serde(default, deserialize_with = "crate::views::double_option")]
     #[schema(nullable)]
     pub default_key_lifetime_days: Option<Option<i32>>,
+    /// Up to 20 origins (`https://app.example.com`, a port when not the default) that may frame the portal.
+    #[schema(example = json!(["https://crm.example.com"]))]
+    pub portal_origins: Option<Vec<String>>,
+    /// `#rrggbb`; null restores the default.
+    #[serde(default, deserialize_with = "crate::views::double_option")]
+    #[schema(nullable)]
+    pub portal_accent_color: Option<Option<String>>,
+    /// An https URL; null removes the logo.
+    #[serde(default, deserialize_with = "crate::views::double_option")]
+    #[schema(nullable)]
+    pub portal_logo_url: Option<Option<String>>,
 }
 
 /// Applies quota changes (the API's PATCH and `hookline org set-quota`).
@@ -116,6 +136,33 @@ pub async fn update(
             message: "must be 1 to 200 characters".into(),
         });
     }
+    let portal_origins = match &body.portal_origins {
+        Some(list) if list.len() > 20 => {
+            errors.push(field_error("portal_origins", "at most 20 origins".into()));
+            None
+        }
+        Some(list) => {
+            let mut origins = Vec::with_capacity(list.len());
+            for (i, o) in list.iter().enumerate() {
+                match crate::portal::parse_origin(o) {
+                    Ok(o) => origins.push(o),
+                    Err(m) => errors.push(field_error(&format!("portal_origins[{i}]"), m)),
+                }
+            }
+            Some(origins)
+        }
+        None => None,
+    };
+    if let Some(Some(c)) = &body.portal_accent_color {
+        if !crate::portal::is_colour(c) {
+            errors.push(field_error("portal_accent_color", "must be a colour like #2450c8".into()));
+        }
+    }
+    if let Some(Some(u)) = &body.portal_logo_url {
+        if crate::portal::parse_logo(u).is_none() {
+            errors.push(field_error("portal_logo_url", "must be an https URL of at most 2000 characters".into()));
+        }
+    }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -128,6 +175,9 @@ pub async fn update(
         max_key_rate_limit_per_hour: body.max_key_rate_limit_per_hour,
         strict_event_types: body.strict_event_types,
         default_key_lifetime_days: body.default_key_lifetime_days,
+        portal_origins,
+        portal_accent_color: body.portal_accent_color,
+        portal_logo_url: body.portal_logo_url,
         updated_at: None,
     };
     let details = serde_json::json!({
@@ -136,6 +186,8 @@ pub async fn update(
         "max_key_rate_limit_per_hour": changes.max_key_rate_limit_per_hour,
         "strict_event_types": changes.strict_event_types,
         "default_key_lifetime_days": changes.default_key_lifetime_days,
+        "portal_origins": changes.portal_origins, "portal_accent_color": changes.portal_accent_color,
+        "portal_logo_url": changes.portal_logo_url,
     });
     let mut conn = pool.get().await.map_err(ApiError::from_pool)?;
     let org = conn
@@ -149,6 +201,10 @@ pub async fn update(
         })
         .await?;
     Ok(org.into())
+}
+
+fn field_error(field: &str, message: String) -> hookline_service_kit::error::FieldError {
+    hookline_service_kit::error::FieldError { field: field.into(), message }
 }
 
 fn parse_org_id(id: &str) -> Result<OrgId, ApiError> {

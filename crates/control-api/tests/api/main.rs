@@ -5,4 +5,5 @@ mod hostile;
 mod keys;
 mod ops;
 mod orgs;
+mod portal;
 mod webhooks;

@@ -51,6 +51,7 @@ fn body(method: &Method, path: &str, receiver: &str) -> Option<Value> {
         ("POST", "/api/v1/webhooks/{id}/rotate-secret") => json!({}),
         ("POST", "/api/v1/webhooks/{id}/recover") => json!({"since": "2020-01-01T00:00:00Z"}),
         ("POST", "/api/v1/dead-letters/replay") => json!({}),
+        ("POST", "/api/v1/portal-sessions") => json!({"mode": "view"}),
         ("PUT", "/api/v1/alert-settings") => json!({}),
         ("POST", "/api/v1/event-types") => {
             json!({"name": "invoice.paid", "schema": {"type": "object"}})
@@ -130,6 +131,8 @@ async fn world() -> World {
     let mut other_ids = BTreeMap::new();
     other_ids.insert("/api/v1/keys/", key["id"].as_str().unwrap().to_owned());
     other_ids.insert("/api/v1/dead-letters/", delivery.clone());
+    let link = post(&base, &other_admin, "/api/v1/portal-sessions", json!({"mode": "view"})).await;
+    other_ids.insert("/api/v1/portal-sessions/", link["id"].as_str().unwrap().to_owned());
     other_ids.insert("/api/v1/webhooks/deliveries/", delivery);
     other_ids.insert("/api/v1/webhooks/{id}", hook["id"].as_str().unwrap().to_owned());
     other_ids.insert("/api/v1/event-types/", "their.type".to_owned());

@@ -14,10 +14,10 @@ use hookline_test_support::receiver::{Behaviour, TestReceiver};
 use hookline_test_support::{create_org, eventually, http, serve, TestEnv};
 use serde_json::{json, Value};
 
-struct Stack {
+pub(crate) struct Stack {
     env: TestEnv,
     kit: Arc<Kit>,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Stack {
@@ -26,7 +26,7 @@ impl Drop for Stack {
     }
 }
 
-async fn stack() -> Stack {
+pub(crate) async fn stack() -> Stack {
     let env = TestEnv::new().await;
     let kit = env.kit(&[("HOOKLINE_ALERT_RENOTIFY_SECS", "1")]).await;
     let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
@@ -38,11 +38,17 @@ async fn stack() -> Stack {
 
 impl Stack {
     /// A new organisation; answers its id and admin key.
-    async fn org(&self, name: &str) -> (String, String) {
+    pub(crate) async fn org(&self, name: &str) -> (String, String) {
         create_org(&self.url, name).await
     }
 
-    async fn api(&self, method: reqwest::Method, key: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn api(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = http().request(method, format!("{}{path}", self.url)).bearer_auth(key);
         if let Some(b) = body {
             req = req.json(&b);

@@ -7,6 +7,7 @@ mod chaos;
 mod deploy;
 mod example;
 mod faults;
+mod portal;
 mod readme;
 mod schemathesis;
 mod secrets;

@@ -132,6 +132,15 @@ async fn the_readme_tour_delivers_a_signed_lead_to_the_example_receiver() {
     .await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["data"][0]["id"], verified[0]["delivery_id"]);
+    // The portal link the tour printed opens the portal.
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    let start = log_text
+        .find(&format!("http://localhost:{api}/portal/pst_"))
+        .unwrap_or_else(|| panic!("the tour prints a portal link:\n{log_text}"));
+    let portal = log_text[start..].split_whitespace().next().unwrap();
+    let page = c.get(portal).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("http://127.0.0.1:"), "the portal lists the tour's endpoint");
     drop(tour);
     let _ = std::fs::remove_dir_all(&scratch);
 }
