@@ -11,6 +11,14 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
+/// The names (`<version>_<name>`) of the migrations built into this binary.
+pub fn embedded_migration_names() -> Vec<String> {
+    use diesel::migration::MigrationSource;
+    MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .map(|ms| ms.iter().map(|m| m.name().to_string()).collect())
+        .unwrap_or_default()
+}
+
 pub type PgPool = Pool<AsyncPgConnection>;
 pub type PooledConn = Object<AsyncPgConnection>;
 
@@ -337,5 +345,20 @@ pub fn is_unique_violation(err: &diesel::result::Error, constraint: Option<&str>
             constraint.is_none() || info.constraint_name() == constraint
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod embedded_tests {
+    #[test]
+    fn every_migration_directory_is_built_in() {
+        let names = super::embedded_migration_names();
+        let dirs = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .count();
+        assert_eq!(names.len(), dirs, "{names:?}");
+        assert!(names.iter().any(|n| n.replace('-', "") == "20261123000001_initial"), "{names:?}");
     }
 }

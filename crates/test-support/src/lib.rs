@@ -176,7 +176,16 @@ pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
 async fn ensure_template() -> anyhow::Result<String> {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
-    let mut entries: Vec<_> = walk(&dir)?;
+    // Only the migrations this binary holds: a directory added since it was
+    // built must not name a template that lacks it.
+    let embedded = hookline_store::db::embedded_migration_names();
+    let mut entries: Vec<_> = walk(&dir)?
+        .into_iter()
+        .filter(|p| {
+            let dir = p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned());
+            dir.is_some_and(|d| embedded.iter().any(|e| d.replace('-', "") == e.replace('-', "")))
+        })
+        .collect();
     entries.sort();
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for p in &entries {
