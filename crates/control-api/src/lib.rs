@@ -31,6 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::deliveries::configure(cfg);
     routes::dead_letters::configure(cfg);
     routes::portal_sessions::configure(cfg);
+    routes::erasures::configure(cfg);
+    routes::filter_preview::configure(cfg);
+    routes::pull::configure(cfg);
+    routes::backfill::configure(cfg);
     routes::webhooks::configure(cfg);
     routes::event_types::configure(cfg);
     admin::configure(cfg);

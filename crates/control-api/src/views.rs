@@ -115,3 +115,13 @@ impl From<AuditEntry> for AuditView {
 pub fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
+
+/// An event as its delivery body carries it, with its id.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventBody {
+    pub event_id: hookline_domain::id::EventId,
+    pub event: String,
+    /// RFC 3339.
+    pub timestamp: String,
+    pub data: serde_json::Value,
+}

@@ -134,6 +134,9 @@ prefixed_id!(
 prefixed_id!(
     /// A portal link.
     PortalSessionId, "ps", "portal link");
+prefixed_id!(
+    /// A backfill of past events to an endpoint.
+    BackfillId, "bf", "backfill");
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@
 pub mod api_key;
 pub mod crypto;
 pub mod event;
+pub mod filter;
 pub mod id;
 pub mod net;
 pub mod retry;

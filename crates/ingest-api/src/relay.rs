@@ -219,6 +219,7 @@ pub fn spawn(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
     init_metrics();
     let wake = Arc::new(tokio::sync::Notify::new());
     spawn_listener(kit.clone(), wake.clone());
+    spawn_backfills(kit.clone());
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(250);
         let mut last_measure = std::time::Instant::now() - Duration::from_secs(10);
@@ -259,6 +260,45 @@ pub fn spawn(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
+            }
+        }
+    })
+}
+
+/// Deliveries a backfill queues per step, and the pause between steps: a
+/// backfill adds at most a few thousand deliveries a second, so the live
+/// events the relay publishes never wait long behind it.
+const BACKFILL_BATCH: i64 = 200;
+const BACKFILL_PAUSE: Duration = Duration::from_millis(50);
+/// How often an idle runner looks for a backfill to advance.
+const BACKFILL_IDLE: Duration = Duration::from_secs(1);
+
+/// Advances running backfills, one step at a time (every instance may run
+/// this: a step claims its backfill with SKIP LOCKED, and progress is saved
+/// per step, so a backfill resumes wherever an instance stopped).
+pub fn spawn_backfills(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let stepped = async {
+                let mut conn = kit.pool.get().await.context("database pool")?;
+                conn.transaction::<_, diesel::result::Error, _>(async |c| {
+                    hookline_store::backfill::step(c, BACKFILL_BATCH).await
+                })
+                .await
+                .context("advancing a backfill")
+            }
+            .await;
+            let pause = match stepped {
+                Ok(Some(_)) => BACKFILL_PAUSE,
+                Ok(None) => BACKFILL_IDLE,
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "a backfill step failed; trying again shortly");
+                    BACKFILL_IDLE
+                }
+            };
+            tokio::select! {
+                _ = kit.cancel.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     })

@@ -60,12 +60,19 @@ impl Topic {
     }
 }
 
+/// An endpoint subscribed to an event type, and the filter its deliveries must pass.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub id: Uuid,
+    pub filter: Option<Arc<hookline_domain::filter::Filter>>,
+}
+
 pub struct Caches {
     pub keys: moka::sync::Cache<KeyHash, Arc<crate::auth::CachedKey>>,
     /// Endpoint rows by id (the worker).
     pub endpoints: moka::sync::Cache<Uuid, Arc<EndpointRow>>,
-    /// Subscribed endpoint ids by (org, event type) (ingest fan-out).
-    pub fanout: moka::sync::Cache<(Uuid, String), Arc<Vec<Uuid>>>,
+    /// Subscribed endpoints and their filters by (org, event type) (ingest fan-out).
+    pub fanout: moka::sync::Cache<(Uuid, String), Arc<Vec<Subscriber>>>,
     /// Compiled custom schemas by (org, name); `None` when the type does not exist.
     pub event_types: moka::sync::Cache<(Uuid, String), Arc<Option<PayloadSchema>>>,
     subscribed: AtomicBool,

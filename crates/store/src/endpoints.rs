@@ -39,6 +39,10 @@ pub struct EndpointRow {
     pub signing_key_ciphertext: Option<Vec<u8>>,
     /// Its public half, `whpk_…`.
     pub signing_public_key: Option<String>,
+    /// A predicate over the delivery body (`hookline_domain::filter`); null takes every subscribed event.
+    pub filter: Option<serde_json::Value>,
+    /// `push`, or `pull`: never pushed to, read through the API.
+    pub mode: String,
 }
 
 /// The configurable part of an endpoint (PUT replaces all of it).
@@ -57,6 +61,8 @@ pub struct EndpointConfig {
     pub headers: serde_json::Value,
     pub rate_limit_per_second: Option<i32>,
     pub signature_format: String,
+    pub filter: Option<serde_json::Value>,
+    pub mode: String,
 }
 
 /// Gives the endpoint an Ed25519 key unless it has one; the key it ends up with is returned.
@@ -251,8 +257,23 @@ pub async fn rotate_secret(
 
 /// Ids of the active endpoints of an organisation subscribed to `event_type`
 /// (by name, or through `*` unless `explicit_only`).
-pub async fn subscribed(conn: &mut AsyncPgConnection, org_id: Uuid, event_type: &str) -> QueryResult<Vec<Uuid>> {
-    subscribed_to(conn, org_id, event_type, false).await
+/// The active endpoints subscribed to a type (by name or `*`), with their filters.
+pub async fn subscribed(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    event_type: &str,
+) -> QueryResult<Vec<(Uuid, Option<serde_json::Value>)>> {
+    use diesel::PgArrayExpressionMethods;
+    webhook_endpoints::table
+        .filter(webhook_endpoints::org_id.eq(org_id))
+        .filter(webhook_endpoints::is_active.eq(true))
+        .filter(webhook_endpoints::deleted_at.is_null())
+        .filter(webhook_endpoints::events.overlaps_with(vec![event_type.to_owned(), "*".to_owned()]))
+        .filter(webhook_endpoints::mode.eq("push"))
+        .select((webhook_endpoints::id, webhook_endpoints::filter))
+        .order(webhook_endpoints::id.asc())
+        .load(conn)
+        .await
 }
 
 pub async fn subscribed_to(
@@ -268,6 +289,7 @@ pub async fn subscribed_to(
         .filter(webhook_endpoints::is_active.eq(true))
         .filter(webhook_endpoints::deleted_at.is_null())
         .filter(webhook_endpoints::events.overlaps_with(names))
+        .filter(webhook_endpoints::mode.eq("push"))
         .select(webhook_endpoints::id)
         .order(webhook_endpoints::id.asc())
         .load(conn)

@@ -57,6 +57,51 @@ pub async fn list(
     Ok(crate::Page::from_rows(rows, limit))
 }
 
+/// The organisation's latest events (of one type, when given), newest first:
+/// id, type, time and data only, for evaluating filters over them.
+pub async fn recent(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    event_type: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<(Uuid, String, DateTime<Utc>, serde_json::Value)>> {
+    let mut q = events::table
+        .filter(events::org_id.eq(org_id))
+        .select((events::id, events::event_type, events::occurred_at, events::data))
+        .into_boxed();
+    if let Some(t) = event_type {
+        q = q.filter(events::event_type.eq(t.to_owned()));
+    }
+    q.order(events::id.desc()).limit(limit).load(conn).await
+}
+
+/// The organisation's events after `after` in id order (oldest first),
+/// created in `[from, to)`: all types but `excluded` when `types` is `None`,
+/// else only those named.
+#[allow(clippy::too_many_arguments)]
+pub async fn after(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    after: Option<Uuid>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    types: Option<&[String]>,
+    excluded: &[&str],
+    limit: i64,
+) -> QueryResult<Vec<(Uuid, String, DateTime<Utc>, serde_json::Value)>> {
+    let mut q = events::table
+        .filter(events::org_id.eq(org_id))
+        .filter(events::id.gt(after.unwrap_or(Uuid::nil())))
+        .filter(events::created_at.ge(from))
+        .filter(events::created_at.lt(to))
+        .select((events::id, events::event_type, events::occurred_at, events::data))
+        .into_boxed();
+    match types {
+        Some(t) => q = q.filter(events::event_type.eq_any(t.to_vec())),
+        None => q = q.filter(events::event_type.ne_all(excluded.iter().map(|s| s.to_string()).collect::<Vec<_>>())),
+    }
+    q.order(events::id.asc()).limit(limit).load(conn).await
+}
+
 pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<EventRow>> {
     events::table
         .filter(events::org_id.eq(org_id))

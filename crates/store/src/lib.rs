@@ -19,10 +19,12 @@ macro_rules! push_binds {
 
 pub mod alerts;
 pub mod audit;
+pub mod backfill;
 pub mod db;
 pub mod dead_letters;
 pub mod deliveries;
 pub mod endpoints;
+pub mod erasure;
 pub mod event_types;
 pub mod events;
 pub mod hot;

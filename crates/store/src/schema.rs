@@ -133,6 +133,8 @@ diesel::table! {
         signature_format -> Text,
         signing_key_ciphertext -> Nullable<Bytea>,
         signing_public_key -> Nullable<Text>,
+        filter -> Nullable<Jsonb>,
+        mode -> Text,
     }
 }
 
@@ -297,6 +299,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    backfill_jobs (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        endpoint_id -> Uuid,
+        since -> Timestamptz,
+        until -> Timestamptz,
+        events -> Nullable<Array<Text>>,
+        state -> Text,
+        cursor -> Nullable<Uuid>,
+        scanned -> Int8,
+        enqueued -> Int8,
+        created_by_key_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Uuid,
         org_id -> Uuid,
@@ -340,4 +361,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     admin_sessions,
     dead_letters,
     portal_sessions,
+    backfill_jobs,
 );

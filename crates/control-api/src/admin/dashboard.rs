@@ -67,7 +67,7 @@ async fn region(kit: &Kit, s: &AdminSession) -> Result<Markup, ApiError> {
                         tbody {
                             @for (w, (fails, last_ok)) in hooks.data.iter().zip(&health_rows) {
                                 tr {
-                                    td { a href={ "/admin/webhooks/" (w.id) } { (w.url) } }
+                                    td { a href={ "/admin/webhooks/" (w.id) } { (w.url_label()) } }
                                     td { (status_badge(health(w, *fails))) }
                                     td.num { (fails) }
                                     td { (opt_time(*last_ok)) }

@@ -65,7 +65,7 @@ async fn list(kit: web::Data<Kit>, s: AdminSession, q: web::Query<Query>) -> Res
                 tbody {
                     @for w in &hooks.data {
                         tr {
-                            td { a href={ "/admin/webhooks/" (w.id) } { (w.url) } }
+                            td { a href={ "/admin/webhooks/" (w.id) } { (w.url_label()) } }
                             td { (w.description.clone().unwrap_or_default()) }
                             td { (w.events.join(", ")) }
                             td { (status_badge(if w.is_active { "active" } else { "disabled" })) }
@@ -95,6 +95,9 @@ struct Values {
     headers: String,
     rate: String,
     signature_format: String,
+    /// The filter as JSON text; empty for none.
+    filter: String,
+    mode: String,
     active: bool,
 }
 
@@ -112,6 +115,8 @@ impl Default for Values {
             headers: String::new(),
             rate: String::new(),
             signature_format: "hex".into(),
+            filter: String::new(),
+            mode: "push".into(),
             active: true,
         }
     }
@@ -120,7 +125,7 @@ impl Default for Values {
 impl Values {
     fn of(w: &WebhookView) -> Self {
         Self {
-            url: w.url.clone(),
+            url: w.url.clone().unwrap_or_default(),
             description: w.description.clone().unwrap_or_default(),
             events: w.events.clone(),
             max_retries: w.max_retries.to_string(),
@@ -131,6 +136,8 @@ impl Values {
             headers: w.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("\n"),
             rate: w.rate_limit_per_second.map(|r| r.to_string()).unwrap_or_default(),
             signature_format: w.signature_format.clone(),
+            filter: w.filter.as_ref().map(|f| serde_json::to_string_pretty(f).unwrap_or_default()).unwrap_or_default(),
+            mode: w.mode.clone(),
             active: w.is_active,
         }
     }
@@ -149,6 +156,8 @@ impl Values {
             headers: g("headers"),
             rate: g("rate_limit_per_second"),
             signature_format: g("signature_format"),
+            filter: g("filter"),
+            mode: g("mode"),
             active: f.checked("is_active"),
         }
     }
@@ -183,12 +192,18 @@ impl Values {
                 }),
             }
         }
+        let filter = match self.filter.trim() {
+            "" => None,
+            text => serde_json::from_str(text)
+                .map_err(|e| errors.push(FieldError { field: "filter".into(), message: format!("is not JSON: {e}") }))
+                .ok(),
+        };
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
         let description = Some(self.description.trim().to_owned()).filter(|d| !d.is_empty());
         Ok(WebhookInput {
-            url: self.url.clone(),
+            url: Some(self.url.clone()),
             description,
             events: self.events.clone(),
             max_retries,
@@ -198,6 +213,8 @@ impl Values {
             is_active: Some(self.active),
             rate_limit_per_second: rate,
             signature_format: Some(self.signature_format.clone()).filter(|f| !f.is_empty()),
+            filter,
+            mode: Some(self.mode.clone()).filter(|m| !m.is_empty()),
         })
     }
 }
@@ -216,7 +233,15 @@ async fn form(
         (errors.summary())
         form.webhook method="post" action=(action) {
             (csrf(s))
-            (text_input("Endpoint URL", "url", &v.url, errors, InputAttrs { kind: "url", required: true, placeholder: Some("https://crm.example.com/hooks"), ..Default::default() }))
+            (text_input("Endpoint URL", "url", &v.url, errors, InputAttrs { kind: "url", placeholder: Some("https://crm.example.com/hooks"), hint: Some("Required unless the endpoint is pulled."), ..Default::default() }))
+            div.field {
+                label for="mode" { "Delivery" }
+                select id="mode" name="mode" {
+                    option value="push" selected[v.mode != "pull"] { "Push: Hookline POSTs each event to the URL" }
+                    option value="pull" selected[v.mode == "pull"] { "Pull: read through GET /api/v1/webhooks/{id}/events" }
+                }
+                (errors.field("mode"))
+            }
             (text_input("Description", "description", &v.description, errors, InputAttrs::default()))
             fieldset {
                 legend { "Events" }
@@ -254,6 +279,12 @@ async fn form(
                 small.hint { "X-Webhook-Signature and the Standard Webhooks headers are sent with every choice." }
                 (errors.field("signature_format"))
             }
+            div.field {
+                label for="filter" { "Filter" }
+                textarea id="filter" name="filter" rows="3" placeholder=r#"{"path": "/data/source", "op": "eq", "value": "website"}"# { (v.filter) }
+                small.hint { "Deliver only events whose body matches this JSON condition. Empty: every subscribed event." }
+                (errors.field("filter"))
+            }
             label.check { input type="checkbox" name="is_active" value="on" checked[v.active]; " Active" }
             div { button.primary type="submit" { (submit) } }
         }
@@ -269,7 +300,7 @@ async fn new_form(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse, 
 fn secret_page(s: &AdminSession, w: &WebhookView, title: &str) -> HttpResponse {
     let body = reveal(Reveal {
         warning: "This is the only time the signing secret is shown. Copy it into your receiver now.",
-        label: format!("Signing secret for {}", w.url),
+        label: format!("Signing secret for {}", w.url_label()),
         secret: w.secret.as_deref().unwrap_or_default(),
         done_href: format!("/admin/webhooks/{}", w.id),
         done_label: "Done: go to the webhook",
@@ -330,7 +361,7 @@ async fn detail(
     Ok(html! {
         (notice(notice_code))
         dl.facts {
-            dt { "URL" } dd { code { (w.url) } }
+            dt { "URL" } dd { code { (w.url_label()) } }
             dt { "Id" } dd { code { (w.id) } }
             dt { "Health" } dd { (status_badge(health(w, stats.consecutive_failures))) @if let Some(r) = &w.disabled_reason { " " span.muted { (r) } } }
             dt { "Events" } dd { (w.events.join(", ")) }
@@ -397,7 +428,7 @@ async fn detail(
             section.card.danger aria-labelledby="delete" {
                 h2 #delete { "Delete" }
                 p { "Pending deliveries to this webhook are cancelled; its delivery history stays." }
-                form method="post" action={ "/admin/webhooks/" (w.id) "/delete" } data-confirm={ "Delete the webhook for " (w.url) "?" } {
+                form method="post" action={ "/admin/webhooks/" (w.id) "/delete" } data-confirm={ "Delete the webhook for " (w.url_label()) "?" } {
                     (csrf(s)) button.danger type="submit" { "Delete webhook" }
                 }
             }

@@ -106,7 +106,7 @@ async fn home(kit: web::Data<Kit>, p: Portal, q: web::Query<Notice>) -> HttpResp
                             tbody {
                                 @for w in &hooks {
                                     tr {
-                                        td { a href=(p.href(&format!("/endpoints/{}", w.id))) { code { (w.url) } } }
+                                        td { a href=(p.href(&format!("/endpoints/{}", w.id))) { code { (w.url_label()) } } }
                                         td { (status_badge(health(w))) }
                                         td { (w.events.join(", ")) }
                                         td { (time(w.created_at)) }
@@ -134,7 +134,7 @@ struct Values {
 impl Values {
     fn of(w: &WebhookView) -> Self {
         Self {
-            url: w.url.clone(),
+            url: w.url.clone().unwrap_or_default(),
             description: w.description.clone().unwrap_or_default(),
             events: w.events.clone(),
             signature_format: w.signature_format.clone(),
@@ -240,7 +240,7 @@ async fn create(kit: web::Data<Kit>, p: Portal, mut payload: web::Payload) -> Ht
         let fields = read_form(&mut payload).await.map_err(|e| ApiError::invalid_field("form", e.to_string()))?;
         let v = Values::read(&fields);
         let input = WebhookInput {
-            url: v.url.clone(),
+            url: Some(v.url.clone()),
             description: v.description(),
             events: v.events.clone(),
             max_retries: None,
@@ -250,6 +250,8 @@ async fn create(kit: web::Data<Kit>, p: Portal, mut payload: web::Payload) -> Ht
             is_active: Some(true),
             rate_limit_per_second: None,
             signature_format: v.format(),
+            filter: None,
+            mode: None,
         };
         match webhooks::create(&kit, &p.principal, input).await {
             Ok(w) => endpoint_page(&kit, &p, w, Extras::default(), StatusCode::CREATED).await,
@@ -327,7 +329,7 @@ async fn endpoint_page(
             None => {},
         }
         dl.facts {
-            dt { "URL" } dd { code { (w.url) } }
+            dt { "URL" } dd { code { (w.url_label()) } }
             dt { "Status" } dd { (status_badge(health(&w))) @if let Some(r) = &w.disabled_reason { " " span.muted { (r) } } }
             dt { "Events" } dd { (w.events.join(", ")) }
             dt { "Signatures" } dd { (w.signature_format) }

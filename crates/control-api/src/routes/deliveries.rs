@@ -540,6 +540,12 @@ pub async fn test(kit: &Kit, auth: &Principal, id: &str) -> Result<TestSent, Api
     let delivery_id = conn
         .transaction::<_, ApiError, _>(async |c| {
             let ep = active_endpoint(c, principal.org_id, id).await?;
+            if ep.mode == "pull" {
+                return Err(ApiError::conflict(
+                    "pull_endpoint",
+                    "a pull endpoint is never pushed to; read its events with GET /api/v1/webhooks/{id}/events",
+                ));
+            }
             let event = EventRow {
                 id: event_id.as_uuid(),
                 org_id: principal.org_id.as_uuid(),

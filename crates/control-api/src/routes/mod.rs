@@ -1,11 +1,15 @@
 pub mod alerts;
 pub mod analytics;
 pub mod audit;
+pub mod backfill;
 pub mod dead_letters;
 pub mod deliveries;
+pub mod erasures;
 pub mod event_types;
+pub mod filter_preview;
 pub mod keys;
 pub mod me;
 pub mod orgs;
 pub mod portal_sessions;
+pub mod pull;
 pub mod webhooks;

@@ -7,6 +7,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection;
 use hookline_domain::event::EventType;
+use hookline_domain::filter::Filter;
 use hookline_domain::id::{EndpointId, OrgId};
 use hookline_domain::retry::RetryPolicy;
 use hookline_domain::scope::Scope;
@@ -60,7 +61,8 @@ pub struct RetryPolicyInput {
     "timeout": 30
 }))]
 pub struct WebhookInput {
-    pub url: String,
+    /// Where deliveries are POSTed; required unless `mode` is `pull`.
+    pub url: Option<String>,
     pub description: Option<String>,
     /// Event types to receive; `*` for all.
     pub events: Vec<String>,
@@ -81,6 +83,16 @@ pub struct WebhookInput {
     /// Standard Webhooks headers and `X-Webhook-Signature` are sent with every format.
     #[schema(value_type = Option<String>, example = "hex")]
     pub signature_format: Option<String>,
+    /// Deliver only events whose body matches: a condition
+    /// `{"path": "/data/source", "op": "eq", "value": "website"}` (ops eq, ne, in,
+    /// gt, gte, lt, lte, exists) or `{"and": [...]}`, `{"or": [...]}`, `{"not": {...}}`.
+    /// Null or omitted: every subscribed event.
+    #[schema(value_type = Option<Object>, example = json!({"path": "/data/source", "op": "eq", "value": "website"}))]
+    pub filter: Option<serde_json::Value>,
+    /// `push` (default): Hookline POSTs each event. `pull`: never pushed to;
+    /// the owner reads the endpoint's events with `GET /api/v1/webhooks/{id}/events`.
+    #[schema(example = "push")]
+    pub mode: Option<String>,
 }
 
 /// A partial update: only the fields present change.
@@ -103,6 +115,12 @@ pub struct WebhookPatch {
     pub rate_limit_per_second: Option<Option<i32>>,
     /// `hex`, `sha256_prefixed` or `ed25519`.
     pub signature_format: Option<String>,
+    /// A filter as on creation; null removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>, nullable)]
+    pub filter: Option<Option<serde_json::Value>>,
+    /// `push` or `pull`.
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -123,7 +141,8 @@ pub struct RetryPolicyView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookView {
     pub id: EndpointId,
-    pub url: String,
+    /// Null for a pull endpoint without one.
+    pub url: Option<String>,
     pub description: Option<String>,
     pub events: Vec<String>,
     pub is_active: bool,
@@ -140,6 +159,11 @@ pub struct WebhookView {
     pub signature_format: String,
     /// The Ed25519 public key (`whpk_…`) that verifies `v1a,` signatures; set once the endpoint uses `ed25519`.
     pub public_key: Option<String>,
+    /// Only events whose delivery body matches are delivered; null: all subscribed events.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    /// `push` or `pull`.
+    pub mode: String,
     /// Until when the previous secret signs too.
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -147,6 +171,13 @@ pub struct WebhookView {
     /// The signing secret (`whsec_…`). Shown at creation and rotation only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+impl WebhookView {
+    /// The URL as shown to people: a pull endpoint without one says so.
+    pub fn url_label(&self) -> &str {
+        self.url.as_deref().unwrap_or("(pull: read through the API)")
+    }
 }
 
 /// What a custom header's value reads as: values are write-only, as they
@@ -163,7 +194,7 @@ fn view(kit: &Kit, row: EndpointRow, secret: Option<&WebhookSecret>) -> Result<W
     let now = Utc::now();
     Ok(WebhookView {
         id: EndpointId::from_uuid(row.id),
-        url: row.url,
+        url: Some(row.url).filter(|u| !u.is_empty()),
         description: row.description,
         events: row.events,
         is_active: row.is_active,
@@ -180,6 +211,8 @@ fn view(kit: &Kit, row: EndpointRow, secret: Option<&WebhookSecret>) -> Result<W
         rate_limit_per_second: row.rate_limit_per_second,
         signature_format: row.signature_format,
         public_key: row.signing_public_key,
+        filter: row.filter,
+        mode: row.mode,
         previous_secret_expires_at: row.previous_secret_expires_at.filter(|t| *t > now),
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -220,13 +253,27 @@ fn is_token(name: &str) -> bool {
 async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Validated, ApiError> {
     let mut errors = Vec::new();
     let mut err = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
-    let url = match hookline_service_kit::targets::check_url(input.url.trim(), kit.settings.allow_private_targets).await
-    {
-        Ok(u) => Some(u),
-        Err(m) => {
-            err("url", m);
+    let pull = match input.mode.as_deref() {
+        None | Some("push") => false,
+        Some("pull") => true,
+        Some(_) => {
+            err("mode", "must be push or pull".into());
+            false
+        }
+    };
+    let url = match input.url.as_deref().map(str::trim) {
+        None | Some("") if pull => Some(String::new()),
+        None | Some("") => {
+            err("url", "is required (a pull endpoint may leave it out)".into());
             None
         }
+        Some(u) => match hookline_service_kit::targets::check_url(u, kit.settings.allow_private_targets).await {
+            Ok(u) => Some(u.to_string()),
+            Err(m) => {
+                err("url", m);
+                None
+            }
+        },
     };
     let description = match input.description {
         Some(d) if d.chars().count() > 1000 => {
@@ -321,12 +368,24 @@ async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Valid
             SignatureFormat::default()
         }),
     };
+    let filter = match input.filter {
+        None | Some(serde_json::Value::Null) => None,
+        Some(f) => match Filter::parse(&f, "filter") {
+            Ok(_) => Some(f),
+            Err(errs) => {
+                for e in errs {
+                    err(&e.field, e.message);
+                }
+                None
+            }
+        },
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     Ok(Validated {
         config: EndpointConfig {
-            url: url.expect("validated").to_string(),
+            url: url.expect("validated"),
             description,
             events,
             is_active: input.is_active.unwrap_or(true),
@@ -338,6 +397,8 @@ async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Valid
             headers: serde_json::Value::Null,
             rate_limit_per_second: input.rate_limit_per_second,
             signature_format: signature_format.as_str().to_owned(),
+            filter,
+            mode: if pull { "pull" } else { "push" }.to_owned(),
         },
         headers,
     })
@@ -350,7 +411,7 @@ fn parse_id(id: &str) -> Result<EndpointId, ApiError> {
 fn audit_details(c: &EndpointConfig, header_names: Vec<&str>) -> serde_json::Value {
     json!({
         "url": c.url, "events": c.events, "is_active": c.is_active, "max_retries": c.max_retries,
-        "timeout": c.timeout_seconds, "headers": header_names,
+        "timeout": c.timeout_seconds, "headers": header_names, "filter": c.filter, "mode": c.mode,
     })
 }
 
@@ -403,6 +464,8 @@ pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<
         signature_format: v.config.signature_format.clone(),
         signing_key_ciphertext: signing.as_ref().map(|k| secrets::seal_signing_key(&kit.master_key, id.as_uuid(), k)),
         signing_public_key: signing.as_ref().map(|k| k.public_key()),
+        filter: v.config.filter.clone(),
+        mode: v.config.mode.clone(),
         secret_ciphertext: secrets::seal_secret(&kit.master_key, id.as_uuid(), &secret),
         previous_secret_ciphertext: None,
         previous_secret_expires_at: None,
@@ -620,7 +683,7 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, patch: WebhookPatch) 
     };
     let current = view(kit, existing, None)?;
     let merged = WebhookInput {
-        url: patch.url.unwrap_or(current.url),
+        url: patch.url.or(current.url),
         description: patch.description.unwrap_or(current.description),
         events: patch.events.unwrap_or(current.events),
         max_retries: Some(patch.max_retries.unwrap_or(current.max_retries)),
@@ -646,6 +709,8 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, patch: WebhookPatch) 
         is_active: Some(patch.is_active.unwrap_or(current.is_active)),
         rate_limit_per_second: patch.rate_limit_per_second.unwrap_or(current.rate_limit_per_second),
         signature_format: Some(patch.signature_format.unwrap_or(current.signature_format)),
+        filter: patch.filter.unwrap_or(current.filter),
+        mode: Some(patch.mode.unwrap_or(current.mode)),
     };
     let v = validate(kit, auth.org_id, merged).await?;
     let row = save(kit, auth, id, v, "webhook.updated").await?;

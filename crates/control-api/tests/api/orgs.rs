@@ -89,3 +89,53 @@ async fn a_default_key_lifetime_bounds_keys_created_without_an_expiry() {
     let key = app.create_key(&admin, json!({"name": "forever", "role": "read_only"})).await;
     assert_eq!(key["expires_at"], serde_json::Value::Null);
 }
+
+#[tokio::test]
+async fn an_erasure_goes_through_a_long_history_in_batches() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let app = TestApp::spawn().await;
+    let (org, admin) = app.create_org("Acme").await;
+    let org_uuid = org.trim_start_matches("org_");
+    let mut conn = AsyncPgConnection::establish(&app.env.database_url()).await.unwrap();
+    // 3,500 events, one lead's spread through them: more than three batches.
+    diesel::sql_query(format!(
+        "INSERT INTO events (id, org_id, event_type, data, occurred_at) \
+         SELECT gen_random_uuid(), '{}'::uuid, 'new_lead', \
+           jsonb_build_object('id', CASE WHEN i % 1000 = 7 THEN 'lead_x' ELSE 'lead_' || i END, 'email', 'p' || i || '@example.com'), now() \
+         FROM generate_series(1, 3500) i",
+        uuid::Uuid::parse_str(org_uuid).unwrap()
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let res = app
+        .call(reqwest::Method::POST, "/api/v1/erasures", &admin, Some(json!({"path": "/id", "value": "lead_x"})))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap(), json!({"events": 4, "attempts": 0, "dead_letters": 0}));
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let left: N = diesel::sql_query("SELECT count(*) AS n FROM events WHERE data::text LIKE '%lead_x%'")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    let kept: N = diesel::sql_query("SELECT count(*) AS n FROM events WHERE data <> '{}'::jsonb")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((left.n, kept.n), (0, 3496));
+    // A key without events:write may not erase.
+    let ro = app.create_key(&admin, json!({"name": "ro", "role": "read_only"})).await;
+    let res = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/erasures",
+            ro["key"].as_str().unwrap(),
+            Some(json!({"path": "/id", "value": "lead_1"})),
+        )
+        .await;
+    assert_eq!(problem(res).await.0, 403);
+}

@@ -2,9 +2,12 @@
 
 mod analytics;
 mod delivery;
+mod erasure;
 mod examples;
+mod filters;
 mod helpers;
 mod hostile;
+mod pull;
 mod replay;
 mod retries;
 mod seeds;

@@ -52,6 +52,9 @@ fn body(method: &Method, path: &str, receiver: &str) -> Option<Value> {
         ("POST", "/api/v1/webhooks/{id}/recover") => json!({"since": "2020-01-01T00:00:00Z"}),
         ("POST", "/api/v1/dead-letters/replay") => json!({}),
         ("POST", "/api/v1/portal-sessions") => json!({"mode": "view"}),
+        ("POST", "/api/v1/webhooks/filter-preview") => json!({"filter": {"path": "/event", "op": "exists"}}),
+        ("POST", "/api/v1/erasures") => json!({"path": "/id", "value": "lead_nobody"}),
+        ("POST", "/api/v1/webhooks/{id}/backfill") => json!({"since": "2020-01-01T00:00:00Z"}),
         ("PUT", "/api/v1/alert-settings") => json!({}),
         ("POST", "/api/v1/event-types") => {
             json!({"name": "invoice.paid", "schema": {"type": "object"}})

@@ -1,0 +1,2 @@
+DROP TABLE backfill_jobs;
+ALTER TABLE webhook_endpoints DROP COLUMN mode;
