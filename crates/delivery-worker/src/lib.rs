@@ -9,6 +9,7 @@
 //! one task, or several as a batch: the new deliveries of one event, or
 //! retries that waited in the same delay queue (see `Worker::take_batch`).
 
+pub mod flow;
 pub mod metrics;
 pub mod outgoing;
 pub mod process;
@@ -55,7 +56,9 @@ pub struct Worker {
     endpoint_slots: Slots,
     /// In-flight requests per organisation: its share of the worker.
     org_slots: Slots,
-    /// GCRA state for endpoints with `rate_limit_per_second`.
+    /// Flow control shared by the fleet (Redis): rate limits, adaptive rates, pauses.
+    pub flow: flow::Flow,
+    /// GCRA state for endpoints with `rate_limit_per_second` while Redis cannot be reached.
     endpoint_rate: Mutex<HashMap<Uuid, f64>>,
     /// Per endpoint: recent response time in milliseconds (a moving
     /// average) and when the last response (or failure) came.
@@ -281,6 +284,7 @@ impl Worker {
             client,
             endpoint_slots: Slots::default(),
             org_slots: Slots::default(),
+            flow: flow::Flow::new(kit.redis.clone()),
             endpoint_rate: Mutex::new(HashMap::new()),
             endpoint_latency: Mutex::new(HashMap::new()),
             recorder: recorder(keyed.clone()),
@@ -326,6 +330,11 @@ impl Worker {
     }
 
     /// Folds one attempt's response time (or time to fail) into the endpoint's average.
+    /// The endpoint's recent response time in milliseconds, when known.
+    pub fn latency_baseline(&self, endpoint: Uuid) -> Option<f64> {
+        self.endpoint_latency.lock().expect("latency lock").get(&endpoint).map(|(ms, _)| *ms)
+    }
+
     pub fn observe_latency(&self, endpoint: Uuid, latency: Duration) {
         let ms = latency.as_secs_f64() * 1000.0;
         let mut map = self.endpoint_latency.lock().expect("latency lock");

@@ -165,13 +165,20 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
         let again = DeliveryTask { parked: task.parked.saturating_add(1), ..task.clone() };
         return park(w, &again, park_delay(task.parked), trace).await;
     };
-    if let Some(rps) = endpoint.rate_limit_per_second {
-        if let Err(wait) = w.endpoint_rate_check(endpoint.id, rps) {
-            metrics::PARKED.with_label_values(&["rate"]).inc();
-            // Round up to 250 ms steps so parking uses few distinct delay queues.
-            let ms = wait.as_millis().max(1).div_ceil(250) * 250;
-            return park(w, task, Duration::from_millis(ms as u64), trace).await;
-        }
+    let rps = endpoint.rate_limit_per_second;
+    let gate = match w.flow.gate(endpoint.id, rps).await {
+        Ok(g) => g,
+        // Without Redis the configured limit holds per process.
+        Err(_) => match rps.map(|r| w.endpoint_rate_check(endpoint.id, r)) {
+            Some(Err(wait)) => crate::flow::Gate::Wait(wait),
+            _ => crate::flow::Gate::Go,
+        },
+    };
+    if let crate::flow::Gate::Wait(wait) = gate {
+        metrics::PARKED.with_label_values(&["rate"]).inc();
+        // Round up to 250 ms steps so parking uses few distinct delay queues.
+        let ms = wait.as_millis().max(1).div_ceil(250) * 250;
+        return park(w, task, Duration::from_millis(ms as u64), trace).await;
     }
 
     let body = webhook_body(&event.event_type, event.occurred_at, &event.data);
@@ -215,7 +222,13 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
     let response = post(&w.client, &url, headers, body, timeout, w.kit.settings.allow_private_targets).await;
     drop(_slot);
     drop(_org_slot);
+    let baseline = w.latency_baseline(endpoint.id);
     w.observe_latency(endpoint.id, response.latency);
+    if let Err(e) =
+        w.flow.observe(endpoint.id, rps, response.status, response.retry_after, response.latency, baseline).await
+    {
+        tracing::debug!(error = %e, "flow control could not record the answer");
+    }
     finish(w, task, delivery, &endpoint, attempt, response, request_headers, trace).await
 }
 

@@ -8,6 +8,7 @@ pub mod caches;
 pub mod config;
 pub mod docs;
 pub mod error;
+pub mod flow;
 pub mod flushing;
 pub mod kit;
 pub mod metrics;

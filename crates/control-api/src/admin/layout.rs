@@ -165,9 +165,9 @@ pub fn opt_time(t: Option<DateTime<Utc>>) -> Markup {
 
 pub fn status_badge(status: &str) -> Markup {
     let class = match status {
-        "delivered" | "active" | "healthy" | "resolved" => "ok",
-        "failed" | "failing" | "open" => "warn",
-        "dead_letter" | "disabled" | "revoked" | "expired" => "bad",
+        "delivered" | "active" | "healthy" | "resolved" | "normal" => "ok",
+        "failed" | "failing" | "open" | "throttled" => "warn",
+        "dead_letter" | "disabled" | "revoked" | "expired" | "paused" => "bad",
         _ => "neutral",
     };
     html! { span class={ "badge " (class) } { (status) } }

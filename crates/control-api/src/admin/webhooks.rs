@@ -364,6 +364,12 @@ async fn detail(
             dt { "URL" } dd { code { (w.url_label()) } }
             dt { "Id" } dd { code { (w.id) } }
             dt { "Health" } dd { (status_badge(health(w, stats.consecutive_failures))) @if let Some(r) = &w.disabled_reason { " " span.muted { (r) } } }
+            dt { "Flow" } dd data-testid="flow" {
+                (status_badge(&stats.flow.state))
+                @if let Some(r) = stats.flow.rate_per_second { " " (r) "/s" }
+                @if let (Some(c), "throttled" | "paused") = (stats.flow.ceiling_per_second, stats.flow.state.as_str()) { span.muted { " (back up to " (c) "/s while healthy)" } }
+                @if let Some(t) = stats.flow.paused_until { span.muted { " paused until " } (opt_time(Some(t))) }
+            }
             dt { "Events" } dd { (w.events.join(", ")) }
             @if let Some(k) = &w.public_key { dt { "Ed25519 public key" } dd { code { (k) } } }
             @if let Some(t) = w.previous_secret_expires_at { dt { "Previous secret signs until" } dd { (opt_time(Some(t))) } }

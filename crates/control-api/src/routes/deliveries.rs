@@ -204,6 +204,44 @@ pub struct EndpointStatsView {
     pub consecutive_failures: i32,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
+    /// Flow control across the worker fleet.
+    pub flow: FlowView,
+}
+
+/// How deliveries to the endpoint are paced now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlowView {
+    /// `normal`; `throttled` (held below its ceiling after a 429, a 503 or
+    /// slow answers, rising while healthy); or `paused` (honouring a `Retry-After`).
+    pub state: String,
+    /// The rate allowed now: the adaptive one when throttled, else `rate_limit_per_second` (null: no limit).
+    pub rate_per_second: Option<f64>,
+    /// The rate it climbs back to.
+    pub ceiling_per_second: Option<f64>,
+    pub paused_until: Option<DateTime<Utc>>,
+}
+
+impl FlowView {
+    fn of(s: &hookline_service_kit::flow::FlowState, configured: Option<i32>) -> Self {
+        let now = Utc::now().timestamp_millis();
+        let paused_until = s.paused_until_ms.filter(|t| *t > now).and_then(DateTime::from_timestamp_millis);
+        let state = match (paused_until, s.rate) {
+            (Some(_), _) => "paused",
+            (None, Some(_)) => "throttled",
+            (None, None) => "normal",
+        };
+        let configured = configured.map(f64::from);
+        let rate = match (s.rate, configured) {
+            (Some(a), Some(c)) => Some(a.min(c)),
+            (a, c) => a.or(c),
+        };
+        Self {
+            state: state.into(),
+            rate_per_second: rate.map(|r| (r * 100.0).round() / 100.0),
+            ceiling_per_second: s.ceiling.or(configured),
+            paused_until,
+        }
+    }
 }
 
 fn parse_delivery_id(id: &str) -> Result<DeliveryId, ApiError> {
@@ -617,6 +655,8 @@ pub async fn endpoint_stats(
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     let s = hookline_store::deliveries::endpoint_stats(&mut conn, ep.id, Utc::now() - span).await?;
     let h = hookline_store::deliveries::endpoint_health(&mut conn, ep.id).await?;
+    // Without Redis the fleet keeps no adaptive state: the configured limit is all there is.
+    let flow = hookline_service_kit::flow::read_state(&kit.redis, ep.id).await.unwrap_or_default();
     Ok(EndpointStatsView {
         webhook_id: id,
         window,
@@ -629,5 +669,6 @@ pub async fn endpoint_stats(
         consecutive_failures: h.as_ref().map(|h| h.consecutive_failures).unwrap_or(0),
         last_success_at: h.as_ref().and_then(|h| h.last_success_at),
         last_failure_at: h.as_ref().and_then(|h| h.last_failure_at),
+        flow: FlowView::of(&flow, ep.rate_limit_per_second),
     })
 }

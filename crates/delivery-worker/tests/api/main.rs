@@ -5,6 +5,7 @@ mod delivery;
 mod erasure;
 mod examples;
 mod filters;
+mod flow;
 mod helpers;
 mod hostile;
 mod pull;

@@ -339,6 +339,7 @@ async fn tenant_data_shows_as_text_and_a_phone_width_window_works() {
     assert_eq!(width, true, "no sideways scrolling of the page at phone width");
     b.screenshot("22-webhooks-phone").await;
     b.goto(&format!("{}/admin/webhooks/{id}", s.url)).await;
+    assert_eq!(b.text_of("[data-testid=flow]").await.as_deref(), Some("normal"), "flow control shows its state");
     b.click_on("form[action$='/delete'] button").await;
     b.accept_dialog().await;
     b.wait_for_text("The webhook was deleted.", Duration::from_secs(10)).await;
