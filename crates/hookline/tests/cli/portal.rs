@@ -43,7 +43,7 @@ impl HostPage {
                          <iframe id=\"portal\" src=\"{src}\" style=\"width:100%;height:760px;border:0\"></iframe></body></html>"
                     );
                     let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         page.len()
                     );
                     let _ = sock.write_all(head.as_bytes()).await;
@@ -65,21 +65,15 @@ async fn link(s: &Stack, key: &str, body: Value) -> (String, String) {
     (v["id"].as_str().unwrap().to_owned(), v["url"].as_str().unwrap().to_owned())
 }
 
-/// Opens the host page and enters its iframe.
+/// Opens the host page (a new URL each time, so nothing comes from a cache)
+/// and enters its iframe.
 async fn open(b: &Browser, host: &HostPage) {
+    static OPENED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     b.leave_frames().await;
-    b.goto(&format!("{}/", host.origin)).await;
+    b.goto(&format!("{}/?open={n}", host.origin)).await;
     let frame = b.find("iframe#portal").await;
     b.enter_frame(&frame).await;
-}
-
-/// The frame's text, once it has loaded something.
-async fn frame_text(b: &Browser) -> String {
-    eventually(Duration::from_secs(10), "the frame to load", || async {
-        let t = b.run_js("return document.body ? document.body.innerText : ''", json!([])).await;
-        t.as_str().filter(|t| !t.trim().is_empty()).map(str::to_owned)
-    })
-    .await
 }
 
 #[tokio::test]
@@ -103,7 +97,7 @@ async fn the_portal_works_in_a_frame_of_an_allowed_origin_and_nowhere_else() {
     // Phone width: the host product's mobile view.
     let b = Browser::start(390, 844).await;
     open(&b, &host).await;
-    assert!(frame_text(&b).await.contains("No endpoints yet."));
+    b.wait_for_text("No endpoints yet.", Duration::from_secs(10)).await;
     let accent =
         b.run_js("return getComputedStyle(document.querySelector('header.top')).backgroundColor", json!([])).await;
     assert_eq!(accent, "rgb(122, 31, 162)", "the org's accent colour");
@@ -175,13 +169,13 @@ async fn the_portal_works_in_a_frame_of_an_allowed_origin_and_nowhere_else() {
     let (st, _) = s.api(reqwest::Method::DELETE, &admin, &format!("/api/v1/portal-sessions/{link_id}"), None).await;
     assert_eq!(st, 204);
     open(&b, &host).await;
-    assert!(frame_text(&b).await.contains("expired or was revoked"));
+    b.wait_for_text("expired or was revoked", Duration::from_secs(10)).await;
 
     // A view link shows the endpoint and its log, and nothing to press.
     let (_, view) = link(&s, &admin, json!({"mode": "view"})).await;
     host.embed(&view);
     open(&b, &host).await;
-    frame_text(&b).await;
+    b.wait_for_text("Endpoints", Duration::from_secs(10)).await;
     b.click_on("table a[href*='/endpoints/']").await;
     b.wait_for_text("Recent deliveries", Duration::from_secs(10)).await;
     assert!(b.try_find("form").await.is_none(), "a view link has no forms");
