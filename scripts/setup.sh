@@ -106,6 +106,11 @@ wait_for "RabbitMQ management API" 127.0.0.1 15672 120
 [ -x "${HOOKLINE_TEST_CHROMIUM:-/usr/bin/chromium}" ] && [ -x "${HOOKLINE_TEST_CHROMEDRIVER:-/usr/bin/chromedriver}" ] ||
   apt_install chromium chromium-driver
 
+# The TLS tests make their certificates with openssl and run a TLS-only
+# redis-server, read with redis-cli.
+command -v openssl >/dev/null || apt_install openssl
+command -v redis-cli >/dev/null || apt_install redis-tools
+
 # The Express example is verified by the suite too.
 command -v npm >/dev/null || apt_install nodejs npm
 node_dir=docs/examples/node

@@ -310,3 +310,122 @@ async fn run_all_speaks_tls_to_postgres_when_the_url_asks() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A CA and a server certificate for 127.0.0.1, made with the openssl CLI.
+fn test_ca(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl must be installed");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hookline-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[tokio::test]
+async fn run_all_speaks_tls_to_a_tls_only_redis() {
+    let env = TestEnv::new().await;
+    let dir = std::env::temp_dir().join(format!("hookline-redis-tls-{}", env.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    test_ca(&dir);
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    // No plain port at all: whatever reaches this Redis speaks TLS.
+    let _redis = Kill(
+        Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &tls_port, "--bind", "127.0.0.1"])
+            .args(["--tls-cert-file", "server.pem", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem"])
+            .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", "."])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed"),
+    );
+    let cli = |tls: bool, cmd: &[&str]| {
+        let mut c = Command::new("redis-cli");
+        c.args(["-h", "127.0.0.1", "-p", &tls_port]).current_dir(&dir);
+        if tls {
+            c.args(["--tls", "--cacert", "ca.pem"]);
+        }
+        c.args(cmd).output().unwrap()
+    };
+    eventually(Duration::from_secs(10), "the TLS-only Redis to answer", || async {
+        (String::from_utf8_lossy(&cli(true, &["PING"]).stdout).trim() == "PONG").then_some(())
+    })
+    .await;
+    let plain = cli(false, &["PING"]);
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("PONG"), "the port refuses plain Redis");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let redis_url = format!("rediss://127.0.0.1:{tls_port}");
+    let ca = dir.join("ca.pem");
+    let _stack = Kill(
+        hookline(
+            &env,
+            &[
+                ("HOOKLINE_REDIS_URL", &redis_url),
+                ("HOOKLINE_TLS_CA_FILE", ca.to_str().unwrap()),
+                ("HOOKLINE_LISTEN", &listen),
+            ],
+        )
+        .args(["run", "all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let c = http();
+    let ready: serde_json::Value =
+        eventually(Duration::from_secs(30), "run all to be ready on Redis over TLS", || async {
+            let v: serde_json::Value = c.get(format!("http://{listen}/ready")).send().await.ok()?.json().await.ok()?;
+            (v["status"] == "ready" && v["degraded"].is_null()).then_some(v)
+        })
+        .await;
+    assert_eq!(ready["rate_limiter"]["mode"], "redis", "{ready}");
+    // Its connections are there, on the only port there is: TLS.
+    let clients = String::from_utf8_lossy(&cli(true, &["CLIENT", "LIST"]).stdout).lines().count();
+    assert!(clients >= 2, "hookline's connection and this one: {clients}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
