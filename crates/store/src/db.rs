@@ -51,18 +51,19 @@ mod tls {
     /// The URL without `sslmode`, and whether TLS is wanted: None for plain,
     /// Some(true) when the certificate must be verified.
     pub fn split_sslmode(url: &str) -> Result<(String, Option<bool>), String> {
-        let mut parsed = url::Url::parse(url).map_err(|e| format!("a Postgres URL: {e}"))?;
+        // Read by hand: a multi-host URL (`h1:5432,h2:5432`) is no URL to the url crate.
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err("a Postgres URL starts with postgres:// or postgresql://".into());
+        }
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut mode = None;
-        let kept: Vec<(String, String)> = parsed
-            .query_pairs()
-            .filter(|(k, v)| {
-                if k == "sslmode" {
-                    mode = Some(v.to_string());
-                }
-                k != "sslmode"
-            })
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sslmode", v)) => mode = Some(v.to_owned()),
+                _ => kept.push(pair),
+            }
+        }
         let want = match mode.as_deref() {
             None | Some("disable") | Some("allow") => None,
             Some("prefer") | Some("require") => Some(false),
@@ -71,11 +72,8 @@ mod tls {
                 return Err(format!("sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"))
             }
         };
-        parsed.set_query(None);
-        if !kept.is_empty() {
-            parsed.query_pairs_mut().extend_pairs(kept);
-        }
-        Ok((parsed.into(), want))
+        let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+        Ok((url, want))
     }
 
     pub fn client_config(verify: bool) -> Result<ClientConfig, String> {
@@ -152,6 +150,13 @@ mod tls {
             assert_eq!((url.as_str(), mode), ("postgres://u@h/db", Some(true)));
             assert_eq!(super::split_sslmode("postgres://u@h/db").unwrap().1, None);
             assert!(super::split_sslmode("postgres://u@h/db?sslmode=sometimes").is_err());
+            let (url, mode) =
+                super::split_sslmode("postgres://u@h1:5432,h2:5433/db?target_session_attrs=read-write&sslmode=require")
+                    .unwrap();
+            assert_eq!(
+                (url.as_str(), mode),
+                ("postgres://u@h1:5432,h2:5433/db?target_session_attrs=read-write", Some(false))
+            );
         }
     }
 }
@@ -241,11 +246,15 @@ struct Exists {
 
 /// Splits `postgres://…/name?…` into (server URL on database `postgres`, name).
 pub fn split_database_url(url: &str) -> anyhow::Result<(String, String)> {
-    let mut parsed = url::Url::parse(url).context("HOOKLINE_DATABASE_URL is not a URL")?;
-    let name = parsed.path().trim_start_matches('/').to_owned();
+    // By hand, like sslmode: several hosts (`h1:5432,h2:5432`) are allowed.
+    let (scheme, rest) = url.split_once("://").context("HOOKLINE_DATABASE_URL is not a postgres:// URL")?;
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, format!("?{q}")),
+        None => (rest, String::new()),
+    };
+    let (authority, name) = rest.split_once('/').unwrap_or((rest, ""));
     anyhow::ensure!(!name.is_empty(), "HOOKLINE_DATABASE_URL names no database");
-    parsed.set_path("/postgres");
-    Ok((parsed.to_string(), name))
+    Ok((format!("{scheme}://{authority}/postgres{query}"), name.to_owned()))
 }
 
 /// Creates the database named in `url` when it does not exist yet.
@@ -291,11 +300,17 @@ pub fn quote_ident(name: &str) -> String {
 
 /// The URL with any password replaced, for messages.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+    // The password sits between the first `:` and the last `@` of the part before the path.
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                return format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]);
+            }
         }
+        return url.to_owned();
+    }
+    match url::Url::parse(url) {
         Ok(u) => u.to_string(),
         Err(_) => "<invalid url>".into(),
     }
@@ -360,5 +375,21 @@ mod embedded_tests {
             .count();
         assert_eq!(names.len(), dirs, "{names:?}");
         assert!(names.iter().any(|n| n.replace('-', "") == "20261123000001_initial"), "{names:?}");
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn database_urls_with_several_hosts_are_read_by_hand() {
+        let (admin, name) =
+            super::split_database_url("postgres://u:pw@h1:5432,h2:5433/hookline?target_session_attrs=read-write")
+                .unwrap();
+        assert_eq!(name, "hookline");
+        assert_eq!(admin, "postgres://u:pw@h1:5432,h2:5433/postgres?target_session_attrs=read-write");
+        assert!(super::split_database_url("postgres://u@h/").is_err());
+        assert_eq!(super::redact("postgres://u:secret@h1,h2/db"), "postgres://u:***@h1,h2/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
     }
 }

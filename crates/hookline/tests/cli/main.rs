@@ -429,3 +429,47 @@ async fn run_all_speaks_tls_to_a_tls_only_redis() {
     assert!(clients >= 2, "hookline's connection and this one: {clients}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn run_all_finds_the_writable_postgres_of_a_multi_host_url_with_the_first_host_down() {
+    let env = TestEnv::new().await;
+    // Port 1 refuses connections: the first host is down, the second is the real server.
+    let url = env.database_url().replacen("127.0.0.1:5432", "127.0.0.1:1,127.0.0.1:5432", 1);
+    assert!(url.contains(",127.0.0.1:5432"), "{url}");
+    let url = format!("{url}?target_session_attrs=read-write");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let _stack = Kill(
+        hookline(
+            &env,
+            &[
+                ("HOOKLINE_DATABASE_URL", &url),
+                ("HOOKLINE_LISTEN", &listen),
+                ("HOOKLINE_OPERATOR_TOKEN", hookline_test_support::OPERATOR_TOKEN),
+            ],
+        )
+        .args(["run", "all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let c = http();
+    eventually(Duration::from_secs(30), "run all to be ready through the second host", || async {
+        c.get(format!("http://{listen}/ready")).send().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    // And it writes there: an organisation made through the API is in the database.
+    let created = hookline_test_support::create_org(&format!("http://{listen}"), "Acme").await;
+    let mut conn = AsyncPgConnection::establish(&env.database_url()).await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let n: N = diesel::sql_query("SELECT count(*) AS n FROM organisations WHERE name = 'Acme'")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n.n, 1, "{created:?}");
+}

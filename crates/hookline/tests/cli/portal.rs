@@ -27,7 +27,7 @@ impl HostPage {
         let shared = src.clone();
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
-                let src = shared.lock().unwrap().clone();
+                let shared = shared.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 8192];
                     let mut got = Vec::new();
@@ -37,6 +37,9 @@ impl HostPage {
                             Ok(n) => got.extend_from_slice(&buf[..n]),
                         }
                     }
+                    // Read when the request has come: a browser opens spare
+                    // connections ahead, before the test says what to embed.
+                    let src = shared.lock().unwrap().clone();
                     let page = format!(
                         "<!doctype html><html><head><meta name=viewport content=\"width=device-width\"><title>Host CRM</title></head>\
                          <body style=\"margin:0\"><h1>Host CRM</h1>\
