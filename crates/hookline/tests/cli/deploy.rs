@@ -63,6 +63,14 @@ fn compose_kustomize_prometheus_and_grafana_files_parse() {
         assert_eq!(v["templating"]["list"][0]["type"], "datasource");
         assert!(!v.to_string().contains(r#""uid":"prometheus""#), "a panel names a fixed data source");
     }
+    // The broker's queues, from RabbitMQ's own per-queue endpoint, which Prometheus scrapes.
+    let overview = std::fs::read_to_string(root().join("deploy/grafana/dashboards/hookline-overview.json")).unwrap();
+    assert!(
+        overview.contains("rabbitmq_detailed_queue_messages_ready")
+            && overview.contains("rabbitmq_detailed_queue_consumers")
+    );
+    let prometheus = std::fs::read_to_string(root().join("deploy/prometheus/prometheus.yml")).unwrap();
+    assert!(prometheus.contains("metrics_path: /metrics/detailed") && prometheus.contains("queue_coarse_metrics"));
 }
 
 /// Metric names used in the dashboards and alert rules.
