@@ -1,5 +1,5 @@
 //! Deliveries: a filtered list that updates itself, a detail view with the
-//! payload and every attempt, retry, and the dead-letter view.
+//! payload and every attempt, retry; and dead letters, replayed or resolved.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -12,6 +12,7 @@ use super::keys::parse_utc;
 use super::layout::{csrf, html_response, notice, opt_time, page, status_badge, Nav};
 use super::see_other;
 use super::session::{AdminForm, AdminSession, Refusal};
+use crate::routes::dead_letters::{self as dead_api, DeadLetterParams, ReplayFilter};
 use crate::routes::deliveries::{self as api, DeliveryParams};
 use hookline_domain::status::DeliveryStatus;
 
@@ -20,7 +21,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/deliveries/rows", web::get().to(rows))
         .route("/deliveries/{id}", web::get().to(show))
         .route("/deliveries/{id}/retry", web::post().to(retry))
-        .route("/dead-letters", web::get().to(dead_letters));
+        .route("/dead-letters", web::get().to(dead_letters))
+        .route("/dead-letters/replay", web::post().to(replay_dead_letters))
+        .route("/dead-letters/{id}/replay", web::post().to(replay_dead_letter))
+        .route("/dead-letters/{id}/resolve", web::post().to(resolve_dead_letter));
 }
 
 /// The filters as typed; blank means "any".
@@ -108,19 +112,16 @@ async fn table(kit: &Kit, s: &AdminSession, f: &Filters) -> Result<Markup, ApiEr
     })
 }
 
-fn filter_form(f: &Filters, fixed_status: Option<&str>) -> Markup {
+fn filter_form(f: &Filters) -> Markup {
     let v = |o: &Option<String>| o.clone().unwrap_or_default();
-    let action = if fixed_status.is_some() { "/admin/dead-letters" } else { "/admin/deliveries" };
     html! {
-        form.filters method="get" action=(action) role="search" {
+        form.filters method="get" action="/admin/deliveries" role="search" {
             div.field { label for="f-webhook" { "Webhook id" } input id="f-webhook" name="webhook_id" value=(v(&f.webhook_id)) placeholder="ep_…"; }
-            @if fixed_status.is_none() {
-                div.field {
-                    label for="f-status" { "Status" }
-                    select id="f-status" name="status" {
-                        option value="" { "any" }
-                        @for st in DeliveryStatus::ALL.map(DeliveryStatus::as_str) { option value=(st) selected[f.status.as_deref() == Some(st)] { (st) } }
-                    }
+            div.field {
+                label for="f-status" { "Status" }
+                select id="f-status" name="status" {
+                    option value="" { "any" }
+                    @for st in DeliveryStatus::ALL.map(DeliveryStatus::as_str) { option value=(st) selected[f.status.as_deref() == Some(st)] { (st) } }
                 }
             }
             div.field { label for="f-event" { "Event type" } input id="f-event" name="event" value=(v(&f.event)) placeholder="new_lead"; }
@@ -131,27 +132,137 @@ fn filter_form(f: &Filters, fixed_status: Option<&str>) -> Markup {
     }
 }
 
-async fn render(kit: &Kit, s: &AdminSession, f: Filters, nav: Nav, title: &str) -> Result<HttpResponse, Refusal> {
-    let fixed = (nav == Nav::DeadLetters).then_some("dead_letter");
-    let body = match table(kit, s, &f).await {
-        Ok(t) => html! { (notice(f.notice.as_deref())) (filter_form(&f, fixed)) (t) },
+async fn list(kit: web::Data<Kit>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {
+    let f = f.into_inner();
+    let body = match table(&kit, &s, &f).await {
+        Ok(t) => html! { (notice(f.notice.as_deref())) (filter_form(&f)) (t) },
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
             let msg = e.problem().detail.unwrap_or_default();
-            html! { (filter_form(&f, fixed)) p.notice.error role="alert" { "Check the filters: " (msg) } }
+            html! { (filter_form(&f)) p.notice.error role="alert" { "Check the filters: " (msg) } }
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(page(s, nav, title, body))
+    Ok(page(&s, Nav::Deliveries, "Deliveries", body))
 }
 
-async fn list(kit: web::Data<Kit>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {
-    render(&kit, &s, f.into_inner(), Nav::Deliveries, "Deliveries").await
+#[derive(serde::Deserialize, Default)]
+struct DeadLetterQuery {
+    webhook_id: Option<String>,
+    event: Option<String>,
+    /// `open` (default), `resolved` or `all`.
+    show: Option<String>,
+    cursor: Option<String>,
+    notice: Option<String>,
 }
 
-async fn dead_letters(kit: web::Data<Kit>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {
-    let mut f = f.into_inner();
-    f.status = Some("dead_letter".into());
-    render(&kit, &s, f, Nav::DeadLetters, "Dead letters").await
+/// Dead letters: open ones by default, each with replay and resolve, and a
+/// replay of every open one the filters match.
+async fn dead_letters(
+    kit: web::Data<Kit>,
+    s: AdminSession,
+    q: web::Query<DeadLetterQuery>,
+) -> Result<HttpResponse, Refusal> {
+    let show = blank(&q.show).unwrap_or_else(|| "open".into());
+    let resolved = match show.as_str() {
+        "resolved" => Some(true),
+        "all" => None,
+        _ => Some(false),
+    };
+    let params = DeadLetterParams {
+        webhook_id: blank(&q.webhook_id),
+        event: blank(&q.event),
+        since: None,
+        until: None,
+        resolved,
+        limit: Some(50),
+        cursor: blank(&q.cursor),
+    };
+    let writable = s.can(Scope::DeliveriesRetry);
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
+    let listed = dead_api::list(&kit, &s.principal, &params).await;
+    let body = html! {
+        (notice(q.notice.as_deref()))
+        form.filters method="get" action="/admin/dead-letters" role="search" {
+            div.field { label for="f-webhook" { "Webhook id" } input id="f-webhook" name="webhook_id" value=(v(&q.webhook_id)) placeholder="ep_…"; }
+            div.field { label for="f-event" { "Event type" } input id="f-event" name="event" value=(v(&q.event)) placeholder="new_lead"; }
+            div.field {
+                label for="f-show" { "Show" }
+                select id="f-show" name="show" {
+                    @for (value, label) in [("open", "open"), ("resolved", "resolved"), ("all", "all")] {
+                        option value=(value) selected[show == value] { (label) }
+                    }
+                }
+            }
+            div.field { button type="submit" { "Filter" } }
+        }
+        @if writable && show != "resolved" {
+            form method="post" action="/admin/dead-letters/replay" {
+                (csrf(&s))
+                @if let Some(w) = blank(&q.webhook_id) { input type="hidden" name="webhook_id" value=(w); }
+                @if let Some(e) = blank(&q.event) { input type="hidden" name="event" value=(e); }
+                button.primary type="submit" { "Replay every open one shown by these filters" }
+            }
+        }
+        @match &listed {
+            Err(e) => { p.notice.error role="alert" { "Check the filters: " (e.problem().detail.unwrap_or_default()) } },
+            Ok(page) => {
+                div.table-wrap {
+                    table {
+                        caption.sr-only { "Dead letters, newest first" }
+                        thead { tr { th { "Dead-lettered" } th { "Event" } th { "Webhook" } th { "Attempts" } th { "Last answer" } th { "State" } @if writable { th { "" } } } }
+                        tbody {
+                            @for d in &page.data {
+                                tr data-dead-letter=(d.delivery_id) {
+                                    td { a href={ "/admin/deliveries/" (d.delivery_id) } { (opt_time(Some(d.dead_lettered_at))) } }
+                                    td { code { (d.event) } }
+                                    td { a href={ "/admin/webhooks/" (d.webhook_id) } { code { (d.webhook_id) } } }
+                                    td.num { (d.attempts) }
+                                    td {
+                                        @if let Some(c) = d.last_status_code { (c) " " }
+                                        @if let Some(e) = &d.last_error { span.muted { (e) } }
+                                    }
+                                    td { @if d.resolved { (status_badge("resolved")) } @else { (status_badge("open")) } }
+                                    @if writable {
+                                        td.actions {
+                                            form method="post" action={ "/admin/dead-letters/" (d.delivery_id) "/replay" } { (csrf(&s)) button type="submit" { "Replay" } }
+                                            @if !d.resolved {
+                                                form method="post" action={ "/admin/dead-letters/" (d.delivery_id) "/resolve" } { (csrf(&s)) button type="submit" { "Resolve" } }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            @if page.data.is_empty() { tr { td colspan="7" { "No dead letters match." } } }
+                        }
+                    }
+                    @if let Some(c) = &page.next_cursor {
+                        p { a href={ "/admin/dead-letters?show=" (show) "&cursor=" (c) } { "Older dead letters →" } }
+                    }
+                }
+            },
+        }
+    };
+    Ok(page(&s, Nav::DeadLetters, "Dead letters", body))
+}
+
+async fn replay_dead_letter(kit: web::Data<Kit>, id: web::Path<String>, f: AdminForm) -> Result<HttpResponse, Refusal> {
+    dead_api::replay(&kit, &f.session.principal, &id).await?;
+    Ok(see_other("/admin/dead-letters?notice=retried".into()))
+}
+
+async fn resolve_dead_letter(
+    kit: web::Data<Kit>,
+    id: web::Path<String>,
+    f: AdminForm,
+) -> Result<HttpResponse, Refusal> {
+    dead_api::resolve(&kit, &f.session.principal, &id).await?;
+    Ok(see_other("/admin/dead-letters?notice=resolved".into()))
+}
+
+async fn replay_dead_letters(kit: web::Data<Kit>, f: AdminForm) -> Result<HttpResponse, Refusal> {
+    let filter = ReplayFilter { webhook_id: f.text("webhook_id"), event: f.text("event"), ..Default::default() };
+    let done = dead_api::replay_all(&kit, &f.session.principal, filter).await?;
+    Ok(see_other(format!("/admin/dead-letters?notice=replayed_{}", done.replayed)))
 }
 
 async fn rows(kit: web::Data<Kit>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {

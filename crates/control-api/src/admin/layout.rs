@@ -192,13 +192,19 @@ pub fn notice(code: Option<&str>) -> Markup {
         "webhook_deleted" => "The webhook was deleted.",
         "test_sent" => "A test event was queued.",
         "retried" => "A new attempt was queued.",
+        "resolved" => "The dead letter was marked resolved.",
         "acknowledged" => "The alert was acknowledged.",
         "settings_saved" => "The alert settings were saved.",
         "signed_out" => "You are signed out.",
-        other => match other.strip_prefix("recovered_").and_then(|n| n.parse::<u32>().ok()) {
-            Some(n) => return html! { p.notice.ok role="status" { (n) " failed deliveries were queued again." } },
-            None => return html! {},
-        },
+        other => {
+            if let Some(n) = other.strip_prefix("replayed_").and_then(|n| n.parse::<u32>().ok()) {
+                return html! { p.notice.ok role="status" { (n) " dead letters were queued again." } };
+            }
+            match other.strip_prefix("recovered_").and_then(|n| n.parse::<u32>().ok()) {
+                Some(n) => return html! { p.notice.ok role="status" { (n) " failed deliveries were queued again." } },
+                None => return html! {},
+            }
+        }
     };
     html! { p.notice.ok role="status" { (text) } }
 }

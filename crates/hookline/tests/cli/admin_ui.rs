@@ -493,3 +493,56 @@ async fn sessions_end_on_sign_out_idle_timeout_and_key_revocation() {
     assert_eq!(res.headers()["x-frame-options"], "DENY");
     assert_eq!(res.headers()["cache-control"], "no-store");
 }
+
+#[tokio::test]
+async fn dead_letters_are_resolved_and_replayed_from_the_admin_ui() {
+    let s = stack().await;
+    let (_, admin) = s.org("Acme").await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Status(500));
+    let (id, whsec) = s.webhook(&admin, &r.url("/hook"), json!({"max_retries": 0})).await;
+    r.set_secrets(&[&whsec]);
+    for lead in ["l1", "l2"] {
+        let (st, _) = s
+            .api(
+                reqwest::Method::POST,
+                &admin,
+                "/api/v1/events/leads",
+                Some(json!({"id": lead, "name": "Ada", "email": "ada@example.com"})),
+            )
+            .await;
+        assert_eq!(st, 202);
+    }
+    let dead: Vec<String> = eventually(Duration::from_secs(20), "two dead letters", || async {
+        let (_, v) = s.api(reqwest::Method::GET, &admin, "/api/v1/dead-letters", None).await;
+        let ids: Vec<String> =
+            v["data"].as_array()?.iter().map(|d| d["delivery_id"].as_str().unwrap().to_owned()).collect();
+        (ids.len() == 2).then_some(ids)
+    })
+    .await;
+    let a = sign_in(&s.url, &admin).await;
+    let (st, page) = a.get("/admin/dead-letters").await;
+    assert_eq!(st, 200);
+    assert!(dead.iter().all(|d| page.contains(d.as_str())), "both are listed as open");
+    // Forms need their CSRF token.
+    let (st, _) = a.post(&format!("/admin/dead-letters/{}/resolve", dead[0]), &[], false).await;
+    assert_eq!(st, 403);
+    let (st, _) = a.post(&format!("/admin/dead-letters/{}/resolve", dead[0]), &[], true).await;
+    assert_eq!(st, 303);
+    let (_, open) = a.get("/admin/dead-letters").await;
+    assert!(!open.contains(dead[0].as_str()) && open.contains(dead[1].as_str()));
+    let (_, resolved) = a.get("/admin/dead-letters?show=resolved").await;
+    assert!(resolved.contains(dead[0].as_str()) && !resolved.contains(dead[1].as_str()));
+    // Replaying every open one queues only the other, which now succeeds.
+    r.set(Behaviour::Ok);
+    let (st, _) = a.post("/admin/dead-letters/replay", &[("webhook_id", id.as_str())], true).await;
+    assert_eq!(st, 303);
+    eventually(Duration::from_secs(20), "the replayed one delivered", || async {
+        let (_, v) =
+            s.api(reqwest::Method::GET, &admin, &format!("/api/v1/webhooks/deliveries/{}", dead[1]), None).await;
+        (v["status"] == "delivered").then_some(())
+    })
+    .await;
+    let (_, v) = s.api(reqwest::Method::GET, &admin, &format!("/api/v1/webhooks/deliveries/{}", dead[0]), None).await;
+    assert_eq!(v["status"], "dead_letter", "a resolved one stays as it was");
+}
