@@ -51,7 +51,7 @@ pub async fn emit(
     data: serde_json::Value,
     skip: Option<Uuid>,
 ) -> diesel::QueryResult<usize> {
-    let targets: Vec<Uuid> = hookline_store::endpoints::subscribed_to(c, org_id, event_type, true)
+    let targets: Vec<Uuid> = hookline_store::endpoints::subscribed_by_name(c, org_id, event_type)
         .await?
         .into_iter()
         .filter(|e| Some(*e) != skip)

@@ -76,6 +76,18 @@ impl Filter {
         }
     }
 
+    /// A filter as stored on an endpoint. It was checked when saved; one that
+    /// no longer parses matches nothing, so it never lets more through.
+    pub fn saved(v: &Value) -> Filter {
+        Filter::parse(v, "filter").unwrap_or_else(|_| Filter::Or(Vec::new()))
+    }
+
+    /// Whether an event's delivery body (type, time, data) matches.
+    pub fn matches_event(&self, event: &str, at: chrono::DateTime<chrono::Utc>, data: &Value) -> bool {
+        let timestamp = crate::event::rfc3339(at);
+        self.matches(&Body { event, timestamp: &timestamp, data })
+    }
+
     /// Whether a delivery body matches.
     pub fn matches(&self, body: &Body<'_>) -> bool {
         match self {

@@ -60,11 +60,46 @@ impl Topic {
     }
 }
 
-/// An endpoint subscribed to an event type, and the filter its deliveries must pass.
-#[derive(Debug, Clone)]
-pub struct Subscriber {
-    pub id: Uuid,
-    pub filter: Option<Arc<hookline_domain::filter::Filter>>,
+/// The active endpoints subscribed to an event type, and the filters some of them have.
+#[derive(Debug, Default)]
+pub struct Fanout {
+    pub ids: Arc<Vec<Uuid>>,
+    /// Positions in `ids` of the endpoints with a filter, and their filters.
+    pub filters: Vec<(usize, hookline_domain::filter::Filter)>,
+}
+
+impl Fanout {
+    pub fn new(rows: Vec<(Uuid, Option<serde_json::Value>)>) -> Self {
+        let filters = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, f))| f.as_ref().map(|f| (i, hookline_domain::filter::Filter::saved(f))))
+            .collect();
+        Self { ids: Arc::new(rows.into_iter().map(|(id, _)| id).collect()), filters }
+    }
+
+    /// The endpoints an event goes to: all of them (shared, nothing computed)
+    /// unless some filter leaves one out.
+    pub fn matching(
+        &self,
+        event_type: &str,
+        occurred_at: chrono::DateTime<chrono::Utc>,
+        data: &serde_json::Value,
+    ) -> Arc<Vec<Uuid>> {
+        if self.filters.is_empty() {
+            return self.ids.clone();
+        }
+        let left_out: Vec<usize> = self
+            .filters
+            .iter()
+            .filter(|(_, f)| !f.matches_event(event_type, occurred_at, data))
+            .map(|(i, _)| *i)
+            .collect();
+        if left_out.is_empty() {
+            return self.ids.clone();
+        }
+        Arc::new(self.ids.iter().enumerate().filter(|(i, _)| !left_out.contains(i)).map(|(_, id)| *id).collect())
+    }
 }
 
 pub struct Caches {
@@ -72,7 +107,7 @@ pub struct Caches {
     /// Endpoint rows by id (the worker).
     pub endpoints: moka::sync::Cache<Uuid, Arc<EndpointRow>>,
     /// Subscribed endpoints and their filters by (org, event type) (ingest fan-out).
-    pub fanout: moka::sync::Cache<(Uuid, String), Arc<Vec<Subscriber>>>,
+    pub fanout: moka::sync::Cache<(Uuid, String), Arc<Fanout>>,
     /// Compiled custom schemas by (org, name); `None` when the type does not exist.
     pub event_types: moka::sync::Cache<(Uuid, String), Arc<Option<PayloadSchema>>>,
     subscribed: AtomicBool,
@@ -219,7 +254,7 @@ mod tests {
         let caches = Caches::new(None, Duration::from_secs(60));
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         for org in [a, b] {
-            caches.fanout.insert((org, "new_lead".into()), Arc::new(vec![]));
+            caches.fanout.insert((org, "new_lead".into()), Arc::new(Fanout::default()));
             caches.event_types.insert((org, "custom".into()), Arc::new(None));
         }
         caches.drop_topic(Topic::Endpoint { org: a, id: Uuid::new_v4() });

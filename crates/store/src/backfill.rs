@@ -125,22 +125,8 @@ pub async fn enqueue(
     let rows: Vec<crate::deliveries::DeliveryRow> = events
         .iter()
         .filter(|(id, _)| !already.contains(id))
-        .map(|(event_id, event_type)| crate::deliveries::DeliveryRow {
-            id: Uuid::now_v7(),
-            org_id,
-            event_id: *event_id,
-            endpoint_id,
-            event_type: event_type.clone(),
-            status: hookline_domain::status::DeliveryStatus::Pending,
-            attempt_count: 0,
-            last_status_code: None,
-            last_error: None,
-            last_attempt_at: None,
-            next_attempt_at: Some(now),
-            delivered_at: None,
-            created_at: now,
-            updated_at: now,
-            scheduled_attempt: 1,
+        .map(|(event_id, event_type)| {
+            crate::deliveries::DeliveryRow::pending(org_id, *event_id, endpoint_id, event_type, now)
         })
         .collect();
     let outbox: Vec<NewOutbox> = rows
@@ -177,24 +163,15 @@ pub async fn step(conn: &mut AsyncPgConnection, batch: i64) -> QueryResult<Optio
         cancel(conn, job.id).await?;
         return Ok(Some(Stepped { id: job.id, enqueued: 0 }));
     };
-    let subscribed = job.events.clone().unwrap_or_else(|| ep.events.clone());
-    let all = subscribed.iter().any(|e| e == "*");
-    let excluded: Vec<&str> =
-        hookline_domain::event::OPERATIONAL.iter().copied().filter(|t| !subscribed.iter().any(|e| e == t)).collect();
-    let types = (!all).then_some(subscribed.as_slice());
-    let rows =
-        crate::events::after(conn, job.org_id, job.cursor, (job.since, job.until), types, &excluded, batch).await?;
-    let filter = ep.filter.as_ref().and_then(|f| hookline_domain::filter::Filter::parse(f, "filter").ok());
+    let subscribed = job.events.as_ref().unwrap_or(&ep.events);
+    let rows = crate::events::subscribed_after(conn, job.org_id, job.cursor, (job.since, job.until), subscribed, batch)
+        .await?;
+    let filter = ep.filter.as_ref().map(hookline_domain::filter::Filter::saved);
     let last = rows.last().map(|r| r.0).or(job.cursor);
     let scanned = rows.len() as i64;
     let picked: Vec<(Uuid, String)> = rows
         .into_iter()
-        .filter(|(_, event, at, data)| {
-            let timestamp = hookline_domain::event::rfc3339(*at);
-            filter
-                .as_ref()
-                .is_none_or(|f| f.matches(&hookline_domain::filter::Body { event, timestamp: &timestamp, data }))
-        })
+        .filter(|(_, event, at, data)| filter.as_ref().is_none_or(|f| f.matches_event(event, *at, data)))
         .map(|(id, event, _, _)| (id, event))
         .collect();
     let enqueued = enqueue(conn, job.org_id, ep.id, &picked).await?;

@@ -51,6 +51,29 @@ pub struct AttemptRow {
     pub created_at: DateTime<Utc>,
 }
 
+impl DeliveryRow {
+    /// A new delivery of an event to an endpoint, waiting for its first attempt.
+    pub fn pending(org_id: Uuid, event_id: Uuid, endpoint_id: Uuid, event_type: &str, at: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            org_id,
+            event_id,
+            endpoint_id,
+            event_type: event_type.to_owned(),
+            status: DeliveryStatus::Pending,
+            attempt_count: 0,
+            last_status_code: None,
+            last_error: None,
+            last_attempt_at: None,
+            next_attempt_at: Some(at),
+            delivered_at: None,
+            created_at: at,
+            updated_at: at,
+            scheduled_attempt: 1,
+        }
+    }
+}
+
 pub async fn insert_many(conn: &mut AsyncPgConnection, rows: Vec<DeliveryRow>) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());

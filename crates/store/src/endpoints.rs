@@ -276,14 +276,15 @@ pub async fn subscribed(
         .await
 }
 
-pub async fn subscribed_to(
+/// The active push endpoints that name the type itself (not `*`): those that
+/// receive operational events.
+pub async fn subscribed_by_name(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     event_type: &str,
-    explicit_only: bool,
 ) -> QueryResult<Vec<Uuid>> {
     use diesel::PgArrayExpressionMethods;
-    let names = if explicit_only { vec![event_type.to_owned()] } else { vec![event_type.to_owned(), "*".to_owned()] };
+    let names = vec![event_type.to_owned()];
     webhook_endpoints::table
         .filter(webhook_endpoints::org_id.eq(org_id))
         .filter(webhook_endpoints::is_active.eq(true))

@@ -76,16 +76,15 @@ pub async fn recent(
 }
 
 /// The organisation's events after `after` in id order (oldest first),
-/// created in `[from, to)`: all types but `excluded` when `types` is `None`,
-/// else only those named.
-#[allow(clippy::too_many_arguments)]
-pub async fn after(
+/// created in `[from, to)`, of the types an endpoint subscribing to
+/// `subscribed` receives: those named, or with `*` every type but the
+/// operational ones it does not name.
+pub async fn subscribed_after(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     after: Option<Uuid>,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
-    types: Option<&[String]>,
-    excluded: &[&str],
+    subscribed: &[String],
     limit: i64,
 ) -> QueryResult<Vec<(Uuid, String, DateTime<Utc>, serde_json::Value)>> {
     let mut q = events::table
@@ -95,9 +94,15 @@ pub async fn after(
         .filter(events::created_at.lt(to))
         .select((events::id, events::event_type, events::occurred_at, events::data))
         .into_boxed();
-    match types {
-        Some(t) => q = q.filter(events::event_type.eq_any(t.to_vec())),
-        None => q = q.filter(events::event_type.ne_all(excluded.iter().map(|s| s.to_string()).collect::<Vec<_>>())),
+    if subscribed.iter().any(|e| e == "*") {
+        let excluded: Vec<String> = hookline_domain::event::OPERATIONAL
+            .iter()
+            .filter(|t| !subscribed.iter().any(|e| e == *t))
+            .map(|t| t.to_string())
+            .collect();
+        q = q.filter(events::event_type.ne_all(excluded));
+    } else {
+        q = q.filter(events::event_type.eq_any(subscribed.to_vec()));
     }
     q.order(events::id.asc()).limit(limit).load(conn).await
 }
@@ -192,25 +197,10 @@ pub enum Written {
 
 /// One pending delivery of the event per endpoint.
 pub(crate) fn new_deliveries(event: &EventRow, endpoints: &[Uuid]) -> Vec<crate::deliveries::DeliveryRow> {
-    let now = event.created_at;
     endpoints
         .iter()
-        .map(|ep| crate::deliveries::DeliveryRow {
-            id: Uuid::now_v7(),
-            org_id: event.org_id,
-            event_id: event.id,
-            endpoint_id: *ep,
-            event_type: event.event_type.clone(),
-            status: hookline_domain::status::DeliveryStatus::Pending,
-            attempt_count: 0,
-            last_status_code: None,
-            last_error: None,
-            last_attempt_at: None,
-            next_attempt_at: Some(now),
-            delivered_at: None,
-            created_at: now,
-            updated_at: now,
-            scheduled_attempt: 1,
+        .map(|ep| {
+            crate::deliveries::DeliveryRow::pending(event.org_id, event.id, *ep, &event.event_type, event.created_at)
         })
         .collect()
 }

@@ -5,8 +5,7 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{Duration, Utc};
-use hookline_domain::event::OPERATIONAL;
-use hookline_domain::filter::{Body, Filter};
+use hookline_domain::filter::Filter;
 use hookline_domain::id::{EndpointId, EventId};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::{Auth, Principal};
@@ -87,17 +86,14 @@ pub async fn pull(kit: &Kit, auth: &Principal, id: &str, q: &PullParams) -> Resu
     let ep = hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-    let filter = ep.filter.as_ref().and_then(|f| Filter::parse(f, "filter").ok());
-    let all = ep.events.iter().any(|e| e == "*");
-    let excluded: Vec<&str> = OPERATIONAL.iter().copied().filter(|t| !ep.events.iter().any(|e| e == t)).collect();
+    let filter = ep.filter.as_ref().map(Filter::saved);
     let window = (ep.created_at, Utc::now() - Duration::milliseconds(SETTLE_MS));
     let mut data = Vec::new();
     let mut scanned = 0;
     while (data.len() as i64) < limit && scanned < SCAN_MAX {
         let take = (limit * 4).clamp(100, 1000);
-        let types = (!all).then_some(ep.events.as_slice());
         let rows =
-            hookline_store::events::after(&mut conn, auth.org_id.as_uuid(), after, window, types, &excluded, take)
+            hookline_store::events::subscribed_after(&mut conn, auth.org_id.as_uuid(), after, window, &ep.events, take)
                 .await?;
         let got = rows.len() as i64;
         scanned += got;
@@ -106,10 +102,8 @@ pub async fn pull(kit: &Kit, auth: &Principal, id: &str, q: &PullParams) -> Resu
                 break;
             }
             after = Some(event_id);
-            let timestamp = hookline_domain::event::rfc3339(at);
-            let passes =
-                filter.as_ref().is_none_or(|f| f.matches(&Body { event: &event, timestamp: &timestamp, data: &body }));
-            if passes {
+            if filter.as_ref().is_none_or(|f| f.matches_event(&event, at, &body)) {
+                let timestamp = hookline_domain::event::rfc3339(at);
                 data.push(EventBody { event_id: EventId::from_uuid(event_id), event, timestamp, data: body });
             }
         }

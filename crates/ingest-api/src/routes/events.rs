@@ -13,17 +13,15 @@ use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection;
 use futures_util::StreamExt;
 use hookline_domain::event::{builtin_schemas, EventType, PayloadSchema, SchemaViolation, LEAD_UPDATE, NEW_LEAD};
-use hookline_domain::filter::{Body, Filter};
 use hookline_domain::id::{EventId, OrgId};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::{Auth, OrgEventQuota};
-use hookline_service_kit::caches::Subscriber;
+use hookline_service_kit::caches::Fanout;
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
 use hookline_service_kit::kit::Kit;
 use hookline_store::events::{EventRow, NewEvent};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
-use uuid::Uuid;
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
@@ -312,7 +310,7 @@ fn validate_data(prefix: &str, schema: &PayloadSchema, data: &serde_json::Value)
 }
 
 /// Active endpoints of the org subscribed to the type, with their filters (cached).
-async fn subscribers(kit: &Kit, org: OrgId, event_type: &str) -> Result<Arc<Vec<Subscriber>>, ApiError> {
+async fn subscribers(kit: &Kit, org: OrgId, event_type: &str) -> Result<Arc<Fanout>, ApiError> {
     let key = (org.as_uuid(), event_type.to_owned());
     if kit.caches.active() {
         if let Some(subs) = kit.caches.fanout.get(&key) {
@@ -321,27 +319,11 @@ async fn subscribers(kit: &Kit, org: OrgId, event_type: &str) -> Result<Arc<Vec<
     }
     let mut conn = kit.conn().await?;
     let rows = hookline_store::endpoints::subscribed(&mut conn, org.as_uuid(), event_type).await?;
-    let subs: Arc<Vec<Subscriber>> = Arc::new(
-        rows.into_iter()
-            .map(|(id, filter)| Subscriber {
-                id,
-                // Saved filters were checked when saved; one that no longer parses matches nothing.
-                filter: filter
-                    .map(|f| Arc::new(Filter::parse(&f, "filter").unwrap_or_else(|_| Filter::Or(Vec::new())))),
-            })
-            .collect(),
-    );
+    let subs = Arc::new(Fanout::new(rows));
     if kit.caches.active() {
         kit.caches.fanout.insert(key, subs.clone());
     }
     Ok(subs)
-}
-
-/// The endpoints whose filter the event's delivery body passes.
-fn matching(subs: &[Subscriber], event_type: &str, occurred_at: DateTime<Utc>, data: &serde_json::Value) -> Vec<Uuid> {
-    let timestamp = hookline_domain::event::rfc3339(occurred_at);
-    let body = Body { event: event_type, timestamp: &timestamp, data };
-    subs.iter().filter(|s| s.filter.as_ref().is_none_or(|f| f.matches(&body))).map(|s| s.id).collect()
 }
 
 fn request_hash(event_type: &str, data: &serde_json::Value, timestamp: Option<DateTime<Utc>>) -> Vec<u8> {
@@ -373,7 +355,7 @@ async fn store_event(
     hash: Vec<u8>,
     trace: hookline_domain::trace::TraceParent,
 ) -> Result<Stored, ApiError> {
-    let endpoints = Arc::new(matching(&subscribers(kit, org, event_type).await?, event_type, occurred_at, &data));
+    let endpoints = subscribers(kit, org, event_type).await?.matching(event_type, occurred_at, &data);
     let event_id = EventId::new();
     let now = Utc::now();
     let event = EventRow {
