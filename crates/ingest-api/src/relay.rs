@@ -265,10 +265,11 @@ pub fn spawn(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Deliveries a backfill queues per step, and the pause between steps: a
-/// backfill adds at most a few thousand deliveries a second, so the live
-/// events the relay publishes never wait long behind it.
-const BACKFILL_BATCH: i64 = 200;
+/// Deliveries of a backfill that may wait for their first attempt at once
+/// (so at most this many are queued per step), and the pause between steps:
+/// a backfill goes at its endpoint's pace, and live events never queue
+/// behind a flood of old ones.
+const BACKFILL_BATCH: i64 = 32;
 const BACKFILL_PAUSE: Duration = Duration::from_millis(50);
 /// How often an idle runner looks for a backfill to advance.
 const BACKFILL_IDLE: Duration = Duration::from_secs(1);

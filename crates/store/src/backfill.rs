@@ -154,8 +154,17 @@ pub struct Stepped {
     pub enqueued: usize,
 }
 
+#[derive(diesel::QueryableByName)]
+struct Waiting {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 /// Advances the running backfill that waited longest by up to `batch`
-/// events. Run it in a transaction: the claim holds until the commit.
+/// events, while fewer than `batch` of the deliveries it queued still wait
+/// for their first attempt: a backfill keeps pace with its endpoint instead
+/// of flooding it (and parking its live deliveries). Run it in a
+/// transaction: the claim holds until the commit.
 pub async fn step(conn: &mut AsyncPgConnection, batch: i64) -> QueryResult<Option<Stepped>> {
     let Some(job) = claim(conn).await? else { return Ok(None) };
     let ep = crate::endpoints::get(conn, job.org_id, job.endpoint_id).await?;
@@ -163,9 +172,26 @@ pub async fn step(conn: &mut AsyncPgConnection, batch: i64) -> QueryResult<Optio
         cancel(conn, job.id).await?;
         return Ok(Some(Stepped { id: job.id, enqueued: 0 }));
     };
+    // Deliveries ids are time-ordered: those made since the backfill began.
+    let since =
+        uuid::Builder::from_unix_timestamp_millis(job.created_at.timestamp_millis() as u64, &[0; 10]).into_uuid();
+    let waiting: Waiting = diesel::sql_query(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM deliveries WHERE endpoint_id = $1 AND id >= $2 \
+           AND status = 'pending' AND attempt_count = 0 LIMIT $3) w",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(ep.id)
+    .bind::<diesel::sql_types::Uuid, _>(since)
+    .bind::<diesel::sql_types::BigInt, _>(batch)
+    .get_result(conn)
+    .await?;
+    let room = batch - waiting.n;
+    if room <= 0 {
+        advance(conn, job.id, job.cursor, 0, 0, false).await?;
+        return Ok(Some(Stepped { id: job.id, enqueued: 0 }));
+    }
     let subscribed = job.events.as_ref().unwrap_or(&ep.events);
-    let rows = crate::events::subscribed_after(conn, job.org_id, job.cursor, (job.since, job.until), subscribed, batch)
-        .await?;
+    let rows =
+        crate::events::subscribed_after(conn, job.org_id, job.cursor, (job.since, job.until), subscribed, room).await?;
     let filter = ep.filter.as_ref().map(hookline_domain::filter::Filter::saved);
     let last = rows.last().map(|r| r.0).or(job.cursor);
     let scanned = rows.len() as i64;
@@ -175,6 +201,6 @@ pub async fn step(conn: &mut AsyncPgConnection, batch: i64) -> QueryResult<Optio
         .map(|(id, event, _, _)| (id, event))
         .collect();
     let enqueued = enqueue(conn, job.org_id, ep.id, &picked).await?;
-    advance(conn, job.id, last, scanned, enqueued as i64, scanned < batch).await?;
+    advance(conn, job.id, last, scanned, enqueued as i64, scanned < room).await?;
     Ok(Some(Stepped { id: job.id, enqueued }))
 }
