@@ -71,7 +71,7 @@ pub async fn emit(
         delivery_count: targets.len() as i32,
         created_at: now,
     };
-    Ok(hookline_store::events::fan_out(c, &event, &targets, OutboxReason::Fresh, None).await?.len())
+    Ok(hookline_store::events::fan_out(c, &event, &targets, &[], OutboxReason::Fresh, None).await?.len())
 }
 
 pub fn alert_payload(a: &AlertRow) -> serde_json::Value {

@@ -89,7 +89,7 @@ pub async fn process_task(
         trace_id = %trace.trace_id_hex()
     );
     hookline_service_kit::telemetry::attach_parent(&span, &trace);
-    match step(w, task, &trace).instrument(span).await {
+    match step(w, task, redelivered, &trace).instrument(span).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(delivery_id = %task.delivery_id, error = format!("{e:#}"), "delivery step failed; requeueing the message");
@@ -122,7 +122,12 @@ fn policy(ep: &EndpointRow) -> RetryPolicy {
     }
 }
 
-async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyhow::Result<Disposition> {
+async fn step(
+    w: &Arc<Worker>,
+    task: &DeliveryTask,
+    redelivered: bool,
+    trace: &TraceParent,
+) -> anyhow::Result<Disposition> {
     let delivery_id = DeliveryId::parse(&task.delivery_id)?.as_uuid();
     let attempt = task.attempt.max(1) as i32;
     // Read together with the deliveries of concurrent messages.
@@ -139,10 +144,11 @@ async fn step(w: &Arc<Worker>, task: &DeliveryTask, trace: &TraceParent) -> anyh
     if attempt <= delivery.attempt_count
         || matches!(delivery.status, DeliveryStatus::Delivered | DeliveryStatus::Cancelled)
     {
-        return already_done(w, task, delivery, &endpoint, trace).await;
+        return already_done(w, task, redelivered, delivery, &endpoint, trace).await;
     }
-    if delivery.status == DeliveryStatus::DeadLetter {
-        // A stale copy of a message whose delivery was dead-lettered after it.
+    if matches!(delivery.status, DeliveryStatus::DeadLetter | DeliveryStatus::Blocked) {
+        // A stale copy of a message whose delivery was dead-lettered after it,
+        // or one that waits in its lane: the lane queues it when its turn comes.
         return Ok(Disposition::Ack);
     }
     if endpoint.deleted_at.is_some() || !endpoint.is_active {
@@ -426,10 +432,20 @@ async fn park(
 async fn already_done(
     w: &Arc<Worker>,
     task: &DeliveryTask,
+    redelivered: bool,
     delivery: &DeliveryRow,
     endpoint: &EndpointRow,
     trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
+    if retry_maybe_lost(delivery, task.attempt, redelivered) {
+        // Publishing it again may duplicate it; the attempt number makes the
+        // second copy a no-op once the first has run.
+        let due = delivery.next_attempt_at.unwrap_or_else(Utc::now);
+        let delay = (due - Utc::now()).to_std().unwrap_or_default().max(Duration::from_millis(100));
+        tracing::info!(delivery_id = %task.delivery_id, "a redelivered attempt's retry may not have been published; publishing it");
+        publish_retry(w, task, delivery.id, delivery.scheduled_attempt, delay, trace).await?;
+        return Ok(Disposition::Ack);
+    }
     match settled_before(delivery, task.attempt) {
         Some(disposition) => Ok(disposition),
         None => {
@@ -471,6 +487,17 @@ pub fn decide(
         },
     };
     (next, outcome)
+}
+
+/// Whether this message's attempt failed and claimed the next one, and the
+/// broker hands it over again: the worker that claimed the retry may have
+/// stopped before publishing it. Without this, the retry would wait for the
+/// sweeper, and an ordered lane behind it with it.
+pub fn retry_maybe_lost(delivery: &DeliveryRow, task_attempt: u32, redelivered: bool) -> bool {
+    redelivered
+        && delivery.status == DeliveryStatus::Failed
+        && task_attempt as i32 == delivery.attempt_count
+        && delivery.scheduled_attempt == delivery.attempt_count + 1
 }
 
 /// For a message whose attempt was already made (a redelivery, a duplicate),
@@ -616,8 +643,14 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
             scheduled_attempt,
+            lane: None,
+            lane_seq: None,
         };
         use DeliveryStatus::*;
+        assert!(retry_maybe_lost(&row(Failed, 2, 3), 2, true), "the claimed retry is published again");
+        assert!(!retry_maybe_lost(&row(Failed, 2, 3), 2, false), "a duplicate: the retry was published");
+        assert!(!retry_maybe_lost(&row(Failed, 2, 3), 1, true), "an older attempt's message");
+        assert!(!retry_maybe_lost(&row(Delivered, 2, 2), 2, true));
         assert_eq!(settled_before(&row(Delivered, 1, 1), 1), Some(Disposition::Ack));
         assert_eq!(settled_before(&row(Cancelled, 0, 1), 1), Some(Disposition::Ack));
         assert_eq!(settled_before(&row(DeadLetter, 3, 3), 3), Some(Disposition::DeadLetter), "hand it on");

@@ -10,6 +10,7 @@ pub mod event;
 pub mod filter;
 pub mod id;
 pub mod net;
+pub mod ordering;
 pub mod retry;
 pub mod scope;
 pub mod signing;

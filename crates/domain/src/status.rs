@@ -18,10 +18,13 @@ pub enum DeliveryStatus {
     DeadLetter,
     /// Its endpoint was deleted or disabled before it was delivered.
     Cancelled,
+    /// Waits in its lane (ordered delivery) for the deliveries ahead of it.
+    Blocked,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [Self; 5] = [Self::Pending, Self::Delivered, Self::Failed, Self::DeadLetter, Self::Cancelled];
+    pub const ALL: [Self; 6] =
+        [Self::Pending, Self::Delivered, Self::Failed, Self::DeadLetter, Self::Cancelled, Self::Blocked];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -30,6 +33,7 @@ impl DeliveryStatus {
             Self::Failed => "failed",
             Self::DeadLetter => "dead_letter",
             Self::Cancelled => "cancelled",
+            Self::Blocked => "blocked",
         }
     }
 

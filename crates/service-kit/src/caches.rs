@@ -60,22 +60,40 @@ impl Topic {
     }
 }
 
-/// The active endpoints subscribed to an event type, and the filters some of them have.
+/// The active endpoints subscribed to an event type, and the filters and orderings some of them have.
 #[derive(Debug, Default)]
 pub struct Fanout {
     pub ids: Arc<Vec<Uuid>>,
     /// Positions in `ids` of the endpoints with a filter, and their filters.
     pub filters: Vec<(usize, hookline_domain::filter::Filter)>,
+    /// The endpoints that order their deliveries, and how.
+    pub orderings: Vec<(Uuid, hookline_domain::ordering::Ordering)>,
 }
 
 impl Fanout {
-    pub fn new(rows: Vec<(Uuid, Option<serde_json::Value>)>) -> Self {
+    pub fn new(rows: Vec<hookline_store::endpoints::Subscriber>) -> Self {
         let filters = rows
             .iter()
             .enumerate()
-            .filter_map(|(i, (_, f))| f.as_ref().map(|f| (i, hookline_domain::filter::Filter::saved(f))))
+            .filter_map(|(i, (_, f, _))| f.as_ref().map(|f| (i, hookline_domain::filter::Filter::saved(f))))
             .collect();
-        Self { ids: Arc::new(rows.into_iter().map(|(id, _)| id).collect()), filters }
+        let orderings = rows
+            .iter()
+            .filter_map(|(id, _, o)| {
+                let o = hookline_domain::ordering::Ordering::parse(o.as_ref()?, "ordering").ok()?;
+                Some((*id, o))
+            })
+            .collect();
+        Self { ids: Arc::new(rows.into_iter().map(|(id, _, _)| id).collect()), filters, orderings }
+    }
+
+    /// The event's lane at each ordered endpoint among `endpoints` (those it goes to).
+    pub fn lanes(&self, endpoints: &[Uuid], data: &serde_json::Value) -> Vec<(Uuid, String)> {
+        self.orderings
+            .iter()
+            .filter(|(id, _)| endpoints.contains(id))
+            .filter_map(|(id, o)| Some((*id, o.lane_of(data)?)))
+            .collect()
     }
 
     /// The endpoints an event goes to: all of them (shared, nothing computed)

@@ -9,14 +9,17 @@ inserted AS (
     SELECT id, org_id, delivery_id, endpoint_id, attempt_number, succeeded, status_code, error_class,
         error_message, latency_ms, request_headers, response_headers, response_body, created_at FROM a),
 updated AS (
+    -- A failure never undoes a cancellation or a delivery (a duplicate's
+    -- attempt that failed after another copy was delivered).
     UPDATE deliveries AS d SET
-        status = CASE WHEN d.status = 'cancelled' AND NOT a.succeeded THEN d.status ELSE a.status END,
+        status = CASE WHEN d.status IN ('cancelled', 'delivered') AND NOT a.succeeded THEN d.status ELSE a.status END,
         attempt_count = greatest(d.attempt_count, a.attempt_number),
         last_status_code = a.status_code,
         last_error = a.error_message,
         last_attempt_at = a.created_at,
-        next_attempt_at = CASE WHEN d.status = 'cancelled' AND NOT a.succeeded THEN NULL ELSE a.next_at END,
-        delivered_at = CASE WHEN a.succeeded THEN a.created_at END,
+        next_attempt_at = CASE WHEN d.status IN ('cancelled', 'delivered') AND NOT a.succeeded THEN NULL
+            ELSE a.next_at END,
+        delivered_at = CASE WHEN a.succeeded THEN a.created_at ELSE d.delivered_at END,
         updated_at = a.created_at
     FROM a WHERE d.id = a.delivery_id
     RETURNING d.id, d.status, d.next_attempt_at, d.attempt_count),

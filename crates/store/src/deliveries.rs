@@ -30,6 +30,10 @@ pub struct DeliveryRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub scheduled_attempt: i32,
+    /// Its ordering lane: the value of the endpoint's ordering key in the event (see `hookline_domain::ordering`).
+    pub lane: Option<String>,
+    /// Its place in the lane, set when it is written.
+    pub lane_seq: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -70,6 +74,8 @@ impl DeliveryRow {
             created_at: at,
             updated_at: at,
             scheduled_attempt: 1,
+            lane: None,
+            lane_seq: None,
         }
     }
 }

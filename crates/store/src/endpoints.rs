@@ -43,6 +43,8 @@ pub struct EndpointRow {
     pub filter: Option<serde_json::Value>,
     /// `push`, or `pull`: never pushed to, read through the API.
     pub mode: String,
+    /// `{"key", "on_dead_letter"}` (`hookline_domain::ordering`); null: deliveries go out in parallel.
+    pub ordering: Option<serde_json::Value>,
 }
 
 /// The configurable part of an endpoint (PUT replaces all of it).
@@ -63,6 +65,7 @@ pub struct EndpointConfig {
     pub signature_format: String,
     pub filter: Option<serde_json::Value>,
     pub mode: String,
+    pub ordering: Option<serde_json::Value>,
 }
 
 /// Gives the endpoint an Ed25519 key unless it has one; the key it ends up with is returned.
@@ -197,13 +200,15 @@ pub async fn soft_delete(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -
     Ok(Some(cancelled as i64))
 }
 
-/// Cancels every pending or retrying delivery of an endpoint.
+/// Cancels every pending, retrying or blocked delivery of an endpoint.
 pub async fn cancel_pending(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> QueryResult<usize> {
-    diesel::update(
-        deliveries::table
-            .filter(deliveries::endpoint_id.eq(endpoint_id))
-            .filter(deliveries::status.eq_any([DeliveryStatus::Pending.as_str(), DeliveryStatus::Failed.as_str()])),
-    )
+    diesel::update(deliveries::table.filter(deliveries::endpoint_id.eq(endpoint_id)).filter(
+        deliveries::status.eq_any([
+            DeliveryStatus::Pending.as_str(),
+            DeliveryStatus::Failed.as_str(),
+            DeliveryStatus::Blocked.as_str(),
+        ]),
+    ))
     .set((
         deliveries::status.eq(DeliveryStatus::Cancelled.as_str()),
         deliveries::next_attempt_at.eq(None::<DateTime<Utc>>),
@@ -257,12 +262,11 @@ pub async fn rotate_secret(
 
 /// Ids of the active endpoints of an organisation subscribed to `event_type`
 /// (by name, or through `*` unless `explicit_only`).
-/// The active endpoints subscribed to a type (by name or `*`), with their filters.
-pub async fn subscribed(
-    conn: &mut AsyncPgConnection,
-    org_id: Uuid,
-    event_type: &str,
-) -> QueryResult<Vec<(Uuid, Option<serde_json::Value>)>> {
+/// A subscribed endpoint: its id, filter and ordering as stored.
+pub type Subscriber = (Uuid, Option<serde_json::Value>, Option<serde_json::Value>);
+
+/// The active endpoints subscribed to a type (by name or `*`), with their filters and orderings.
+pub async fn subscribed(conn: &mut AsyncPgConnection, org_id: Uuid, event_type: &str) -> QueryResult<Vec<Subscriber>> {
     use diesel::PgArrayExpressionMethods;
     webhook_endpoints::table
         .filter(webhook_endpoints::org_id.eq(org_id))
@@ -270,7 +274,7 @@ pub async fn subscribed(
         .filter(webhook_endpoints::deleted_at.is_null())
         .filter(webhook_endpoints::events.overlaps_with(vec![event_type.to_owned(), "*".to_owned()]))
         .filter(webhook_endpoints::mode.eq("push"))
-        .select((webhook_endpoints::id, webhook_endpoints::filter))
+        .select((webhook_endpoints::id, webhook_endpoints::filter, webhook_endpoints::ordering))
         .order(webhook_endpoints::id.asc())
         .load(conn)
         .await

@@ -75,8 +75,8 @@ pub async fn scrub_batch(
     // cancelled, as there is nothing left to send.
     diesel::sql_query(
         "UPDATE deliveries SET last_error = NULL, \
-           status = CASE WHEN status IN ('pending', 'failed') THEN 'cancelled' ELSE status END, \
-           next_attempt_at = CASE WHEN status IN ('pending', 'failed') THEN NULL ELSE next_attempt_at END, \
+           status = CASE WHEN status IN ('pending', 'failed', 'blocked') THEN 'cancelled' ELSE status END, \
+           next_attempt_at = CASE WHEN status IN ('pending', 'failed', 'blocked') THEN NULL ELSE next_attempt_at END, \
            updated_at = now() \
          WHERE event_id = ANY($1)",
     )

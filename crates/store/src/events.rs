@@ -154,11 +154,12 @@ pub async fn fan_out(
     conn: &mut AsyncPgConnection,
     event: &EventRow,
     endpoints: &[Uuid],
+    lanes: &[(Uuid, String)],
     reason: OutboxReason,
     traceparent: Option<&str>,
 ) -> QueryResult<Vec<Uuid>> {
     insert(conn, event).await?;
-    let deliveries = new_deliveries(event, endpoints);
+    let deliveries = new_deliveries(event, endpoints, lanes);
     if deliveries.is_empty() {
         return Ok(Vec::new());
     }
@@ -182,6 +183,8 @@ pub async fn fan_out(
 pub struct NewEvent {
     pub event: EventRow,
     pub endpoints: std::sync::Arc<Vec<Uuid>>,
+    /// The lane of the event at each ordered endpoint among them.
+    pub lanes: Vec<(Uuid, String)>,
     pub traceparent: Option<String>,
 }
 
@@ -195,12 +198,18 @@ pub enum Written {
     KeyTaken,
 }
 
-/// One pending delivery of the event per endpoint.
-pub(crate) fn new_deliveries(event: &EventRow, endpoints: &[Uuid]) -> Vec<crate::deliveries::DeliveryRow> {
+/// One pending delivery of the event per endpoint, in its lane at the
+/// ordered ones (where the database may block it behind earlier ones).
+pub(crate) fn new_deliveries(
+    event: &EventRow,
+    endpoints: &[Uuid],
+    lanes: &[(Uuid, String)],
+) -> Vec<crate::deliveries::DeliveryRow> {
     endpoints
         .iter()
-        .map(|ep| {
-            crate::deliveries::DeliveryRow::pending(event.org_id, event.id, *ep, &event.event_type, event.created_at)
+        .map(|ep| crate::deliveries::DeliveryRow {
+            lane: lanes.iter().find(|(id, _)| id == ep).map(|(_, lane)| lane.clone()),
+            ..crate::deliveries::DeliveryRow::pending(event.org_id, event.id, *ep, &event.event_type, event.created_at)
         })
         .collect()
 }

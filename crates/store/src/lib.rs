@@ -29,6 +29,7 @@ pub mod event_types;
 pub mod events;
 pub mod hot;
 pub mod keys;
+pub mod lanes;
 pub mod orgs;
 pub mod outbox;
 pub mod portal;

@@ -38,6 +38,11 @@ pub async fn insert(conn: &mut AsyncPgConnection, rows: Vec<NewOutbox>) -> Query
         return Ok(());
     }
     diesel::insert_into(outbox::table).values(rows).execute(conn).await?;
+    announce(conn).await
+}
+
+/// Announces rows written to the outbox by other means (a statement, a trigger).
+pub async fn announce(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     diesel::sql_query("SELECT pg_notify($1, '')").bind::<diesel::sql_types::Text, _>(CHANNEL).execute(conn).await?;
     Ok(())
 }

@@ -135,6 +135,7 @@ diesel::table! {
         signing_public_key -> Nullable<Text>,
         filter -> Nullable<Jsonb>,
         mode -> Text,
+        ordering -> Nullable<Jsonb>,
     }
 }
 
@@ -180,6 +181,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         scheduled_attempt -> Int4,
+        lane -> Nullable<Text>,
+        lane_seq -> Nullable<Int8>,
     }
 }
 

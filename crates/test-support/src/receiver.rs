@@ -39,6 +39,11 @@ pub enum Behaviour {
     /// This status with these body bytes and one extra header line's value
     /// bytes (`X-Raw: …`), whatever they hold.
     Raw { status: u16, body: Vec<u8>, header: Vec<u8> },
+    /// `status` for requests whose body contains `needle`, 200 for the rest.
+    FailMatching { needle: String, status: u16 },
+    /// After `delay`, 500 for about `percent` in a hundred requests, 200 for
+    /// the rest. Deterministic in the request count.
+    Flaky { percent: u8, delay: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +216,18 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             Behaviour::Slow(_) => (200, String::new()),
             Behaviour::Redirect(to) => (302, format!("Location: {to}\r\n")),
             Behaviour::Raw { status, .. } => (*status, String::new()),
+            Behaviour::FailMatching { needle, status } => match find(&body, needle.as_bytes()) {
+                Some(_) => (*status, String::new()),
+                None => (200, String::new()),
+            },
+            Behaviour::Flaky { percent, .. } => {
+                let h = (state.lock().unwrap().served as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                if h % 100 < u64::from(*percent) {
+                    (500, String::new())
+                } else {
+                    (200, String::new())
+                }
+            }
             Behaviour::Chaotic => match chaos_kind(state.lock().unwrap().served) {
                 ChaosKind::Fail => (500, String::new()),
                 ChaosKind::Hang | ChaosKind::Reset => (0, String::new()),
@@ -262,7 +279,7 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
                 let _ = stream.set_zero_linger();
                 return;
             }
-            Behaviour::Slow(d) => tokio::time::sleep(d).await,
+            Behaviour::Slow(d) | Behaviour::Flaky { delay: d, .. } => tokio::time::sleep(d).await,
             Behaviour::Raw { status, body, header } => {
                 let mut response = format!("HTTP/1.1 {status} {}\r\nX-Raw: ", reason(status)).into_bytes();
                 response.extend(header.iter().filter(|b| !matches!(b, b'\r' | b'\n')));

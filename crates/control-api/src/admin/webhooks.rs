@@ -98,6 +98,9 @@ struct Values {
     /// The filter as JSON text; empty for none.
     filter: String,
     mode: String,
+    /// The ordering key (a JSON pointer); empty for none.
+    ordering_key: String,
+    on_dead_letter: String,
     active: bool,
 }
 
@@ -117,6 +120,8 @@ impl Default for Values {
             signature_format: "hex".into(),
             filter: String::new(),
             mode: "push".into(),
+            ordering_key: String::new(),
+            on_dead_letter: "skip".into(),
             active: true,
         }
     }
@@ -138,6 +143,8 @@ impl Values {
             signature_format: w.signature_format.clone(),
             filter: w.filter.as_ref().map(|f| serde_json::to_string_pretty(f).unwrap_or_default()).unwrap_or_default(),
             mode: w.mode.clone(),
+            ordering_key: ordering_field(w, "key").unwrap_or_default(),
+            on_dead_letter: ordering_field(w, "on_dead_letter").unwrap_or_else(|| "skip".into()),
             active: w.is_active,
         }
     }
@@ -158,6 +165,8 @@ impl Values {
             signature_format: g("signature_format"),
             filter: g("filter"),
             mode: g("mode"),
+            ordering_key: g("ordering_key"),
+            on_dead_letter: g("on_dead_letter"),
             active: f.checked("is_active"),
         }
     }
@@ -215,6 +224,10 @@ impl Values {
             signature_format: Some(self.signature_format.clone()).filter(|f| !f.is_empty()),
             filter,
             mode: Some(self.mode.clone()).filter(|m| !m.is_empty()),
+            ordering: match self.ordering_key.trim() {
+                "" => None,
+                key => Some(serde_json::json!({"key": key, "on_dead_letter": self.on_dead_letter})),
+            },
         })
     }
 }
@@ -285,10 +298,28 @@ async fn form(
                 small.hint { "Deliver only events whose body matches this JSON condition. Empty: every subscribed event." }
                 (errors.field("filter"))
             }
+            div.field {
+                label for="ordering_key" { "Ordering key" }
+                input id="ordering_key" name="ordering_key" value=(v.ordering_key) placeholder="/id";
+                small.hint { "A JSON pointer into the event's data: events with the same value are delivered one at a time, in order. Empty: in parallel." }
+                (errors.field("ordering.key"))
+                label for="on_dead_letter" { "When a key's delivery is dead-lettered" }
+                select id="on_dead_letter" name="on_dead_letter" {
+                    option value="skip" selected[v.on_dead_letter != "hold"] { "Skip it: the key's next events go out" }
+                    option value="hold" selected[v.on_dead_letter == "hold"] { "Hold the key until it is replayed or resolved" }
+                }
+                (errors.field("ordering"))
+                (errors.field("ordering.on_dead_letter"))
+            }
             label.check { input type="checkbox" name="is_active" value="on" checked[v.active]; " Active" }
             div { button.primary type="submit" { (submit) } }
         }
     })
+}
+
+/// A field of the endpoint's ordering, as text.
+fn ordering_field(w: &WebhookView, name: &str) -> Option<String> {
+    w.ordering.as_ref()?.get(name)?.as_str().map(str::to_owned)
 }
 
 async fn new_form(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse, Refusal> {

@@ -252,6 +252,7 @@ async fn create(kit: web::Data<Kit>, p: Portal, mut payload: web::Payload) -> Ht
             signature_format: v.format(),
             filter: None,
             mode: None,
+            ordering: None,
         };
         match webhooks::create(&kit, &p.principal, input).await {
             Ok(w) => endpoint_page(&kit, &p, w, Extras::default(), StatusCode::CREATED).await,

@@ -37,8 +37,11 @@ pub struct DeliveryView {
     pub webhook_id: EndpointId,
     /// The event type.
     pub event: String,
-    /// pending, delivered, failed (a retry is scheduled), dead_letter, cancelled.
+    /// pending, delivered, failed (a retry is scheduled), dead_letter,
+    /// cancelled, or blocked (waiting in its ordering lane for the deliveries ahead of it).
     pub status: String,
+    /// The value of the endpoint's ordering key for this delivery's event; null when not ordered.
+    pub ordering_key: Option<String>,
     pub attempts: i32,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
@@ -57,6 +60,7 @@ impl From<DeliveryRow> for DeliveryView {
             event: r.event_type,
             next_attempt_at: if r.status.awaits_attempt() { r.next_attempt_at } else { None },
             status: r.status.as_str().to_owned(),
+            ordering_key: r.lane,
             attempts: r.attempt_count,
             last_status_code: r.last_status_code,
             last_error: r.last_error,
@@ -595,7 +599,7 @@ pub async fn test(kit: &Kit, auth: &Principal, id: &str) -> Result<TestSent, Api
                 delivery_count: 1,
                 created_at: now,
             };
-            let ids = hookline_store::events::fan_out(c, &event, &[ep.id], OutboxReason::Manual, None).await?;
+            let ids = hookline_store::events::fan_out(c, &event, &[ep.id], &[], OutboxReason::Manual, None).await?;
             let delivery_id = DeliveryId::from_uuid(ids[0]);
             audit::record(
                 c,

@@ -9,6 +9,7 @@ use diesel_async::AsyncConnection;
 use hookline_domain::event::EventType;
 use hookline_domain::filter::Filter;
 use hookline_domain::id::{EndpointId, OrgId};
+use hookline_domain::ordering::{OnDeadLetter, Ordering};
 use hookline_domain::retry::RetryPolicy;
 use hookline_domain::scope::Scope;
 use hookline_domain::signing::WebhookSecret;
@@ -93,6 +94,14 @@ pub struct WebhookInput {
     /// the owner reads the endpoint's events with `GET /api/v1/webhooks/{id}/events`.
     #[schema(example = "push")]
     pub mode: Option<String>,
+    /// Deliver events that share a key strictly in ingest order, one at a
+    /// time per key value, different values in parallel: `{"key": "/id"}` (a
+    /// JSON pointer into the event's data). Deliveries waiting for an earlier
+    /// one are `blocked`. `on_dead_letter`: `skip` (default; the key moves on
+    /// past a dead letter) or `hold` (it waits until the dead letter is
+    /// replayed and delivered, or resolved). Null or omitted: no ordering.
+    #[schema(value_type = Option<Object>, example = json!({"key": "/id", "on_dead_letter": "skip"}))]
+    pub ordering: Option<serde_json::Value>,
 }
 
 /// A partial update: only the fields present change.
@@ -121,6 +130,10 @@ pub struct WebhookPatch {
     pub filter: Option<Option<serde_json::Value>>,
     /// `push` or `pull`.
     pub mode: Option<String>,
+    /// An ordering as on creation; null removes it (waiting deliveries go out at once).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>, nullable)]
+    pub ordering: Option<Option<serde_json::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -164,6 +177,9 @@ pub struct WebhookView {
     pub filter: Option<serde_json::Value>,
     /// `push` or `pull`.
     pub mode: String,
+    /// `{"key", "on_dead_letter"}`: deliveries sharing the key's value go out in order; null: no ordering.
+    #[schema(value_type = Option<Object>)]
+    pub ordering: Option<serde_json::Value>,
     /// Until when the previous secret signs too.
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -213,6 +229,7 @@ fn view(kit: &Kit, row: EndpointRow, secret: Option<&WebhookSecret>) -> Result<W
         public_key: row.signing_public_key,
         filter: row.filter,
         mode: row.mode,
+        ordering: row.ordering,
         previous_secret_expires_at: row.previous_secret_expires_at.filter(|t| *t > now),
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -380,6 +397,22 @@ async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Valid
             }
         },
     };
+    let ordering = match input.ordering {
+        None | Some(serde_json::Value::Null) => None,
+        Some(_) if pull => {
+            err("ordering", "applies to push endpoints; a pull endpoint reads its events in order already".into());
+            None
+        }
+        Some(o) => match Ordering::parse(&o, "ordering") {
+            Ok(o) => Some(o.to_json()),
+            Err(errs) => {
+                for e in errs {
+                    err(&e.field, e.message);
+                }
+                None
+            }
+        },
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -399,6 +432,7 @@ async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Valid
             signature_format: signature_format.as_str().to_owned(),
             filter,
             mode: if pull { "pull" } else { "push" }.to_owned(),
+            ordering,
         },
         headers,
     })
@@ -412,6 +446,7 @@ fn audit_details(c: &EndpointConfig, header_names: Vec<&str>) -> serde_json::Val
     json!({
         "url": c.url, "events": c.events, "is_active": c.is_active, "max_retries": c.max_retries,
         "timeout": c.timeout_seconds, "headers": header_names, "filter": c.filter, "mode": c.mode,
+        "ordering": c.ordering,
     })
 }
 
@@ -466,6 +501,7 @@ pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<
         signing_public_key: signing.as_ref().map(|k| k.public_key()),
         filter: v.config.filter.clone(),
         mode: v.config.mode.clone(),
+        ordering: v.config.ordering.clone(),
         secret_ciphertext: secrets::seal_secret(&kit.master_key, id.as_uuid(), &secret),
         previous_secret_ciphertext: None,
         previous_secret_expires_at: None,
@@ -588,6 +624,7 @@ async fn save(
                 let sealed = secrets::seal_signing_key(&master, id.as_uuid(), &key);
                 row = hookline_store::endpoints::ensure_signing_key(c, id.as_uuid(), sealed, &key.public_key()).await?;
             }
+            release_lanes(c, &before, &row).await?;
             if row.is_active && !before.is_active {
                 // Re-enabled: its counters start afresh and the disabling alert is over.
                 hookline_store::endpoints::reset_health(c, id.as_uuid()).await?;
@@ -601,6 +638,27 @@ async fn save(
         .await?;
     kit.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
     Ok(row)
+}
+
+/// What a change of ordering does to the deliveries waiting in lanes:
+/// without ordering they all go; with `skip` instead of `hold` the lanes
+/// held by a dead letter move on.
+async fn release_lanes(
+    c: &mut diesel_async::AsyncPgConnection,
+    before: &EndpointRow,
+    after: &EndpointRow,
+) -> diesel::QueryResult<()> {
+    let parse = |o: &Option<serde_json::Value>| o.as_ref().and_then(|o| Ordering::parse(o, "ordering").ok());
+    match (parse(&before.ordering), parse(&after.ordering)) {
+        (Some(_), None) => {
+            hookline_store::lanes::dissolve(c, after.id).await?;
+        }
+        (Some(b), Some(a)) if b.on_dead_letter == OnDeadLetter::Hold && a.on_dead_letter == OnDeadLetter::Skip => {
+            hookline_store::lanes::release_held(c, after.id).await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A header sent back as [`MASKED_VALUE`] keeps its stored value (a masked
@@ -711,6 +769,7 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, patch: WebhookPatch) 
         signature_format: Some(patch.signature_format.unwrap_or(current.signature_format)),
         filter: patch.filter.unwrap_or(current.filter),
         mode: Some(patch.mode.unwrap_or(current.mode)),
+        ordering: patch.ordering.unwrap_or(current.ordering),
     };
     let v = validate(kit, auth.org_id, merged).await?;
     let row = save(kit, auth, id, v, "webhook.updated").await?;

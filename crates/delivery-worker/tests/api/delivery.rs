@@ -296,11 +296,14 @@ async fn keyed_connections_plan_the_workers_statements_once_as_key_lookups() {
 
     let s = Stack::start().await;
     let r = TestReceiver::start().await;
-    let ep = s.endpoint(&r, "/hook", json!({})).await;
+    // Failing, with the retry far off: the records and claims below are the worker's own shape.
+    r.set(Behaviour::Status(500));
+    let far = json!({"retry_policy": {"initial_delay_ms": 3_600_000, "max_delay_ms": 3_600_000}});
+    let ep = s.endpoint(&r, "/hook", far).await;
     for i in 0..2 {
         s.send_lead(&format!("lead_{i}")).await;
     }
-    let listed = s.wait_status(&ep, 2, "delivered", Duration::from_secs(20)).await;
+    let listed = s.wait_status(&ep, 2, "failed", Duration::from_secs(20)).await;
     let ids: Vec<uuid::Uuid> =
         listed.iter().map(|d| DeliveryId::parse(d["id"].as_str().unwrap()).unwrap().as_uuid()).collect();
 
@@ -322,8 +325,8 @@ async fn keyed_connections_plan_the_workers_statements_once_as_key_lookups() {
                     delivery_id: d.id,
                     endpoint_id: d.endpoint_id,
                     attempt_number: d.attempt_count + round,
-                    succeeded: true,
-                    status_code: Some(200),
+                    succeeded: false,
+                    status_code: Some(500),
                     error_class: None,
                     error_message: None,
                     latency_ms: 1,
@@ -335,8 +338,8 @@ async fn keyed_connections_plan_the_workers_statements_once_as_key_lookups() {
                 .collect();
             let outcomes = vec![
                 AttemptOutcome {
-                    status: hookline_domain::status::DeliveryStatus::Delivered,
-                    next_attempt_at: None
+                    status: hookline_domain::status::DeliveryStatus::Failed,
+                    next_attempt_at: Some(chrono::Utc::now() + chrono::Duration::hours(1))
                 };
                 2
             ];

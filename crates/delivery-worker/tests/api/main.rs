@@ -8,6 +8,7 @@ mod filters;
 mod flow;
 mod helpers;
 mod hostile;
+mod ordering;
 mod pull;
 mod replay;
 mod retries;

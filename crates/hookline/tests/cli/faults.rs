@@ -138,3 +138,101 @@ async fn sigterm_lets_in_flight_deliveries_finish_then_exits_zero() {
     assert_eq!(st, ["delivered", "delivered", "delivered"]);
     assert_eq!(r.count(), 3);
 }
+
+/// Ordered delivery under load and faults: 2,000 events over 50 leads, a
+/// receiver failing one request in ten, two worker processes and one of
+/// them killed midway. Every lead's events arrive in the order they were
+/// sent, each only once the one before it was answered 2xx.
+#[tokio::test]
+async fn ordered_deliveries_arrive_in_order_per_lead_through_failures_and_a_killed_worker() {
+    const LEADS: usize = 50;
+    const PER_LEAD: usize = 40;
+    let s = stack().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::Flaky { percent: 10, delay: Duration::from_millis(5) });
+    let v: Value = http()
+        .post(format!("{}/api/v1/webhooks", s.url))
+        .bearer_auth(&s.key)
+        .json(&json!({
+            "url": r.url("/ordered"), "events": ["*"], "ordering": {"key": "/id"}, "max_retries": 20,
+            "retry_policy": {"initial_delay_ms": 100, "multiplier": 1.5, "max_delay_ms": 1000},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r.set_secrets(&[v["secret"].as_str().unwrap()]);
+    let mut doomed = s.worker();
+    let mut other = s.worker();
+
+    // Each lead's events are sent one after another; the leads side by side.
+    let senders = (0..LEADS).map(|lead| {
+        let (url, key) = (s.url.clone(), s.key.clone());
+        tokio::spawn(async move {
+            let c = http();
+            for seq in 0..PER_LEAD {
+                let res = c
+                    .post(format!("{url}/api/v1/events/leads"))
+                    .bearer_auth(&key)
+                    .json(&json!({"id": format!("lead_{lead}"), "name": "Ada", "email": "ada@example.com", "seq": seq}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 202);
+            }
+        })
+    });
+    let senders: Vec<_> = senders.collect();
+    eventually(Duration::from_secs(120), "a quarter of the events to arrive", || async {
+        (r.count() >= LEADS * PER_LEAD / 4).then_some(())
+    })
+    .await;
+    signal(&doomed, "-KILL");
+    let _ = doomed.wait();
+    doomed = s.worker();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+
+    let total = LEADS * PER_LEAD;
+    eventually(Duration::from_secs(180), "every event to be answered 2xx", || async {
+        let ok: BTreeSet<String> = r
+            .received()
+            .iter()
+            .filter(|x| x.answered == 200)
+            .map(|x| x.header("x-webhook-delivery-id").unwrap().to_owned())
+            .collect();
+        (ok.len() == total).then_some(())
+    })
+    .await;
+    let mut by_lead: std::collections::BTreeMap<String, Vec<(u64, u16, String)>> = Default::default();
+    for x in r.received() {
+        let body = x.json();
+        let lead = body["data"]["id"].as_str().unwrap().to_owned();
+        let seen = format!(
+            "{} {} attempt {}",
+            x.header("x-webhook-delivery-id").unwrap(),
+            x.answered,
+            x.header("x-webhook-attempt").unwrap()
+        );
+        by_lead.entry(lead).or_default().push((body["data"]["seq"].as_u64().unwrap(), x.answered, seen));
+    }
+    assert_eq!(by_lead.len(), LEADS);
+    for (lead, got) in &by_lead {
+        let seqs: Vec<u64> = got.iter().map(|(seq, _, _)| *seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] <= w[1]), "{lead} arrived out of order: {got:#?}");
+        // Moving on to the next event only after this one was taken.
+        for w in got.windows(2).filter(|w| w[0].0 != w[1].0) {
+            assert_eq!(w[0].1, 200, "{lead} moved past event {} before it was delivered", w[0].0);
+        }
+        assert_eq!(seqs.last(), Some(&(PER_LEAD as u64 - 1)), "{lead}");
+    }
+    eprintln!("{} requests for {total} events (failures answered 500, and redeliveries)", r.count());
+    for w in [&doomed, &other] {
+        signal(w, "-KILL");
+    }
+    let _ = doomed.wait();
+    let _ = other.wait();
+}

@@ -355,7 +355,9 @@ async fn store_event(
     hash: Vec<u8>,
     trace: hookline_domain::trace::TraceParent,
 ) -> Result<Stored, ApiError> {
-    let endpoints = subscribers(kit, org, event_type).await?.matching(event_type, occurred_at, &data);
+    let fanout = subscribers(kit, org, event_type).await?;
+    let endpoints = fanout.matching(event_type, occurred_at, &data);
+    let lanes = fanout.lanes(&endpoints, &data);
     let event_id = EventId::new();
     let now = Utc::now();
     let event = EventRow {
@@ -370,8 +372,8 @@ async fn store_event(
         created_at: now,
     };
     let traceparent = trace.to_string();
-    let batched = NewEvent { event, endpoints, traceparent: Some(traceparent) };
-    let NewEvent { event, endpoints, traceparent } = match crate::writer::get(kit).submit(batched).await {
+    let batched = NewEvent { event, endpoints, lanes, traceparent: Some(traceparent) };
+    let NewEvent { event, endpoints, lanes, traceparent } = match crate::writer::get(kit).submit(batched).await {
         Some(Ok(deliveries)) => {
             kit.rollups.event(org.as_uuid(), event_type, deliveries as i64);
             return Ok(Stored::New(Accepted {
@@ -389,7 +391,8 @@ async fn store_event(
         let mut conn = kit.conn().await?;
         let result = conn
             .transaction::<_, diesel::result::Error, _>(async |c| {
-                hookline_store::events::fan_out(c, &event, &endpoints, OutboxReason::Fresh, Some(&traceparent)).await
+                hookline_store::events::fan_out(c, &event, &endpoints, &lanes, OutboxReason::Fresh, Some(&traceparent))
+                    .await
             })
             .await;
         match result {

@@ -21,7 +21,16 @@ pub async fn fan_out_many(
     batch: &[NewEvent],
     publish_after: DateTime<Utc>,
 ) -> QueryResult<(Vec<Written>, Vec<crate::outbox::Pending>)> {
-    let deliveries: Vec<_> = batch.iter().flat_map(|n| new_deliveries(&n.event, &n.endpoints)).collect();
+    let mut deliveries: Vec<_> = batch.iter().flat_map(|n| new_deliveries(&n.event, &n.endpoints, &n.lanes)).collect();
+    // Writers lock the lanes they enter in one order (by endpoint, then
+    // lane), so two batches cannot wait on each other; within a lane the
+    // batch's order is kept. Unordered deliveries stay as they are.
+    if deliveries.iter().any(|d| d.lane.is_some()) {
+        deliveries.sort_by(|a, b| {
+            (a.lane.is_some().then_some(a.endpoint_id), &a.lane)
+                .cmp(&(b.lane.is_some().then_some(b.endpoint_id), &b.lane))
+        });
+    }
     // One outbox row per event that has a delivery.
     let with_deliveries: Vec<&NewEvent> = batch.iter().filter(|n| !n.endpoints.is_empty()).collect();
     let statement = FanOut {
@@ -40,6 +49,7 @@ pub async fn fan_out_many(
         d_endpoints: deliveries.iter().map(|d| d.endpoint_id).collect(),
         d_types: deliveries.iter().map(|d| d.event_type.as_str()).collect(),
         d_at: deliveries.iter().map(|d| d.created_at).collect(),
+        d_lanes: deliveries.iter().map(|d| d.lane.as_deref()).collect(),
         o_events: with_deliveries.iter().map(|n| n.event.id).collect(),
         o_orgs: with_deliveries.iter().map(|n| n.event.org_id).collect(),
         o_traceparents: with_deliveries.iter().map(|n| n.traceparent.as_deref()).collect(),
@@ -47,7 +57,12 @@ pub async fn fan_out_many(
     };
     let mut stored = std::collections::HashSet::new();
     let mut outbox_ids = std::collections::HashMap::new();
+    let mut blocked = std::collections::HashSet::new();
     for row in statement.load::<FanOutRow>(conn).await? {
+        if let Some(id) = row.blocked {
+            blocked.insert(id);
+            continue;
+        }
         stored.insert(row.event_id);
         if let Some(outbox) = row.outbox_id {
             outbox_ids.insert(row.event_id, outbox);
@@ -61,6 +76,7 @@ pub async fn fan_out_many(
         with_deliveries.iter().map(|n| (n.event.id, n.traceparent.as_deref())).collect();
     let to_publish = deliveries
         .into_iter()
+        .filter(|d| !blocked.contains(&d.id))
         .filter_map(|d| {
             Some(crate::outbox::Pending {
                 id: *outbox_ids.get(&d.event_id)?,
@@ -100,19 +116,23 @@ struct FanOut<'a> {
     d_endpoints: Vec<Uuid>,
     d_types: Vec<&'a str>,
     d_at: Vec<DateTime<Utc>>,
+    d_lanes: Vec<Option<&'a str>>,
     o_events: Vec<Uuid>,
     o_orgs: Vec<Uuid>,
     o_traceparents: Vec<Option<&'a str>>,
     publish_after: DateTime<Utc>,
 }
 
-/// An event the statement stored, and its outbox row if it has deliveries.
+/// An event the statement stored and its outbox row if it has deliveries;
+/// or, with `blocked`, one of its deliveries that waits in its lane.
 #[derive(QueryableByName)]
 struct FanOutRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     event_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     outbox_id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    blocked: Option<Uuid>,
 }
 
 impl diesel::query_builder::QueryId for FanOut<'_> {
@@ -148,6 +168,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FanOut<'_> {
             Array<SqlUuid> => &self.d_endpoints,
             Array<Text> => &self.d_types,
             Array<Timestamptz> => &self.d_at,
+            Array<Nullable<Text>> => &self.d_lanes,
         );
         out.push_sql(sql.next());
         out.push_bind_param::<Timestamptz, _>(&self.publish_after)?;

@@ -1,0 +1,222 @@
+//! Ordered delivery: one delivery out per key value, in ingest order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use hookline_test_support::eventually;
+use hookline_test_support::receiver::{Behaviour, Received, TestReceiver};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::Stack;
+
+/// Sends one lead event whose data carries `seq` and, when given, `mark`; returns its event id.
+async fn send(s: &Stack, lead: &str, seq: usize, mark: &str) -> String {
+    let res = s
+        .client
+        .post(s.ingest.url("/api/v1/events/leads"))
+        .bearer_auth(&s.key)
+        .json(&json!({"id": lead, "name": "Ada", "email": "ada@example.com", "seq": seq, "mark": mark}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    res.json::<Value>().await.unwrap()["event_id"].as_str().unwrap().to_owned()
+}
+
+fn lead_and_seq(r: &Received) -> (String, u64) {
+    let body = r.json();
+    (body["data"]["id"].as_str().unwrap().to_owned(), body["data"]["seq"].as_u64().unwrap())
+}
+
+/// Per lead, the `seq` of each request in the order they arrived, with when.
+fn arrivals(received: &[Received], path: &str) -> BTreeMap<String, Vec<(u64, std::time::Instant, u16)>> {
+    let mut by_lead: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for r in received.iter().filter(|r| r.path == path) {
+        let (lead, seq) = lead_and_seq(r);
+        by_lead.entry(lead).or_default().push((seq, r.at, r.answered));
+    }
+    by_lead
+}
+
+/// Statuses of an endpoint's deliveries by event id.
+async fn statuses(s: &Stack, webhook: &str) -> HashMap<String, String> {
+    s.deliveries(&format!("webhook_id={webhook}"))
+        .await
+        .into_iter()
+        .map(|d| (d["event_id"].as_str().unwrap().to_owned(), d["status"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+async fn wait_statuses(s: &Stack, webhook: &str, want: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = want.iter().map(|(e, st)| (e.to_string(), st.to_string())).collect();
+    eventually(Duration::from_secs(30), &format!("deliveries to be {want:?}"), || async {
+        let got = statuses(s, webhook).await;
+        want.iter().all(|(e, st)| got.get(e) == Some(st)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deliveries_sharing_a_key_go_out_one_at_a_time_in_ingest_order_and_other_keys_in_parallel() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let delay = Duration::from_millis(30);
+    r.set(Behaviour::Flaky { percent: 20, delay });
+    let retry = json!({"initial_delay_ms": 100, "multiplier": 1.0, "max_delay_ms": 100});
+    let ep =
+        s.endpoint(&r, "/ordered", json!({"ordering": {"key": "/id"}, "max_retries": 20, "retry_policy": retry})).await;
+    let (status, v) = s.control(Method::GET, &format!("/api/v1/webhooks/{ep}"), None).await;
+    assert_eq!((status, &v["ordering"]), (200, &json!({"key": "/id", "on_dead_letter": "skip"})));
+
+    let (leads, per_lead) = (5, 8);
+    let senders: Vec<_> = (0..leads)
+        .map(|l| {
+            let s = &s;
+            async move {
+                for seq in 0..per_lead {
+                    send(s, &format!("lead_{l}"), seq, "").await;
+                }
+            }
+        })
+        .collect();
+    futures_util::future::join_all(senders).await;
+    s.wait_status(&ep, leads * per_lead, "delivered", Duration::from_secs(60)).await;
+
+    let by_lead = arrivals(&r.received(), "/ordered");
+    assert_eq!(by_lead.len(), leads);
+    for (lead, got) in &by_lead {
+        let seqs: Vec<u64> = got.iter().map(|(seq, _, _)| *seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] <= w[1]), "{lead} arrived out of order: {seqs:?}");
+        for seq in 0..per_lead as u64 {
+            let last = got.iter().rfind(|(s, _, _)| *s == seq).expect("every event arrived");
+            assert_eq!(last.2, 200, "{lead}'s event {seq} ends delivered");
+        }
+        // The next of a lead leaves only once the one before it was answered.
+        for w in got.windows(2).filter(|w| w[0].0 != w[1].0) {
+            assert!(w[1].1.duration_since(w[0].1) >= delay, "{lead}: {} overlapped {}", w[1].0, w[0].0);
+        }
+    }
+    // Keys are independent: some lead's deliveries went out while another's were still going.
+    let spans: Vec<_> = by_lead.values().map(|g| (g[0].1, g[g.len() - 1].1)).collect();
+    assert!(
+        spans.iter().enumerate().any(|(i, a)| spans.iter().skip(i + 1).any(|b| a.0 < b.1 && b.0 < a.1)),
+        "the leads were delivered one after the other, not in parallel"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_lettered_head_is_skipped_or_holds_its_key_until_replayed_or_resolved() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::FailMatching { needle: "poison".into(), status: 500 });
+    let skip = s.endpoint(&r, "/skip", json!({"ordering": {"key": "/id"}, "max_retries": 0})).await;
+    let hold =
+        s.endpoint(&r, "/hold", json!({"ordering": {"key": "/id", "on_dead_letter": "hold"}, "max_retries": 0})).await;
+
+    let a1 = send(&s, "a", 1, "").await;
+    let a2 = send(&s, "a", 2, "poison").await;
+    let a3 = send(&s, "a", 3, "").await;
+    let b1 = send(&s, "b", 1, "").await;
+    let b2 = send(&s, "b", 2, "").await;
+    let c1 = send(&s, "c", 1, "poison").await;
+    let c2 = send(&s, "c", 2, "").await;
+
+    use DeliveryState::*;
+    wait_statuses(&s, &skip, &[(&a1, D), (&a2, X), (&a3, D), (&b1, D), (&b2, D), (&c1, X), (&c2, D)].map(st)).await;
+    wait_statuses(&s, &hold, &[(&a1, D), (&a2, X), (&a3, B), (&b1, D), (&b2, D), (&c1, X), (&c2, B)].map(st)).await;
+    let held = arrivals(&r.received(), "/hold");
+    assert_eq!(held["a"].iter().map(|x| x.0).collect::<Vec<_>>(), [1, 2], "a3 waits behind the dead a2");
+    let blocked = s.deliveries(&format!("webhook_id={hold}&status=blocked")).await;
+    assert_eq!(blocked.len(), 2);
+    assert!(blocked.iter().all(|d| d["ordering_key"] == "a" || d["ordering_key"] == "c"), "{blocked:?}");
+
+    // Resolving c's dead letter lets c move on.
+    let dead_id = |event: &str| {
+        let event = event.to_owned();
+        let hold = hold.clone();
+        let s = &s;
+        async move {
+            let d = s.deliveries(&format!("webhook_id={hold}&status=dead_letter")).await;
+            d.iter().find(|d| d["event_id"] == event.as_str()).unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let c1_dead = dead_id(&c1).await;
+    let (status, _) = s.control(Method::POST, &format!("/api/v1/dead-letters/{c1_dead}/resolve"), None).await;
+    assert_eq!(status, 200);
+    wait_statuses(&s, &hold, &[(&c2, D), (&a3, B)].map(st)).await;
+
+    // Replaying a's dead letter once the receiver is fixed delivers a2, then a3.
+    r.set(Behaviour::Ok);
+    let a2_dead = dead_id(&a2).await;
+    let (status, _) = s.control(Method::POST, &format!("/api/v1/dead-letters/{a2_dead}/replay"), None).await;
+    assert_eq!(status, 202);
+    wait_statuses(&s, &hold, &[(&a2, D), (&a3, D)].map(st)).await;
+    let held = arrivals(&r.received(), "/hold");
+    assert_eq!(held["a"].iter().map(|x| x.0).collect::<Vec<_>>(), [1, 2, 2, 3]);
+}
+
+/// Delivery states in the tables above: delivered, dead letter, blocked.
+#[derive(Clone, Copy)]
+enum DeliveryState {
+    D,
+    X,
+    B,
+}
+
+fn st((event, state): (&String, DeliveryState)) -> (&str, &'static str) {
+    let name = match state {
+        DeliveryState::D => "delivered",
+        DeliveryState::X => "dead_letter",
+        DeliveryState::B => "blocked",
+    };
+    (event.as_str(), name)
+}
+
+#[tokio::test]
+async fn a_retrying_head_holds_only_its_key_and_dropping_the_ordering_lets_the_rest_go() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::FailMatching { needle: "poison".into(), status: 503 });
+    let slow_retry = json!({"initial_delay_ms": 600_000, "max_delay_ms": 600_000});
+    let ep = s.endpoint(&r, "/o", json!({"ordering": {"key": "/id"}, "retry_policy": slow_retry})).await;
+    let a1 = send(&s, "a", 1, "poison").await;
+    let a2 = send(&s, "a", 2, "").await;
+    let b1 = send(&s, "b", 1, "").await;
+    let b2 = send(&s, "b", 2, "").await;
+    use DeliveryState::*;
+    wait_statuses(&s, &ep, &[(&a2, B), (&b1, D), (&b2, D)].map(st)).await;
+    assert_eq!(statuses(&s, &ep).await[&a1], "failed");
+
+    let (status, v) =
+        s.control(Method::PATCH, &format!("/api/v1/webhooks/{ep}"), Some(json!({"ordering": null}))).await;
+    assert_eq!((status, &v["ordering"]), (200, &Value::Null));
+    wait_statuses(&s, &ep, &[(&a2, D)].map(st)).await;
+    assert_eq!(statuses(&s, &ep).await[&a1], "failed", "the head keeps its scheduled retry");
+}
+
+#[tokio::test]
+async fn an_ordering_is_checked_when_saved() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    let ep = s.endpoint(&r, "/o", json!({})).await;
+    for (ordering, field) in [
+        (json!("id"), "ordering"),
+        (json!({}), "ordering.key"),
+        (json!({"key": "id"}), "ordering.key"),
+        (json!({"key": "/id", "on_dead_letter": "later"}), "ordering.on_dead_letter"),
+    ] {
+        let (status, p) =
+            s.control(Method::PATCH, &format!("/api/v1/webhooks/{ep}"), Some(json!({"ordering": ordering}))).await;
+        assert_eq!(status, 422, "{p}");
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+    let (status, p) = s
+        .control(
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(json!({"mode": "pull", "events": ["*"], "ordering": {"key": "/id"}})),
+        )
+        .await;
+    assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("ordering")), "{p}");
+}
