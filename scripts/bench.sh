@@ -6,6 +6,7 @@
 #   scripts/bench.sh                 # the standard scenarios
 #   scripts/bench.sh --events 5000   # extra arguments go to every scenario
 #   scripts/bench.sh --pairs 5       # the two comparisons only, five times over
+#   scripts/bench.sh --pair ordering # ordered against unordered delivery, on one fresh stack
 #   HOOKLINE_BIN=/path/to/hookline scripts/bench.sh ...   # that build, not a fresh one
 #                                    # (to set two builds side by side on one machine)
 #
@@ -23,6 +24,9 @@ CALM_400=(--scenario fixed-400-per-second --events 12000 --rate 400 --endpoints 
 STORM=(--scenario retry-storm --events 12000 --rate 400 --endpoints 1 --fail-rate 0.3)
 CALM_NINE=(--scenario calm-nine-endpoints --events 6000 --rate 100 --endpoints 9)
 HANGING=(--scenario one-hanging-of-ten --events 6000 --rate 100 --endpoints 9 --hanging 1)
+# Ordered delivery against unordered, over the same 50 leads (target: at least half the rate).
+UNORDERED=(--scenario unordered-50-keys --events 10000 --concurrency 32 --endpoints 1 --keys 50)
+ORDERED=(--scenario ordered-50-keys --events 10000 --concurrency 32 --endpoints 1 --keys 50 --ordered)
 # The newest JSON report of a scenario.
 latest() { ls -t bench-results/*-"$1".json | head -n1; }
 
@@ -92,11 +96,22 @@ for _ in $(seq 1 100); do curl -fs "$URL/ready" >/dev/null && break; sleep 0.2; 
 
 run() { "$BIN" bench --url "$URL" "$@"; }
 if [ "$#" -gt 0 ] && [ "$1" = "--only" ]; then shift; run "$@"; exit; fi
+if [ "$#" -gt 0 ] && [ "$1" = "--pair" ] && [ "${2:-}" = ordering ]; then
+  shift 2
+  warm=$(mktemp -d)
+  run "${UNORDERED[@]}" --scenario warm-up --events 2000 --out "$warm" --skip-receiver-ceiling >/dev/null 2>&1
+  rm -rf "$warm"
+  run "${UNORDERED[@]}" --skip-receiver-ceiling "$@"
+  run "${ORDERED[@]}" --skip-receiver-ceiling "$@"
+  jq -rn --slurpfile u "$(latest unordered-50-keys)" --slurpfile o "$(latest ordered-50-keys)" \
+    '"  ordered against unordered: \($o[0].deliveries_per_second | round)/s against \($u[0].deliveries_per_second | round)/s, \(($o[0].deliveries_per_second / $u[0].deliveries_per_second * 100) | round) %"'
+  exit
+fi
 if [ "$#" -gt 0 ] && [ "$1" = "--pair" ]; then
   case "$2" in
     storm) calm=("${CALM_400[@]}") calm_name=fixed-400-per-second loaded=("${STORM[@]}") rate=400 ;;
     hanging) calm=("${CALM_NINE[@]}") calm_name=calm-nine-endpoints loaded=("${HANGING[@]}") rate=100 ;;
-    *) echo "bench: --pair takes storm or hanging" >&2; exit 2 ;;
+    *) echo "bench: --pair takes storm, hanging or ordering" >&2; exit 2 ;;
   esac
   shift 2
   warm=$(mktemp -d)
@@ -114,3 +129,5 @@ run "${STORM[@]}" --compare-with "$(latest fixed-400-per-second)" "$@"
 # The calm run the hanging endpoint is compared with: the same nine, nothing hanging.
 run "${CALM_NINE[@]}" "$@"
 run "${HANGING[@]}" --compare-with "$(latest calm-nine-endpoints)" "$@"
+run "${UNORDERED[@]}" "$@"
+run "${ORDERED[@]}" "$@"

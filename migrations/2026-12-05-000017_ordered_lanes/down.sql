@@ -1,9 +1,8 @@
 DROP TRIGGER dead_letters_lane_resolved ON dead_letters;
-DROP TRIGGER deliveries_lane_settled ON deliveries;
 DROP TRIGGER deliveries_lane_enter ON deliveries;
 DROP FUNCTION lane_dead_letter_resolved();
-DROP FUNCTION lane_settled();
-DROP FUNCTION lane_release(uuid);
+DROP FUNCTION lane_kick(uuid[], text[]);
+DROP FUNCTION lane_release(uuid, boolean);
 DROP FUNCTION lane_enter();
 DROP TABLE delivery_lanes;
 DROP SEQUENCE delivery_lane_seq;

@@ -65,6 +65,9 @@ pub struct Worker {
     endpoint_latency: Mutex<HashMap<Uuid, (f64, std::time::Instant)>>,
     /// Records attempts of concurrent deliveries in shared transactions.
     pub recorder: Recorder,
+    /// The same without waiting for company, for ordered deliveries: the
+    /// rest of their lane waits for the record.
+    pub recorder_prompt: Recorder,
     /// Reads the deliveries (with their events) of concurrent messages in shared queries.
     pub loader: Loader,
     /// Successes alerting must hear of, at most one per endpoint a second.
@@ -180,8 +183,8 @@ const BATCH_TASKS: usize = 2;
 /// receiver already has the delivery; only the ack waits.
 const RECORD_LINGER: Duration = Duration::from_millis(10);
 
-fn recorder(pool: PgPool) -> Recorder {
-    Recorder::spawn_lingering(BATCH_TASKS, BATCH_SIZE, RECORD_LINGER, move |batch: Vec<AttemptWrite>| {
+fn recorder(pool: PgPool, linger: Duration) -> Recorder {
+    Recorder::spawn_lingering(BATCH_TASKS, BATCH_SIZE, linger, move |batch: Vec<AttemptWrite>| {
         let pool = pool.clone();
         async move {
             let (attempts, outcomes): (Vec<AttemptRow>, Vec<AttemptOutcome>) = batch.into_iter().unzip();
@@ -279,7 +282,7 @@ impl Worker {
         // The batched reads and attempt records, the statements run for every
         // delivery, are planned once per connection (see `hot::plan::keyed_pool`):
         // one connection for each batch of each kind in flight.
-        let keyed = hookline_store::hot::plan::keyed_pool(kit.settings.database_url.expose(), 2 * BATCH_TASKS)?;
+        let keyed = hookline_store::hot::plan::keyed_pool(kit.settings.database_url.expose(), 3 * BATCH_TASKS)?;
         Ok(Arc::new(Self {
             client,
             endpoint_slots: Slots::default(),
@@ -287,7 +290,8 @@ impl Worker {
             flow: flow::Flow::new(kit.redis.clone()),
             endpoint_rate: Mutex::new(HashMap::new()),
             endpoint_latency: Mutex::new(HashMap::new()),
-            recorder: recorder(keyed.clone()),
+            recorder: recorder(keyed.clone(), RECORD_LINGER),
+            recorder_prompt: recorder(keyed.clone(), Duration::ZERO),
             loader: loader(keyed),
             successes: successes::SuccessReports::default(),
             delayed: outgoing::delayed(kit.broker.clone()),

@@ -9,7 +9,7 @@
 
 use anyhow::Context as _;
 use hookline_domain::signing::SignatureFormat;
-use hookline_domain::status::DeliveryStatus;
+use hookline_domain::status::{DeliveryStatus, OutboxReason};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use hookline_domain::trace::TraceParent;
 use hookline_service_kit::secrets;
 use hookline_store::deliveries::{AttemptOutcome, AttemptRow, DeliveryRow};
 use hookline_store::endpoints::EndpointRow;
+use hookline_store::lanes::Publish;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::Instrument;
 
@@ -146,14 +147,20 @@ async fn step(
     {
         return already_done(w, task, redelivered, delivery, &endpoint, trace).await;
     }
-    if matches!(delivery.status, DeliveryStatus::DeadLetter | DeliveryStatus::Blocked) {
-        // A stale copy of a message whose delivery was dead-lettered after it,
-        // or one that waits in its lane: the lane queues it when its turn comes.
+    if delivery.status == DeliveryStatus::DeadLetter {
+        // A stale copy of a message whose delivery was dead-lettered after it.
+        release_lane(w, delivery).await?;
+        return Ok(Disposition::Ack);
+    }
+    if delivery.status == DeliveryStatus::Blocked {
+        // It waits in its lane, which queues it when its turn comes.
         return Ok(Disposition::Ack);
     }
     if endpoint.deleted_at.is_some() || !endpoint.is_active {
         let mut conn = w.kit.pool.get().await.context("database pool")?;
         hookline_store::deliveries::set_status(&mut conn, delivery.id, DeliveryStatus::Cancelled).await?;
+        drop(conn);
+        release_lane(w, delivery).await?;
         publish_outcome(w, task, delivery, OutcomeKind::Cancelled, None).await;
         return Ok(Disposition::Ack);
     }
@@ -303,12 +310,17 @@ async fn finish(
         Recorded { heard: true, claimed: false }
     } else {
         // Shared with the attempts of concurrent deliveries (group commit).
-        match w.recorder.submit((row, outcome.clone())).await {
+        let recorder = if delivery.lane.is_some() { &w.recorder_prompt } else { &w.recorder };
+        match recorder.submit((row, outcome.clone())).await {
             Some(Ok(recorded)) => recorded,
             Some(Err(e)) => anyhow::bail!(e),
             None => anyhow::bail!("the attempt recorder has stopped"),
         }
     };
+    if matches!(outcome.status, DeliveryStatus::Delivered | DeliveryStatus::DeadLetter) {
+        // Before the ack: a crash now redelivers the message, whose copy releases the lane.
+        release_lane(w, delivery).await?;
+    }
     let settled = match outcome.status {
         DeliveryStatus::Delivered => hookline_service_kit::rollups::Settled::Delivered,
         DeliveryStatus::DeadLetter => hookline_service_kit::rollups::Settled::DeadLettered,
@@ -363,6 +375,53 @@ async fn finish(
             }
         }
     }
+}
+
+/// Lets an ordered delivery's lane move on once it settled: the next
+/// delivery of its key is queued (see `hookline_store::lanes`). Does nothing
+/// for a delivery outside a lane, one still waiting, or one already released.
+///
+/// The next delivery is published here rather than through the relay, which
+/// would add a round of its own (and two writes) to every step of the lane;
+/// should this worker stop in between, the sweeper queues it.
+async fn release_lane(w: &Worker, delivery: &DeliveryRow) -> anyhow::Result<()> {
+    if delivery.lane.is_none() {
+        return Ok(());
+    }
+    let mut conn = w.kit.pool.get().await.context("database pool")?;
+    let Some(next) = hookline_store::lanes::release(&mut conn, delivery.id, Publish::Caller)
+        .await
+        .context("releasing the delivery's lane")?
+    else {
+        return Ok(());
+    };
+    let task = DeliveryTask {
+        version: MESSAGE_VERSION,
+        delivery_id: DeliveryId::from_uuid(next.next_id).to_string(),
+        org_id: hookline_domain::id::OrgId::from_uuid(delivery.org_id).to_string(),
+        endpoint_id: EndpointId::from_uuid(delivery.endpoint_id).to_string(),
+        event_id: hookline_domain::id::EventId::from_uuid(next.event_id).to_string(),
+        event_type: next.event_type,
+        attempt: 1,
+        first_enqueued_at_ms: Utc::now().timestamp_millis(),
+        reason: TaskReason::Fresh as i32,
+        parked: 0,
+        traceparent: String::new(),
+    };
+    if let Err(e) = w.kit.broker.publish_task(&task, None).await {
+        tracing::warn!(error = format!("{e:#}"), "the lane's next delivery goes through the outbox");
+        let row = hookline_store::outbox::NewOutbox {
+            org_id: delivery.org_id,
+            delivery_id: Some(next.next_id),
+            event_id: None,
+            reason: OutboxReason::Fresh,
+            attempt: 1,
+            traceparent: None,
+            publish_after: None,
+        };
+        hookline_store::outbox::insert(&mut conn, vec![row]).await?;
+    }
+    Ok(())
 }
 
 /// Publishes attempt `next` to the delay queue for `delay`, once per
@@ -447,7 +506,11 @@ async fn already_done(
         return Ok(Disposition::Ack);
     }
     match settled_before(delivery, task.attempt) {
-        Some(disposition) => Ok(disposition),
+        Some(disposition) => {
+            // Its first copy may have stopped between recording and releasing.
+            release_lane(w, delivery).await?;
+            Ok(disposition)
+        }
         None => {
             // The attempt was recorded but its retry never published.
             let delay = match policy(endpoint).after_failure(delivery.attempt_count.max(1) as u32, None) {

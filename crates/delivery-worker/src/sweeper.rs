@@ -9,9 +9,12 @@ use std::time::Duration;
 use chrono::Utc;
 use diesel_async::AsyncConnection;
 use hookline_service_kit::kit::Kit;
+use hookline_store::lanes::Publish;
 
 /// How overdue a retry must be before it is presumed lost.
 pub const OVERDUE: Duration = Duration::from_secs(300);
+/// How long a lane whose head settled may wait for its worker to release it.
+pub const LANE_IDLE: Duration = Duration::from_secs(30);
 
 pub async fn sweep_once(kit: &Kit) -> anyhow::Result<usize> {
     let mut conn = kit.pool.get().await.context("database pool")?;
@@ -31,6 +34,22 @@ pub async fn sweep_once(kit: &Kit) -> anyhow::Result<usize> {
         .await?;
     if n > 0 {
         tracing::warn!(count = n, "re-queued retries that never came back");
+    }
+    // One lane per statement: a statement holding several lanes' locks could deadlock with ingest.
+    let heads = hookline_store::lanes::settled_heads(&mut conn, None, LANE_IDLE, 500).await?;
+    let mut released = 0;
+    for head in heads {
+        if hookline_store::lanes::release(&mut conn, head, Publish::Relay).await?.is_some() {
+            released += 1;
+        }
+    }
+    if released > 0 {
+        tracing::warn!(count = released, "moved on ordered lanes whose settled head was not released");
+    }
+    let requeued = hookline_store::lanes::requeue_unpublished_heads(&mut conn, LANE_IDLE, 500).await?;
+    if requeued > 0 {
+        hookline_store::outbox::announce(&mut conn).await?;
+        tracing::warn!(count = requeued, "queued ordered deliveries released but never published");
     }
     Ok(n)
 }

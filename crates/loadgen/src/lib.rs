@@ -36,6 +36,12 @@ pub struct BenchArgs {
     /// Endpoints that never answer (each with a 5 s timeout).
     #[arg(long, default_value_t = 0)]
     pub hanging: usize,
+    /// Leads the events are spread over (their `id`), round robin; 0: each event its own lead.
+    #[arg(long, default_value_t = 0)]
+    pub keys: usize,
+    /// The healthy endpoints deliver each lead's events in order (`ordering: {"key": "/id"}`).
+    #[arg(long)]
+    pub ordered: bool,
     /// Share of first attempts the receiver fails with 500 (a retry storm), 0 to 1.
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
@@ -129,6 +135,8 @@ pub struct Report {
     pub endpoints: usize,
     pub hanging: usize,
     pub fail_rate: f64,
+    pub keys: usize,
+    pub ordered: bool,
     pub ingest_seconds: f64,
     pub ingest_events_per_second: f64,
     pub ingest_202: Percentiles,
@@ -342,10 +350,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         .await?;
     let key = key["key"].as_str().unwrap_or_default().to_owned();
     for i in 0..args.endpoints {
+        let mut endpoint = json!({"url": format!("http://127.0.0.1:{port}/ok/{i}"), "events": ["new_lead"]});
+        if args.ordered {
+            endpoint["ordering"] = json!({"key": "/id"});
+        }
         client
             .post(format!("{}/api/v1/webhooks", args.url))
             .bearer_auth(&admin)
-            .json(&json!({"url": format!("http://127.0.0.1:{port}/ok/{i}"), "events": ["new_lead"]}))
+            .json(&endpoint)
             .send()
             .await?
             .error_for_status()
@@ -392,7 +404,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     for _ in 0..args.concurrency {
         let (client, next, latencies, errors, key, url) =
             (client.clone(), next.clone(), latencies.clone(), errors.clone(), key.clone(), args.url.clone());
-        let (events, rate, start) = (args.events, args.rate, send_start);
+        let (events, rate, start, keys) = (args.events, args.rate, send_start, args.keys);
         let clock = rx.start;
         workers.push(tokio::spawn(async move {
             loop {
@@ -404,8 +416,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
                     let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
+                let lead = if keys > 0 { i % keys } else { i };
                 let body = json!({
-                    "id": format!("bench_{i}"), "name": "Bench Lead", "email": "bench@example.com",
+                    "id": format!("bench_{lead}"), "name": "Bench Lead", "email": "bench@example.com",
                     "source": "benchmark", "phone": "+15555550100",
                     "bench_sent_us": clock.elapsed().as_micros() as u64,
                 });
@@ -479,6 +492,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         endpoints: args.endpoints,
         hanging: args.hanging,
         fail_rate: args.fail_rate,
+        keys: args.keys,
+        ordered: args.ordered,
         ingest_seconds,
         ingest_events_per_second: accepted as f64 / ingest_seconds,
         ingest_202: percentiles(lat),

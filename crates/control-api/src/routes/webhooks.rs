@@ -624,7 +624,6 @@ async fn save(
                 let sealed = secrets::seal_signing_key(&master, id.as_uuid(), &key);
                 row = hookline_store::endpoints::ensure_signing_key(c, id.as_uuid(), sealed, &key.public_key()).await?;
             }
-            release_lanes(c, &before, &row).await?;
             if row.is_active && !before.is_active {
                 // Re-enabled: its counters start afresh and the disabling alert is over.
                 hookline_store::endpoints::reset_health(c, id.as_uuid()).await?;
@@ -633,28 +632,34 @@ async fn save(
             }
             audit::record(c, principal.org_id, Actor::Key(&principal), &action, "webhook", &id.to_string(), details)
                 .await?;
-            Ok(row)
+            Ok((before.ordering, row))
         })
         .await?;
+    let (ordered_before, row) = row;
     kit.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
+    release_lanes(&mut conn, ordered_before.as_ref(), &row).await?;
     Ok(row)
 }
 
 /// What a change of ordering does to the deliveries waiting in lanes:
 /// without ordering they all go; with `skip` instead of `hold` the lanes
-/// held by a dead letter move on.
+/// held by a dead letter move on, one lane per statement.
 async fn release_lanes(
-    c: &mut diesel_async::AsyncPgConnection,
-    before: &EndpointRow,
+    conn: &mut diesel_async::AsyncPgConnection,
+    before: Option<&serde_json::Value>,
     after: &EndpointRow,
 ) -> diesel::QueryResult<()> {
-    let parse = |o: &Option<serde_json::Value>| o.as_ref().and_then(|o| Ordering::parse(o, "ordering").ok());
-    match (parse(&before.ordering), parse(&after.ordering)) {
+    let parse = |o: Option<&serde_json::Value>| o.and_then(|o| Ordering::parse(o, "ordering").ok());
+    match (parse(before), parse(after.ordering.as_ref())) {
         (Some(_), None) => {
-            hookline_store::lanes::dissolve(c, after.id).await?;
+            hookline_store::lanes::dissolve(conn, after.id).await?;
         }
         (Some(b), Some(a)) if b.on_dead_letter == OnDeadLetter::Hold && a.on_dead_letter == OnDeadLetter::Skip => {
-            hookline_store::lanes::release_held(c, after.id).await?;
+            let heads =
+                hookline_store::lanes::settled_heads(conn, Some(after.id), std::time::Duration::ZERO, 10_000).await?;
+            for head in heads {
+                hookline_store::lanes::release(conn, head, hookline_store::lanes::Publish::Relay).await?;
+            }
         }
         _ => {}
     }

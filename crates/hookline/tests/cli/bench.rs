@@ -19,6 +19,8 @@ async fn a_tiny_bench_run_reports_every_delivery_and_writes_its_report() {
         rate: 0,
         endpoints: 2,
         hanging: 0,
+        keys: 0,
+        ordered: false,
         fail_rate: 0.2,
         drain_seconds: 60,
         out: out.display().to_string(),

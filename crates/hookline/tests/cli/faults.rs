@@ -8,7 +8,7 @@ use hookline_test_support::receiver::{Behaviour, TestReceiver};
 use hookline_test_support::{create_org, eventually, http, serve, TestEnv};
 use serde_json::{json, Value};
 
-use crate::hookline;
+use crate::{hookline, Kill};
 
 struct Stack {
     env: TestEnv,
@@ -164,8 +164,9 @@ async fn ordered_deliveries_arrive_in_order_per_lead_through_failures_and_a_kill
         .await
         .unwrap();
     r.set_secrets(&[v["secret"].as_str().unwrap()]);
-    let mut doomed = s.worker();
-    let mut other = s.worker();
+    // Killed however the test ends.
+    let mut doomed = Kill(s.worker());
+    let _other = Kill(s.worker());
 
     // Each lead's events are sent one after another; the leads side by side.
     let senders = (0..LEADS).map(|lead| {
@@ -189,9 +190,9 @@ async fn ordered_deliveries_arrive_in_order_per_lead_through_failures_and_a_kill
         (r.count() >= LEADS * PER_LEAD / 4).then_some(())
     })
     .await;
-    signal(&doomed, "-KILL");
-    let _ = doomed.wait();
-    doomed = s.worker();
+    signal(&doomed.0, "-KILL");
+    let _ = doomed.0.wait();
+    doomed = Kill(s.worker());
     for sender in senders {
         sender.await.unwrap();
     }
@@ -230,9 +231,5 @@ async fn ordered_deliveries_arrive_in_order_per_lead_through_failures_and_a_kill
         assert_eq!(seqs.last(), Some(&(PER_LEAD as u64 - 1)), "{lead}");
     }
     eprintln!("{} requests for {total} events (failures answered 500, and redeliveries)", r.count());
-    for w in [&doomed, &other] {
-        signal(w, "-KILL");
-    }
-    let _ = doomed.wait();
-    let _ = other.wait();
+    drop(doomed);
 }

@@ -68,6 +68,16 @@ pub async fn fan_out_many(
             outbox_ids.insert(row.event_id, outbox);
         }
     }
+    if !blocked.is_empty() {
+        // Their lanes' heads may have settled while this statement held them.
+        let mut lanes: Vec<(Uuid, &str)> = deliveries
+            .iter()
+            .filter(|d| blocked.contains(&d.id))
+            .filter_map(|d| Some((d.endpoint_id, d.lane.as_deref()?)))
+            .collect();
+        lanes.dedup();
+        crate::lanes::kick(conn, &lanes).await?;
+    }
     let written = batch
         .iter()
         .map(|n| if stored.contains(&n.event.id) { Written::Stored(n.endpoints.len()) } else { Written::KeyTaken })
