@@ -220,3 +220,21 @@ async fn an_ordering_is_checked_when_saved() {
         .await;
     assert_eq!((status, p["errors"][0]["field"].as_str()), (422, Some("ordering")), "{p}");
 }
+
+#[tokio::test]
+async fn turning_hold_into_skip_lets_held_keys_move_on() {
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    r.set(Behaviour::FailMatching { needle: "poison".into(), status: 500 });
+    let hold = json!({"ordering": {"key": "/id", "on_dead_letter": "hold"}, "max_retries": 0});
+    let ep = s.endpoint(&r, "/hold", hold).await;
+    let a1 = send(&s, "a", 1, "poison").await;
+    let a2 = send(&s, "a", 2, "").await;
+    use DeliveryState::*;
+    wait_statuses(&s, &ep, &[(&a1, X), (&a2, B)].map(st)).await;
+
+    let skip = json!({"ordering": {"key": "/id", "on_dead_letter": "skip"}});
+    let (status, v) = s.control(Method::PATCH, &format!("/api/v1/webhooks/{ep}"), Some(skip)).await;
+    assert_eq!((status, &v["ordering"]["on_dead_letter"]), (200, &json!("skip")));
+    wait_statuses(&s, &ep, &[(&a1, X), (&a2, D)].map(st)).await;
+}
