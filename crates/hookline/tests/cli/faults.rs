@@ -40,10 +40,15 @@ impl Stack {
     }
 
     async fn endpoint(&self, r: &TestReceiver) -> String {
+        self.endpoint_with(r, json!({"url": r.url("/hook"), "events": ["*"]})).await
+    }
+
+    /// Creates this endpoint and teaches the receiver its secret.
+    async fn endpoint_with(&self, r: &TestReceiver, body: Value) -> String {
         let v: Value = http()
             .post(format!("{}/api/v1/webhooks", self.url))
             .bearer_auth(&self.key)
-            .json(&json!({"url": r.url("/hook"), "events": ["*"]}))
+            .json(&body)
             .send()
             .await
             .unwrap()
@@ -150,20 +155,14 @@ async fn ordered_deliveries_arrive_in_order_per_lead_through_failures_and_a_kill
     let s = stack().await;
     let r = TestReceiver::start().await;
     r.set(Behaviour::Flaky { percent: 10, delay: Duration::from_millis(5) });
-    let v: Value = http()
-        .post(format!("{}/api/v1/webhooks", s.url))
-        .bearer_auth(&s.key)
-        .json(&json!({
+    s.endpoint_with(
+        &r,
+        json!({
             "url": r.url("/ordered"), "events": ["*"], "ordering": {"key": "/id"}, "max_retries": 20,
             "retry_policy": {"initial_delay_ms": 100, "multiplier": 1.5, "max_delay_ms": 1000},
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r.set_secrets(&[v["secret"].as_str().unwrap()]);
+        }),
+    )
+    .await;
     // Killed however the test ends.
     let mut doomed = Kill(s.worker());
     let _other = Kill(s.worker());

@@ -30,6 +30,17 @@ impl Drop for Kill {
     }
 }
 
+/// `hookline run all` with these variables, listening on a free port of
+/// loopback (returned), killed when dropped.
+fn run_all(env: &TestEnv, extra: &[(&str, &str)]) -> (Kill, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut vars = extra.to_vec();
+    vars.push(("HOOKLINE_LISTEN", &listen));
+    let child = hookline(env, &vars).args(["run", "all"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    (Kill(child), listen)
+}
+
 pub fn hookline(env: &TestEnv, extra: &[(&str, &str)]) -> Command {
     let mut c = Command::new(BIN);
     c.env_clear()
@@ -397,25 +408,10 @@ async fn run_all_speaks_tls_to_a_tls_only_redis() {
     let plain = cli(false, &["PING"]);
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("PONG"), "the port refuses plain Redis");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
     let redis_url = format!("rediss://127.0.0.1:{tls_port}");
     let ca = dir.join("ca.pem");
-    let _stack = Kill(
-        hookline(
-            &env,
-            &[
-                ("HOOKLINE_REDIS_URL", &redis_url),
-                ("HOOKLINE_TLS_CA_FILE", ca.to_str().unwrap()),
-                ("HOOKLINE_LISTEN", &listen),
-            ],
-        )
-        .args(["run", "all"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
+    let (_stack, listen) =
+        run_all(&env, &[("HOOKLINE_REDIS_URL", &redis_url), ("HOOKLINE_TLS_CA_FILE", ca.to_str().unwrap())]);
     let c = http();
     let ready: serde_json::Value =
         eventually(Duration::from_secs(30), "run all to be ready on Redis over TLS", || async {
@@ -437,22 +433,9 @@ async fn run_all_finds_the_writable_postgres_of_a_multi_host_url_with_the_first_
     let url = env.database_url().replacen("127.0.0.1:5432", "127.0.0.1:1,127.0.0.1:5432", 1);
     assert!(url.contains(",127.0.0.1:5432"), "{url}");
     let url = format!("{url}?target_session_attrs=read-write");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
-    let _stack = Kill(
-        hookline(
-            &env,
-            &[
-                ("HOOKLINE_DATABASE_URL", &url),
-                ("HOOKLINE_LISTEN", &listen),
-                ("HOOKLINE_OPERATOR_TOKEN", hookline_test_support::OPERATOR_TOKEN),
-            ],
-        )
-        .args(["run", "all"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
+    let (_stack, listen) = run_all(
+        &env,
+        &[("HOOKLINE_DATABASE_URL", &url), ("HOOKLINE_OPERATOR_TOKEN", hookline_test_support::OPERATOR_TOKEN)],
     );
     let c = http();
     eventually(Duration::from_secs(30), "run all to be ready through the second host", || async {
