@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod notify;
 pub mod rules;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,14 +24,16 @@ use hookline_broker::consumer;
 use hookline_broker::lapin::message::Delivery;
 use hookline_broker::lapin::options::{BasicAckOptions, BasicNackOptions};
 use hookline_broker::topology;
-use hookline_service_kit::kit::Kit;
+use hookline_service_kit::deps::Connections;
+
+use crate::state::AlertingState;
 use hookline_service_kit::ops::{serve_ops, Probes};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9102";
 
 /// Shared by the consumers and the scheduler.
 pub struct Alerting {
-    pub kit: Arc<Kit>,
+    pub state: Arc<AlertingState>,
     pub notifier: notify::Notifier,
 }
 
@@ -40,15 +43,15 @@ const PREFETCH: u16 = 64;
 const LINGER: Duration = Duration::from_millis(50);
 
 impl Alerting {
-    pub fn new(kit: Arc<Kit>) -> anyhow::Result<Arc<Self>> {
-        let notifier = notify::Notifier::new(&kit.settings)?;
-        Ok(Arc::new(Self { kit, notifier }))
+    pub fn new(state: Arc<AlertingState>) -> anyhow::Result<Arc<Self>> {
+        let notifier = notify::Notifier::new(&state.settings)?;
+        Ok(Arc::new(Self { state, notifier }))
     }
 
     /// Consumes `queue` until cancelled, through the broker's consume loop.
     fn spawn_consumer(self: &Arc<Self>, queue: &'static str) -> tokio::task::JoinHandle<()> {
         let options = consumer::Options {
-            url: self.kit.settings.amqp_url.expose().to_owned(),
+            url: self.state.settings.amqp_url.expose().to_owned(),
             name: "hookline-alerting".into(),
             queue: queue.into(),
             prefetch: PREFETCH,
@@ -56,7 +59,7 @@ impl Alerting {
             linger: Some(LINGER),
         };
         let handler = Judge { a: Arc::clone(self), queue };
-        tokio::spawn(async move { consumer::consume(&options, &handler.a.kit.cancel.clone(), &handler).await })
+        tokio::spawn(async move { consumer::consume(&options, &handler.a.state.cancel.clone(), &handler).await })
     }
 }
 
@@ -105,9 +108,9 @@ impl consumer::Handler for Judge {
 }
 
 /// Starts the consumers and the scheduler in this process.
-pub fn start(kit: Arc<Kit>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub fn start(c: &Connections) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     metrics::init();
-    let a = Alerting::new(kit)?;
+    let a = Alerting::new(AlertingState::new(c))?;
     let outcomes = a.spawn_consumer(topology::QUEUE_OUTCOMES_ALERTING);
     let dead = a.spawn_consumer(topology::QUEUE_DEAD_ALERTING);
     let sched = maintenance::spawn(a.clone());
@@ -116,16 +119,16 @@ pub fn start(kit: Arc<Kit>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     }))
 }
 
-/// Runs the alerting service alone (with its health and metrics server) until `kit.cancel` fires.
-pub async fn run(kit: Arc<Kit>) -> anyhow::Result<()> {
-    let addr = (kit.settings.ops_listen.or(kit.settings.listen))
-        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+/// Runs the alerting service alone (with its health and metrics server) until the process is cancelled.
+pub async fn run(c: Connections) -> anyhow::Result<()> {
+    let addr =
+        (c.settings.ops_listen.or(c.settings.listen)).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let listener = hookline_service_kit::ops::bind(addr)?;
     tracing::info!(%addr, "alerting health and metrics listening");
-    let ops = serve_ops(Probes::needing_broker(&kit), listener, kit.cancel.clone())?;
-    let task = start(kit.clone())?;
+    let ops = serve_ops(Probes::needing_broker(&c), listener, c.cancel.clone())?;
+    let task = start(&c)?;
     let _ = task.await;
-    kit.cancel.cancel();
+    c.cancel.cancel();
     let _ = ops.await;
     Ok(())
 }

@@ -35,7 +35,7 @@ pub struct Removed {
 
 /// Runs one pass if no other instance is; None when another holds the lock.
 pub async fn run_once(a: &Alerting) -> anyhow::Result<Option<Removed>> {
-    let url = a.kit.settings.database_url.expose().clone();
+    let url = a.state.settings.database_url.expose().clone();
     let mut lock_conn = hookline_store::db::connect(&url).await?;
     let l: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
         .bind::<diesel::sql_types::BigInt, _>(LOCK_ID)
@@ -53,14 +53,14 @@ pub async fn run_once(a: &Alerting) -> anyhow::Result<Option<Removed>> {
 }
 
 async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
-    let pool = &a.kit.pool;
+    let pool = &a.state.pool;
     let mut removed = Removed::default();
     // Retention, a batch at a time so no transaction holds many locks for long.
     loop {
         let mut c = pool.get().await.context("database pool")?;
         let n = hookline_store::retention::delete_old_deliveries(&mut c, BATCH).await?;
         removed.deliveries += n;
-        if (n as i64) < BATCH || a.kit.cancel.is_cancelled() {
+        if (n as i64) < BATCH || a.state.cancel.is_cancelled() {
             break;
         }
     }
@@ -68,7 +68,7 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
         let mut c = pool.get().await.context("database pool")?;
         let n = hookline_store::retention::delete_old_events(&mut c, BATCH).await?;
         removed.events += n;
-        if (n as i64) < BATCH || a.kit.cancel.is_cancelled() {
+        if (n as i64) < BATCH || a.state.cancel.is_cancelled() {
             break;
         }
     }
@@ -78,7 +78,7 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
         removed.endpoint_secrets =
             hookline_store::retention::scrub_deleted_endpoint_secrets(&mut c, KEY_SCRUB_DAYS).await?;
         removed.bookkeeping = hookline_store::retention::prune_bookkeeping(&mut c, 7).await?;
-        let idle = chrono::Duration::seconds(a.kit.settings.admin_session_idle_secs as i64);
+        let idle = chrono::Duration::seconds(a.state.settings.admin_session_idle_secs as i64);
         removed.bookkeeping += hookline_store::sessions::prune(&mut c, idle).await?;
         removed.bookkeeping += hookline_store::portal::delete_ended(&mut c).await?;
     }
@@ -113,8 +113,8 @@ async fn pass(a: &Alerting) -> anyhow::Result<Removed> {
                 Ok(s)
             })
             .await?;
-        a.kit.caches.invalidate(Topic::Endpoint { org: st.org_id, id: st.endpoint_id }).await;
-        a.notifier.dispatch(&a.kit, &settings, std::mem::take(&mut j.notices)).await;
+        a.state.caches.invalidate(Topic::Endpoint { org: st.org_id, id: st.endpoint_id }).await;
+        a.notifier.dispatch(&a.state, &settings, std::mem::take(&mut j.notices)).await;
     }
     Ok(removed)
 }
@@ -125,7 +125,7 @@ pub const DLQ_WARN: u32 = 100;
 pub const OUTBOX_LAG_WARN_SECS: i64 = 60;
 
 async fn watch_platform(a: &Alerting) {
-    if let Ok(ch) = a.kit.broker.channel().await {
+    if let Ok(ch) = a.state.broker.channel().await {
         let opts = hookline_broker::lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
         if let Ok(q) = ch.queue_declare(hookline_broker::topology::QUEUE_DEAD.into(), opts, Default::default()).await {
             if q.message_count() > DLQ_WARN {
@@ -138,7 +138,7 @@ async fn watch_platform(a: &Alerting) {
             }
         }
     }
-    if let Ok(mut c) = a.kit.pool.get().await {
+    if let Ok(mut c) = a.state.pool.get().await {
         if let Ok((pending, Some(oldest))) = hookline_store::outbox::backlog(&mut c).await {
             let lag = (chrono::Utc::now() - oldest).num_seconds();
             if lag > OUTBOX_LAG_WARN_SECS {
@@ -158,13 +158,13 @@ pub fn spawn(a: Arc<Alerting>) -> tokio::task::JoinHandle<()> {
     let counter = a.clone();
     tokio::spawn(async move {
         loop {
-            if let Ok(mut c) = counter.kit.pool.get().await {
+            if let Ok(mut c) = counter.state.pool.get().await {
                 if let Ok(n) = hookline_store::dead_letters::unresolved(&mut c).await {
                     crate::metrics::DLQ_SIZE.set(n);
                 }
             }
             tokio::select! {
-                _ = counter.kit.cancel.cancelled() => return,
+                _ = counter.state.cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(15)) => {}
             }
         }
@@ -173,17 +173,17 @@ pub fn spawn(a: Arc<Alerting>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = watcher.kit.cancel.cancelled() => return,
+                _ = watcher.state.cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             }
             watch_platform(&watcher).await;
         }
     });
     tokio::spawn(async move {
-        let every = Duration::from_secs(a.kit.settings.maintenance_interval_secs);
+        let every = Duration::from_secs(a.state.settings.maintenance_interval_secs);
         loop {
             tokio::select! {
-                _ = a.kit.cancel.cancelled() => return,
+                _ = a.state.cancel.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
             if let Err(e) = run_once(&a).await {

@@ -2,9 +2,9 @@
 //! per `HOOKLINE_ALERT_RENOTIFY_SECS` (15 minutes by default) while it keeps
 //! occurring; an opening and a resolution are always told once.
 
+use crate::state::AlertingState;
 use hookline_domain::id::{AlertId, EndpointId};
 use hookline_service_kit::config::Settings;
-use hookline_service_kit::kit::Kit;
 use hookline_store::alerts::SettingsRow;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -45,7 +45,7 @@ impl Notifier {
 
     /// Sends what the committed notices call for, on the channels in `settings`
     /// (the organisation's settings the notices were judged by).
-    pub async fn dispatch(&self, kit: &Kit, settings: &SettingsRow, notices: Vec<Notice>) {
+    pub async fn dispatch(&self, state: &AlertingState, settings: &SettingsRow, notices: Vec<Notice>) {
         for n in notices {
             let (alert, verb, interval) = match &n {
                 Notice::Opened(a) => (a, "opened", 0),
@@ -69,14 +69,15 @@ impl Notifier {
             };
             if !settings.email_recipients.is_empty()
                 && self.smtp.is_some()
-                && self.claim(kit, alert.id, &format!("email:{kind}"), interval).await
+                && self.claim(state, alert.id, &format!("email:{kind}"), interval).await
             {
                 let r = self.email(&settings.email_recipients, &subject, &body).await;
                 record("email", r);
             }
             if let Some(sealed) = &settings.slack_webhook_ciphertext {
-                if self.claim(kit, alert.id, &format!("slack:{kind}"), interval).await {
-                    let r = match hookline_service_kit::secrets::open_slack_url(&kit.master_key, alert.org_id, sealed) {
+                if self.claim(state, alert.id, &format!("slack:{kind}"), interval).await {
+                    let r = match hookline_service_kit::secrets::open_slack_url(&state.master_key, alert.org_id, sealed)
+                    {
                         Ok(url) => self.slack(&url, &format!("{subject}\n{body}")).await,
                         Err(e) => Err(e.into()),
                     };
@@ -88,8 +89,8 @@ impl Notifier {
 
     /// The throttle: one notification per alert, channel and kind per interval
     /// (an interval of 0 means once for good).
-    async fn claim(&self, kit: &Kit, alert: uuid::Uuid, channel: &str, interval: i64) -> bool {
-        let Ok(mut conn) = kit.pool.get().await else { return false };
+    async fn claim(&self, state: &AlertingState, alert: uuid::Uuid, channel: &str, interval: i64) -> bool {
+        let Ok(mut conn) = state.pool.get().await else { return false };
         let interval = if interval == 0 { 10 * 365 * 86_400 } else { interval };
         hookline_store::alerts::claim_notification(&mut conn, alert, channel, interval).await.unwrap_or(false)
     }

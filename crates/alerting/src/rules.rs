@@ -529,7 +529,7 @@ async fn judge(a: &Alerting, outcomes: &[Outcome]) -> anyhow::Result<()> {
         outcomes.iter().filter(|o| o.kind == OutcomeKind::Delivered).map(|o| o.endpoint).collect();
     delivered_to.sort_unstable();
     delivered_to.dedup();
-    let mut conn = a.kit.pool.get().await.context("database pool")?;
+    let mut conn = a.state.pool.get().await.context("database pool")?;
     let attention = if delivered_to.is_empty() {
         HashSet::new()
     } else {
@@ -571,7 +571,7 @@ async fn judge(a: &Alerting, outcomes: &[Outcome]) -> anyhow::Result<()> {
     .await?;
     drop(conn);
     for (org, id) in std::mem::take(&mut j.disabled) {
-        a.kit.caches.invalidate(Topic::Endpoint { org, id }).await;
+        a.state.caches.invalidate(Topic::Endpoint { org, id }).await;
     }
     // Notices go out with the settings of the organisation they concern.
     let mut by_org: Vec<(Uuid, Vec<Notice>)> = Vec::new();
@@ -584,7 +584,7 @@ async fn judge(a: &Alerting, outcomes: &[Outcome]) -> anyhow::Result<()> {
     }
     for (org, notices) in by_org {
         if let Some(settings) = j.settings.get(&org) {
-            a.notifier.dispatch(&a.kit, settings, notices).await;
+            a.notifier.dispatch(&a.state, settings, notices).await;
         }
     }
     Ok(())
@@ -615,7 +615,7 @@ pub async fn process_dead_letter(a: &Alerting, kind: Option<&str>, payload: &[u8
 
 async fn dead_letter_task(a: &Alerting, task: &DeliveryTask) -> anyhow::Result<()> {
     let Ok(delivery_id) = DeliveryId::parse(&task.delivery_id) else { return Ok(()) };
-    let mut conn = a.kit.pool.get().await.context("database pool")?;
+    let mut conn = a.state.pool.get().await.context("database pool")?;
     let Some(d) = hookline_store::deliveries::get(&mut conn, delivery_id.as_uuid()).await? else { return Ok(()) };
     if !d.status.awaits_attempt() {
         return Ok(());

@@ -15,8 +15,9 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let env = TestEnv::new().await;
-        let kit = env.kit(&[]).await;
-        let created = hookline_control_api::routes::orgs::create(&kit.pool, kit.auth.pepper(), 1000, "bench", None).await.unwrap();
+        let c = env.connect(&[]).await;
+        let app = hookline_control_api::ControlState::new(&c, hookline_service_kit::auth::AuthState::build(&c));
+        let created = hookline_control_api::routes::orgs::create(&app.pool, app.auth.authenticator.pepper(), 1000, "bench", None).await.unwrap();
         let org = created.id.as_uuid();
         let mut conn = AsyncPgConnection::establish(&env.database_url()).await.unwrap();
         let t = Instant::now();
@@ -52,16 +53,16 @@ fn main() {
         println!("seeded 1,000,000 deliveries and 14,400 rollup rows in {:.1} s", t.elapsed().as_secs_f64());
         for window in ["24h", "7d", "30d"] {
             let n = 50;
-            let _ = hookline_control_api::routes::analytics::compute(&kit, org, window).await.unwrap();
+            let _ = hookline_control_api::routes::analytics::compute(&app, org, window).await.unwrap();
             let mut times = Vec::with_capacity(n);
             for _ in 0..n {
                 let t = Instant::now();
-                std::hint::black_box(hookline_control_api::routes::analytics::compute(&kit, org, window).await.unwrap());
+                std::hint::black_box(hookline_control_api::routes::analytics::compute(&app, org, window).await.unwrap());
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             println!("analytics window={window:<4} p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({n} calls)", times[n / 2], times[n * 99 / 100], times[n - 1]);
         }
-        kit.cancel.cancel();
+        app.cancel.cancel();
     });
 }

@@ -22,42 +22,44 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let env = TestEnv::new().await;
-        let kit = env.kit(&[]).await;
-        let created = hookline_control_api::routes::orgs::create(&kit.pool, kit.auth.pepper(), 1000, "bench", None)
-            .await
-            .unwrap();
+        let c = env.connect(&[]).await;
+        let app = hookline_control_api::ControlState::new(&c, hookline_service_kit::auth::AuthState::build(&c));
+        let created =
+            hookline_control_api::routes::orgs::create(&app.pool, app.auth.authenticator.pepper(), 1000, "bench", None)
+                .await
+                .unwrap();
         let key = created.api_key.key.unwrap();
         let ip = Some("127.0.0.1".parse().unwrap());
         // Wait for the invalidation subscription, without which the cache is bypassed.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !kit.caches.active() && Instant::now() < deadline {
+        while !app.caches.active() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(kit.caches.active());
-        kit.auth.authenticate(&key, ip).await.unwrap();
+        assert!(app.caches.active());
+        app.auth.authenticator.authenticate(&key, ip).await.unwrap();
 
         let n = 200_000;
         let t = Instant::now();
         for _ in 0..n {
-            std::hint::black_box(kit.auth.authenticate(&key, ip).await.unwrap());
+            std::hint::black_box(app.auth.authenticator.authenticate(&key, ip).await.unwrap());
         }
         per_call("verify, cached", n, t.elapsed());
 
         let n = 2_000;
         let t = Instant::now();
         for _ in 0..n {
-            kit.caches.keys.invalidate_all();
-            std::hint::black_box(kit.auth.authenticate(&key, ip).await.unwrap());
+            app.caches.keys.invalidate_all();
+            std::hint::black_box(app.auth.authenticator.authenticate(&key, ip).await.unwrap());
         }
         per_call("verify, cache miss (Postgres lookup)", n, t.elapsed());
 
-        let principal = kit.auth.authenticate(&key, ip).await.unwrap();
-        let policies = kit.policies_for(&principal, false);
+        let principal = app.auth.authenticator.authenticate(&key, ip).await.unwrap();
+        let policies = hookline_service_kit::auth::AuthState::policies_for(&principal, false);
         let big = vec![hookline_service_kit::ratelimit::Policy { limit: 1_000_000_000, ..policies[0].clone() }];
         let n = 20_000;
         let t = Instant::now();
         for _ in 0..n {
-            std::hint::black_box(kit.limiter.check(&big).await.unwrap());
+            std::hint::black_box(app.auth.limiter.check(&big).await.unwrap());
         }
         per_call("rate limit, Redis GCRA script (one round trip)", n, t.elapsed());
 
@@ -68,6 +70,6 @@ fn main() {
             std::hint::black_box(local.check(&big).await.unwrap());
         }
         per_call("rate limit, per-process fallback", n, t.elapsed());
-        kit.cancel.cancel();
+        app.cancel.cancel();
     });
 }

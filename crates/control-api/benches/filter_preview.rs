@@ -18,8 +18,9 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let env = TestEnv::new().await;
-        let kit = env.kit(&[]).await;
-        let created = hookline_control_api::routes::orgs::create(&kit.pool, kit.auth.pepper(), 1000, "bench", None).await.unwrap();
+        let c = env.connect(&[]).await;
+        let app = hookline_control_api::ControlState::new(&c, hookline_service_kit::auth::AuthState::build(&c));
+        let created = hookline_control_api::routes::orgs::create(&app.pool, app.auth.authenticator.pepper(), 1000, "bench", None).await.unwrap();
         let org = created.id;
         let mut conn = AsyncPgConnection::establish(&env.database_url()).await.unwrap();
         let t = Instant::now();
@@ -63,11 +64,11 @@ fn main() {
             for (name, filter) in &filters {
                 let n = 30;
                 let input = || FilterPreviewInput { filter: filter.clone(), event: Some("new_lead".into()), limit: Some(limit) };
-                let first = preview(&kit, &principal, input()).await.unwrap();
+                let first = preview(&app, &principal, input()).await.unwrap();
                 let mut times = Vec::with_capacity(n);
                 for _ in 0..n {
                     let t = Instant::now();
-                    std::hint::black_box(preview(&kit, &principal, input()).await.unwrap());
+                    std::hint::black_box(preview(&app, &principal, input()).await.unwrap());
                     times.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
                 times.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -77,6 +78,6 @@ fn main() {
                 );
             }
         }
-        kit.cancel.cancel();
+        app.cancel.cancel();
     });
 }

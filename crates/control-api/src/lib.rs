@@ -8,14 +8,18 @@ pub mod audit;
 pub mod openapi;
 pub mod portal;
 pub mod routes;
+pub mod state;
 pub mod views;
 
 use std::sync::Arc;
 
 use actix_web::web;
-use hookline_service_kit::kit::Kit;
+use hookline_service_kit::auth::AuthState;
+use hookline_service_kit::deps::Connections;
 use hookline_service_kit::ops::Probes;
-use hookline_service_kit::server::ServerSpec;
+use hookline_service_kit::server::{Limits, Mount, ServerSpec};
+
+pub use state::ControlState;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8001";
 
@@ -41,9 +45,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     portal::configure(cfg);
 }
 
+/// The routes with the state they extract.
+pub fn mount(state: Arc<ControlState>) -> Mount {
+    Arc::new(move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::from(state.clone())).app_data(web::Data::from(state.auth.clone()));
+        configure(cfg);
+    })
+}
+
 /// What this API serves, for [`hookline_service_kit::server::build`].
-pub fn server_spec(kit: &Kit) -> ServerSpec {
-    ServerSpec { mounts: vec![configure], openapi: openapi::spec(), probes: Probes::for_kit(kit), index: index() }
+pub fn server_spec(c: &Connections, state: Arc<ControlState>) -> ServerSpec {
+    ServerSpec {
+        service: "control-api",
+        probes: Probes::new(c).with_limiter(state.auth.limiter.clone()),
+        mounts: vec![mount(state)],
+        openapi: openapi::spec(),
+        index: index(),
+        limits: Limits::from_settings(&c.settings),
+    }
 }
 
 /// What `GET /` answers.
@@ -55,8 +74,14 @@ pub fn index() -> serde_json::Value {
     })
 }
 
-/// Runs the control API alone until `kit.cancel` fires.
-pub async fn run(kit: Arc<Kit>) -> anyhow::Result<()> {
-    let addr = kit.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-    hookline_service_kit::server::serve(kit.clone(), server_spec(&kit), addr).await
+/// Runs the control API alone until the process is cancelled.
+pub async fn run(c: Connections) -> anyhow::Result<()> {
+    let addr = c.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+    let auth = AuthState::build(&c);
+    let state = ControlState::new(&c, auth.clone());
+    let result =
+        hookline_service_kit::server::serve(server_spec(&c, state), addr, c.settings.ops_listen, c.cancel.clone())
+            .await;
+    auth.flush_usage().await;
+    result
 }

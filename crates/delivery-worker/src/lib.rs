@@ -4,7 +4,7 @@
 //!
 //! [`process::process_task`] is the pure step (one task in, one
 //! disposition out); [`Worker::run`] is the consume loop around it, which
-//! acks only after the outcome is recorded and shuts down through the kit's
+//! acks only after the outcome is recorded and shuts down through the state's
 //! cancellation token, waiting for in-flight deliveries. A message carries
 //! one task, or several as a batch: the new deliveries of one event, or
 //! retries that waited in the same delay queue (see `Worker::take_batch`).
@@ -13,6 +13,7 @@ pub mod flow;
 pub mod metrics;
 pub mod outgoing;
 pub mod process;
+pub mod state;
 pub mod successes;
 pub mod sweeper;
 
@@ -20,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::state::WorkerState;
 use hookline_broker::lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions, QueueDeclareOptions};
 use hookline_broker::lapin::types::FieldTable;
 use hookline_broker::messages::TYPE_DELIVERY_BATCH;
@@ -27,7 +29,7 @@ use hookline_broker::topology;
 use hookline_broker::{consumer, lapin};
 use hookline_domain::status::DeliveryStatus;
 use hookline_service_kit::batch::{BatchFailed, Batcher};
-use hookline_service_kit::kit::Kit;
+use hookline_service_kit::deps::Connections;
 use hookline_service_kit::ops::{serve_ops, Probes};
 use hookline_store::db::PgPool;
 use hookline_store::deliveries::{AttemptOutcome, AttemptRow, DeliveryRow};
@@ -50,7 +52,7 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// State shared by every delivery this process handles.
 pub struct Worker {
-    pub kit: Arc<Kit>,
+    pub state: Arc<WorkerState>,
     pub client: reqwest::Client,
     /// In-flight requests per endpoint.
     endpoint_slots: Slots,
@@ -103,7 +105,7 @@ struct Intake {
 impl Intake {
     /// Whether every in-flight delivery finished within [`DRAIN_DEADLINE`].
     async fn wait_in_flight(&self) -> bool {
-        let all = self.worker.kit.settings.worker_concurrency as u32;
+        let all = self.worker.state.settings.worker_concurrency as u32;
         tokio::time::timeout(DRAIN_DEADLINE, self.concurrency.acquire_many(all)).await.is_ok()
     }
 }
@@ -274,29 +276,29 @@ async fn write_attempts(
 }
 
 impl Worker {
-    pub fn new(kit: Arc<Kit>) -> anyhow::Result<Arc<Self>> {
+    pub fn new(state: Arc<WorkerState>) -> anyhow::Result<Arc<Self>> {
         let client = hookline_service_kit::outbound::build_client(
-            kit.settings.allow_private_targets,
-            kit.settings.worker_concurrency,
+            state.settings.allow_private_targets,
+            state.settings.worker_concurrency,
         )?;
         // The batched reads and attempt records, the statements run for every
         // delivery, are planned once per connection (see `hot::plan::keyed_pool`):
         // one connection for each batch of each kind in flight.
-        let keyed = hookline_store::hot::plan::keyed_pool(kit.settings.database_url.expose(), 3 * BATCH_TASKS)?;
+        let keyed = hookline_store::hot::plan::keyed_pool(state.settings.database_url.expose(), 3 * BATCH_TASKS)?;
         Ok(Arc::new(Self {
             client,
             endpoint_slots: Slots::default(),
             org_slots: Slots::default(),
-            flow: flow::Flow::new(kit.redis.clone()),
+            flow: flow::Flow::new(state.redis.clone()),
             endpoint_rate: Mutex::new(HashMap::new()),
             endpoint_latency: Mutex::new(HashMap::new()),
             recorder: recorder(keyed.clone(), RECORD_LINGER),
             recorder_prompt: recorder(keyed.clone(), Duration::ZERO),
             loader: loader(keyed),
             successes: successes::SuccessReports::default(),
-            delayed: outgoing::delayed(kit.broker.clone()),
-            outcomes: outgoing::outcomes(kit.broker.clone()),
-            kit,
+            delayed: outgoing::delayed(state.broker.clone()),
+            outcomes: outgoing::outcomes(state.broker.clone()),
+            state,
         }))
     }
 
@@ -310,7 +312,7 @@ impl Worker {
     /// stalled endpoint (or one not heard from yet) would hold this worker's
     /// slot for the whole wait, so its messages are parked at once.
     pub async fn endpoint_slot(&self, endpoint: Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let sem = self.endpoint_slots.of(endpoint, self.kit.settings.endpoint_concurrency);
+        let sem = self.endpoint_slots.of(endpoint, self.state.settings.endpoint_concurrency);
         if let Ok(permit) = sem.clone().try_acquire_owned() {
             return Some(permit);
         }
@@ -324,7 +326,7 @@ impl Worker {
     /// holds its whole share (`HOOKLINE_ORG_CONCURRENCY`) and should be
     /// parked: one tenant's hanging endpoints leave the rest to the others.
     pub fn org_slot(&self, org: Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.org_slots.of(org, self.kit.settings.org_concurrency).try_acquire_owned().ok()
+        self.org_slots.of(org, self.state.settings.org_concurrency).try_acquire_owned().ok()
     }
 
     /// Whether the endpoint answers fast on average and answered within the last [`SLOT_WAIT`].
@@ -366,21 +368,21 @@ impl Worker {
         Ok(())
     }
 
-    /// Consumes until `kit.cancel` fires, reconnecting with backoff when the
+    /// Consumes until `state.cancel` fires, reconnecting with backoff when the
     /// broker connection drops; then drains in-flight deliveries.
     pub async fn run(self: &Arc<Self>) -> anyhow::Result<()> {
         let intake = Intake {
             worker: Arc::clone(self),
-            concurrency: Arc::new(Semaphore::new(self.kit.settings.worker_concurrency)),
+            concurrency: Arc::new(Semaphore::new(self.state.settings.worker_concurrency)),
         };
         let options = consumer::Options {
-            url: self.kit.settings.amqp_url.expose().to_owned(),
+            url: self.state.settings.amqp_url.expose().to_owned(),
             name: "hookline-worker".into(),
             queue: topology::QUEUE_WORK.into(),
-            prefetch: self.kit.settings.worker_prefetch,
+            prefetch: self.state.settings.worker_prefetch,
             linger: None,
         };
-        consumer::consume(&options, &self.kit.cancel, &intake).await;
+        consumer::consume(&options, &self.state.cancel, &intake).await;
         // Wait for in-flight deliveries (each holds a permit).
         if intake.wait_in_flight().await {
             tracing::info!("in-flight deliveries finished");
@@ -461,7 +463,7 @@ impl Worker {
                     settled = false;
                     continue;
                 };
-                let broker = &this.kit.broker;
+                let broker = &this.state.broker;
                 let handed = match disposition {
                     Disposition::Ack => Ok(()),
                     Disposition::DeadLetter => broker.publish_dead_letter(&task, traceparent.as_deref()).await,
@@ -486,17 +488,17 @@ impl Worker {
 
     /// Samples the broker's dead-letter queue depth.
     pub fn spawn_dlq_gauge(self: &Arc<Self>) {
-        let kit = self.kit.clone();
+        let state = self.state.clone();
         tokio::spawn(async move {
             loop {
-                if let Ok(ch) = kit.broker.channel().await {
+                if let Ok(ch) = state.broker.channel().await {
                     let opts = QueueDeclareOptions { passive: true, ..Default::default() };
                     if let Ok(q) = ch.queue_declare(topology::QUEUE_DEAD.into(), opts, FieldTable::default()).await {
                         metrics::DLQ_SIZE.set(i64::from(q.message_count()));
                     }
                 }
                 tokio::select! {
-                    _ = kit.cancel.cancelled() => return,
+                    _ = state.cancel.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(15)) => {}
                 }
             }
@@ -506,11 +508,11 @@ impl Worker {
 
 /// Starts the worker's background tasks (consumer, sweeper, DLQ gauge) in
 /// this process; the returned handle finishes once drained after cancel.
-pub fn start(kit: Arc<Kit>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub fn start(state: Arc<WorkerState>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     metrics::init();
-    let worker = Worker::new(kit.clone())?;
+    let worker = Worker::new(state.clone())?;
     worker.spawn_dlq_gauge();
-    sweeper::spawn(kit);
+    sweeper::spawn(state);
     Ok(tokio::spawn(async move {
         if let Err(e) = worker.run().await {
             tracing::error!(error = format!("{e:#}"), "worker stopped");
@@ -518,16 +520,16 @@ pub fn start(kit: Arc<Kit>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     }))
 }
 
-/// Runs the worker alone (with its health and metrics server) until `kit.cancel` fires.
-pub async fn run(kit: Arc<Kit>) -> anyhow::Result<()> {
-    let addr = (kit.settings.ops_listen.or(kit.settings.listen))
-        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+/// Runs the worker alone (with its health and metrics server) until the process is cancelled.
+pub async fn run(c: Connections) -> anyhow::Result<()> {
+    let addr =
+        (c.settings.ops_listen.or(c.settings.listen)).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let listener = hookline_service_kit::ops::bind(addr)?;
     tracing::info!(%addr, "worker health and metrics listening");
-    let ops = serve_ops(Probes::needing_broker(&kit), listener, kit.cancel.clone())?;
-    let worker = start(kit.clone())?;
+    let ops = serve_ops(Probes::needing_broker(&c), listener, c.cancel.clone())?;
+    let worker = start(WorkerState::new(&c))?;
     let _ = worker.await;
-    kit.cancel.cancel();
+    c.cancel.cancel();
     let _ = ops.await;
     Ok(())
 }

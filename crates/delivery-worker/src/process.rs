@@ -100,13 +100,13 @@ pub async fn process_task(
 }
 
 async fn load_endpoint(w: &Worker, id: uuid::Uuid) -> anyhow::Result<Option<Arc<EndpointRow>>> {
-    let caches = &w.kit.caches;
+    let caches = &w.state.caches;
     if caches.active() {
         if let Some(e) = caches.endpoints.get(&id) {
             return Ok(Some(e));
         }
     }
-    let mut conn = w.kit.pool.get().await.context("database pool")?;
+    let mut conn = w.state.pool.get().await.context("database pool")?;
     let row = hookline_store::endpoints::get_any(&mut conn, id).await?.map(Arc::new);
     if let (Some(r), true) = (&row, caches.active()) {
         caches.endpoints.insert(id, r.clone());
@@ -157,7 +157,7 @@ async fn step(
         return Ok(Disposition::Ack);
     }
     if endpoint.deleted_at.is_some() || !endpoint.is_active {
-        let mut conn = w.kit.pool.get().await.context("database pool")?;
+        let mut conn = w.state.pool.get().await.context("database pool")?;
         hookline_store::deliveries::set_status(&mut conn, delivery.id, DeliveryStatus::Cancelled).await?;
         drop(conn);
         release_lane(w, delivery).await?;
@@ -196,7 +196,7 @@ async fn step(
 
     let body = webhook_body(&event.event_type, event.occurred_at, &event.data);
     let now = Utc::now();
-    let master = &w.kit.master_key;
+    let master = &w.state.master_key;
     let current = secrets::open_secret(master, endpoint.id, &endpoint.secret_ciphertext)?;
     let previous = match (&endpoint.previous_secret_ciphertext, endpoint.previous_secret_expires_at) {
         (Some(c), Some(until)) if until > now => Some(secrets::open_secret(master, endpoint.id, c)?),
@@ -232,7 +232,7 @@ async fn step(
 
     let url = url::Url::parse(&endpoint.url)?;
     let timeout = Duration::from_secs(endpoint.timeout_seconds.clamp(1, 60) as u64);
-    let response = post(&w.client, &url, headers, body, timeout, w.kit.settings.allow_private_targets).await;
+    let response = post(&w.client, &url, headers, body, timeout, w.state.settings.allow_private_targets).await;
     drop(_slot);
     drop(_org_slot);
     let baseline = w.latency_baseline(endpoint.id);
@@ -300,7 +300,7 @@ async fn finish(
     // Whether alerting must hear of this attempt: every failure does; a
     // success only where it may resolve or open something.
     let recorded = if gone {
-        let mut conn = w.kit.pool.get().await.context("database pool")?;
+        let mut conn = w.state.pool.get().await.context("database pool")?;
         conn.transaction::<_, diesel::result::Error, _>(async |c| {
             hookline_store::hot::attempts::record_attempt(c, &row, &outcome).await?;
             hookline_store::endpoints::disable(c, endpoint.id, "the endpoint answered 410 Gone").await?;
@@ -326,7 +326,7 @@ async fn finish(
         DeliveryStatus::DeadLetter => hookline_service_kit::rollups::Settled::DeadLettered,
         _ => hookline_service_kit::rollups::Settled::Retrying,
     };
-    w.kit.rollups.attempt(
+    w.state.rollups.attempt(
         delivery.org_id,
         endpoint.id,
         &delivery.event_type,
@@ -338,7 +338,7 @@ async fn finish(
     metrics::DURATION.with_label_values(&[label]).observe(response.latency.as_secs_f64());
     if gone {
         let topic = hookline_service_kit::caches::Topic::Endpoint { org: delivery.org_id, id: endpoint.id };
-        w.kit.caches.invalidate(topic).await;
+        w.state.caches.invalidate(topic).await;
         tracing::warn!(endpoint_id = %EndpointId::from_uuid(endpoint.id), "endpoint answered 410 Gone; disabled it");
     }
     match next {
@@ -388,7 +388,7 @@ async fn release_lane(w: &Worker, delivery: &DeliveryRow) -> anyhow::Result<()> 
     if delivery.lane.is_none() {
         return Ok(());
     }
-    let mut conn = w.kit.pool.get().await.context("database pool")?;
+    let mut conn = w.state.pool.get().await.context("database pool")?;
     let Some(next) = hookline_store::lanes::release(&mut conn, delivery.id, Publish::Caller)
         .await
         .context("releasing the delivery's lane")?
@@ -408,7 +408,7 @@ async fn release_lane(w: &Worker, delivery: &DeliveryRow) -> anyhow::Result<()> 
         parked: 0,
         traceparent: String::new(),
     };
-    if let Err(e) = w.kit.broker.publish_task(&task, None).await {
+    if let Err(e) = w.state.broker.publish_task(&task, None).await {
         tracing::warn!(error = format!("{e:#}"), "the lane's next delivery goes through the outbox");
         let row = hookline_store::outbox::NewOutbox {
             org_id: delivery.org_id,
@@ -434,7 +434,7 @@ async fn schedule(
     delay: Duration,
     trace: &TraceParent,
 ) -> anyhow::Result<Disposition> {
-    let mut conn = w.kit.pool.get().await.context("database pool")?;
+    let mut conn = w.state.pool.get().await.context("database pool")?;
     if hookline_store::hot::attempts::claim_next_attempt(&mut conn, delivery_id, next).await? {
         drop(conn);
         publish_retry(w, task, delivery_id, next, delay, trace).await?;
@@ -465,7 +465,7 @@ async fn publish_retry(
         None => Err(anyhow::anyhow!("the retry publisher has stopped")),
     };
     if let Err(e) = published {
-        let mut conn = w.kit.pool.get().await.context("database pool")?;
+        let mut conn = w.state.pool.get().await.context("database pool")?;
         hookline_store::deliveries::unclaim_attempt(&mut conn, delivery_id, next).await?;
         return Err(e.context("publishing the retry"));
     }
@@ -600,7 +600,7 @@ async fn report_success(w: &Arc<Worker>, task: &DeliveryTask, delivery: &Deliver
                 // On shutdown the held success goes at once rather than never.
                 tokio::select! {
                     _ = tokio::time::sleep_until(at.into()) => {}
-                    _ = w.kit.cancel.cancelled() => {}
+                    _ = w.state.cancel.cancelled() => {}
                 }
                 if let Some(outcome) = w.successes.take_held(endpoint, Instant::now()) {
                     send_outcome(&w, outcome).await;

@@ -6,9 +6,9 @@ use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::state::WorkerState;
 use chrono::Utc;
 use diesel_async::AsyncConnection;
-use hookline_service_kit::kit::Kit;
 use hookline_store::lanes::Publish;
 
 /// How overdue a retry must be before it is presumed lost.
@@ -16,8 +16,8 @@ pub const OVERDUE: Duration = Duration::from_secs(300);
 /// How long a lane whose head settled may wait for its worker to release it.
 pub const LANE_IDLE: Duration = Duration::from_secs(30);
 
-pub async fn sweep_once(kit: &Kit) -> anyhow::Result<usize> {
-    let mut conn = kit.pool.get().await.context("database pool")?;
+pub async fn sweep_once(state: &WorkerState) -> anyhow::Result<usize> {
+    let mut conn = state.pool.get().await.context("database pool")?;
     let cutoff = Utc::now() - chrono::Duration::from_std(OVERDUE)?;
     let n = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
@@ -54,14 +54,14 @@ pub async fn sweep_once(kit: &Kit) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-pub fn spawn(kit: Arc<Kit>) {
+pub fn spawn(state: Arc<WorkerState>) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = kit.cancel.cancelled() => return,
+                _ = state.cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             }
-            if let Err(e) = sweep_once(&kit).await {
+            if let Err(e) = sweep_once(&state).await {
                 tracing::warn!(error = format!("{e:#}"), "sweeping overdue retries failed");
             }
         }

@@ -3,9 +3,13 @@
 
 use std::sync::Arc;
 
-use hookline_service_kit::kit::Kit;
+use hookline_control_api::ControlState;
+use hookline_delivery_worker::state::WorkerState;
+use hookline_ingest_api::IngestState;
+use hookline_service_kit::auth::AuthState;
+use hookline_service_kit::deps::Connections;
 use hookline_service_kit::ops::Probes;
-use hookline_service_kit::server::ServerSpec;
+use hookline_service_kit::server::{Limits, ServerSpec};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 
@@ -27,14 +31,17 @@ pub fn platform_spec() -> utoipa::openapi::OpenApi {
     spec
 }
 
-/// Both APIs on one server, as the gateway would route them.
-pub fn all_in_one_spec(kit: &Kit) -> ServerSpec {
-    // Start the event writer on this (the main) runtime.
-    hookline_ingest_api::writer::get(kit);
-    let mut probes = Probes::for_kit(kit);
+/// Both APIs on one server, as the gateway would route them, sharing one
+/// key checker and rate limiter; the ingest state is handed back for its relay.
+pub fn all_in_one(c: &Connections) -> (ServerSpec, Arc<IngestState>) {
+    let auth = AuthState::build(c);
+    let control = ControlState::new(c, auth.clone());
+    let ingest = IngestState::new(c, auth.clone());
+    let mut probes = Probes::new(c).with_limiter(auth.limiter.clone());
     probes.details.push(hookline_ingest_api::outbox_detail());
-    ServerSpec {
-        mounts: vec![hookline_control_api::configure, hookline_ingest_api::configure],
+    let spec = ServerSpec {
+        service: "all",
+        mounts: vec![hookline_control_api::mount(control), hookline_ingest_api::mount(ingest.clone())],
         openapi: platform_spec(),
         probes,
         index: serde_json::json!({
@@ -42,18 +49,23 @@ pub fn all_in_one_spec(kit: &Kit) -> ServerSpec {
             "version": env!("CARGO_PKG_VERSION"),
             "links": {"docs": "/docs", "redoc": "/redoc", "openapi": "/openapi.json", "health": "/health", "ready": "/ready", "admin": "/admin"}
         }),
-    }
+        limits: Limits::from_settings(&c.settings),
+    };
+    (spec, ingest)
 }
 
 /// Every service in one process: both APIs on one port, the workers and the
 /// alerting service beside them.
-pub async fn run_all(kit: Arc<Kit>) -> anyhow::Result<()> {
-    let addr = kit.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-    let relay = hookline_ingest_api::relay::spawn(kit.clone());
-    let worker = hookline_delivery_worker::start(kit.clone())?;
-    let alerting = hookline_alerting::start(kit.clone())?;
-    let result = hookline_service_kit::server::serve(kit.clone(), all_in_one_spec(&kit), addr).await;
-    kit.cancel.cancel();
+pub async fn run_all(c: Connections) -> anyhow::Result<()> {
+    let addr = c.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+    let (spec, ingest) = all_in_one(&c);
+    let auth = ingest.auth.clone();
+    let relay = hookline_ingest_api::relay::spawn(ingest);
+    let worker = hookline_delivery_worker::start(WorkerState::new(&c))?;
+    let alerting = hookline_alerting::start(&c)?;
+    let result = hookline_service_kit::server::serve(spec, addr, c.settings.ops_listen, c.cancel.clone()).await;
+    c.cancel.cancel();
     let _ = tokio::join!(relay, worker, alerting);
+    auth.flush_usage().await;
     result
 }

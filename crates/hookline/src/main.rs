@@ -2,7 +2,6 @@
 //! run any of Hookline's services (or all of them in one process).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,7 +10,7 @@ use hookline_domain::crypto::MasterKey;
 use hookline_domain::id::OrgId;
 use hookline_domain::scope::Role;
 use hookline_service_kit::config::{Secret, Settings};
-use hookline_service_kit::kit::Kit;
+use hookline_service_kit::deps::Connections;
 
 /// jemalloc rather than the system allocator: at ten endpoints per event
 /// glibc's malloc and free took about a quarter of the process's CPU.
@@ -198,7 +197,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let url = settings.database_url.expose();
     let created = hookline_store::db::create_database_if_missing(url).await.map_err(|e| {
-        anyhow::anyhow!(hookline_service_kit::kit::unreachable_message(
+        anyhow::anyhow!(hookline_service_kit::deps::unreachable_message(
             "Postgres",
             url,
             "e.g. `pg_ctlcluster 15 main start` or `docker compose up -d postgres`",
@@ -373,18 +372,15 @@ async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {
         Service::Alerting => "alerting",
         Service::All => "all",
     };
-    let kit: Arc<Kit> = Kit::build(settings, name, cancel.clone()).await?;
+    let c = Connections::open(settings, name, cancel.clone()).await?;
     let result = match service {
-        Service::ControlApi => hookline_control_api::run(kit.clone()).await,
-        Service::IngestApi => hookline_ingest_api::run(kit.clone()).await,
-        Service::Worker => hookline_delivery_worker::run(kit.clone()).await,
-        Service::Alerting => hookline_alerting::run(kit.clone()).await,
-        Service::All => hookline::run_all(kit.clone()).await,
+        Service::ControlApi => hookline_control_api::run(c).await,
+        Service::IngestApi => hookline_ingest_api::run(c).await,
+        Service::Worker => hookline_delivery_worker::run(c).await,
+        Service::Alerting => hookline_alerting::run(c).await,
+        Service::All => hookline::run_all(c).await,
     };
     cancel.cancel();
-    if let Err(e) = kit.usage.flush(&kit.pool).await {
-        tracing::warn!(error = format!("{e:#}"), "final usage flush failed");
-    }
     tracing::info!("stopped");
     result
 }

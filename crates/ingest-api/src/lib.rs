@@ -5,14 +5,18 @@
 pub mod openapi;
 pub mod relay;
 pub mod routes;
+pub mod state;
 pub mod writer;
 
 use std::sync::Arc;
 
 use actix_web::web;
-use hookline_service_kit::kit::Kit;
+use hookline_service_kit::auth::AuthState;
+use hookline_service_kit::deps::Connections;
 use hookline_service_kit::ops::{Detail, Probes};
-use hookline_service_kit::server::ServerSpec;
+use hookline_service_kit::server::{Limits, Mount, ServerSpec};
+
+pub use state::IngestState;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8002";
 
@@ -33,12 +37,25 @@ pub fn outbox_detail() -> Detail {
     })
 }
 
-pub fn server_spec(kit: &Kit) -> ServerSpec {
-    // Start the event writer on this (the main) runtime.
-    writer::get(kit);
-    let mut probes = Probes::for_kit(kit);
+/// The routes with the state they extract.
+pub fn mount(state: Arc<IngestState>) -> Mount {
+    Arc::new(move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::from(state.clone())).app_data(web::Data::from(state.auth.clone()));
+        configure(cfg);
+    })
+}
+
+pub fn server_spec(c: &Connections, state: Arc<IngestState>) -> ServerSpec {
+    let mut probes = Probes::new(c).with_limiter(state.auth.limiter.clone());
     probes.details.push(outbox_detail());
-    ServerSpec { mounts: vec![configure], openapi: openapi::spec(), probes, index: index() }
+    ServerSpec {
+        service: "ingest-api",
+        mounts: vec![mount(state)],
+        openapi: openapi::spec(),
+        probes,
+        index: index(),
+        limits: Limits::from_settings(&c.settings),
+    }
 }
 
 pub fn index() -> serde_json::Value {
@@ -49,12 +66,17 @@ pub fn index() -> serde_json::Value {
     })
 }
 
-/// Runs the ingest API and its outbox relay until `kit.cancel` fires.
-pub async fn run(kit: Arc<Kit>) -> anyhow::Result<()> {
-    let addr = kit.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-    let relay = relay::spawn(kit.clone());
-    let result = hookline_service_kit::server::serve(kit.clone(), server_spec(&kit), addr).await;
-    kit.cancel.cancel();
+/// Runs the ingest API and its outbox relay until the process is cancelled.
+pub async fn run(c: Connections) -> anyhow::Result<()> {
+    let addr = c.settings.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+    let auth = AuthState::build(&c);
+    let state = IngestState::new(&c, auth.clone());
+    let relay = relay::spawn(state.clone());
+    let result =
+        hookline_service_kit::server::serve(server_spec(&c, state), addr, c.settings.ops_listen, c.cancel.clone())
+            .await;
+    c.cancel.cancel();
     let _ = relay.await;
+    auth.flush_usage().await;
     result
 }

@@ -20,6 +20,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use crate::state::IngestState;
 use anyhow::Context;
 use chrono::Utc;
 use diesel_async::AsyncConnection;
@@ -29,7 +30,6 @@ use hookline_broker::publisher::Broker;
 use hookline_domain::id::{DeliveryId, EndpointId, EventId, OrgId};
 use hookline_domain::status::OutboxReason;
 use hookline_domain::trace::TraceParent;
-use hookline_service_kit::kit::Kit;
 use hookline_store::outbox::Pending;
 use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
 use tracing::Instrument;
@@ -148,10 +148,10 @@ pub async fn publish(broker: &Broker, rows: &[Pending]) -> anyhow::Result<()> {
 }
 
 /// One pass: publishes up to one batch of rows. Returns how many rows it took.
-pub async fn relay_once(kit: &Kit) -> anyhow::Result<usize> {
-    let mut conn = kit.pool.get().await.context("database pool")?;
-    let batch = kit.settings.outbox_batch_size;
-    let broker = kit.broker.clone();
+pub async fn relay_once(state: &IngestState) -> anyhow::Result<usize> {
+    let mut conn = state.pool.get().await.context("database pool")?;
+    let batch = state.settings.outbox_batch_size;
+    let broker = state.broker.clone();
     conn.transaction::<_, anyhow::Error, _>(async |c| {
         let claimed = hookline_store::outbox::claim(c, batch).await.context("claiming outbox rows")?;
         if claimed.ids.is_empty() {
@@ -164,8 +164,8 @@ pub async fn relay_once(kit: &Kit) -> anyhow::Result<usize> {
     .await
 }
 
-async fn measure(kit: &Kit) {
-    let Ok(mut conn) = kit.pool.get().await else { return };
+async fn measure(state: &IngestState) {
+    let Ok(mut conn) = state.pool.get().await else { return };
     if let Ok((pending, oldest)) = hookline_store::outbox::backlog(&mut conn).await {
         OUTBOX_LAG.set(oldest.map(|t| (Utc::now() - t).num_seconds().max(0)).unwrap_or(0));
         OUTBOX_PENDING.set(pending);
@@ -174,15 +174,15 @@ async fn measure(kit: &Kit) {
 
 /// Starts a pass whenever any process announces outbox rows (Postgres
 /// `LISTEN` on [`hookline_store::outbox::CHANNEL`]), reconnecting as needed.
-fn spawn_listener(kit: Arc<Kit>, wake: Arc<tokio::sync::Notify>) {
+fn spawn_listener(state: Arc<IngestState>, wake: Arc<tokio::sync::Notify>) {
     tokio::spawn(async move {
-        let url = kit.settings.database_url.expose().to_owned();
-        while !kit.cancel.is_cancelled() {
-            if let Err(e) = listen(&url, &kit.cancel, &wake).await {
+        let url = state.settings.database_url.expose().to_owned();
+        while !state.cancel.is_cancelled() {
+            if let Err(e) = listen(&url, &state.cancel, &wake).await {
                 tracing::debug!(error = format!("{e:#}"), "outbox notifications interrupted; reconnecting");
             }
             tokio::select! {
-                _ = kit.cancel.cancelled() => return,
+                _ = state.cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
@@ -213,38 +213,38 @@ async fn listen(
     }
 }
 
-/// Runs the relay until `kit.cancel` fires; a notification of new outbox
+/// Runs the relay until `state.cancel` fires; a notification of new outbox
 /// rows, from any process, starts a pass at once.
-pub fn spawn(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(state: Arc<IngestState>) -> tokio::task::JoinHandle<()> {
     init_metrics();
     let wake = Arc::new(tokio::sync::Notify::new());
-    spawn_listener(kit.clone(), wake.clone());
-    spawn_backfills(kit.clone());
+    spawn_listener(state.clone(), wake.clone());
+    spawn_backfills(state.clone());
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(250);
         let mut last_measure = std::time::Instant::now() - Duration::from_secs(10);
         loop {
-            if kit.cancel.is_cancelled() {
+            if state.cancel.is_cancelled() {
                 return;
             }
-            let result = relay_once(&kit).await;
+            let result = relay_once(&state).await;
             if last_measure.elapsed() >= Duration::from_secs(1) {
-                measure(&kit).await;
+                measure(&state).await;
                 last_measure = std::time::Instant::now();
             }
             match result {
-                Ok(n) if n as i64 >= kit.settings.outbox_batch_size => {
+                Ok(n) if n as i64 >= state.settings.outbox_batch_size => {
                     backoff = Duration::from_millis(250);
                     continue;
                 }
                 Ok(_) => {
                     backoff = Duration::from_millis(250);
                     tokio::select! {
-                        _ = kit.cancel.cancelled() => return,
+                        _ = state.cancel.cancelled() => return,
                         _ = wake.notified() => {}
                         // The fallback for a missed notification (a relay
                         // reconnecting) and for rows left to the event writer.
-                        _ = tokio::time::sleep(kit.settings.outbox_poll) => {}
+                        _ = tokio::time::sleep(state.settings.outbox_poll) => {}
                     }
                 }
                 Err(e) => {
@@ -255,7 +255,7 @@ pub fn spawn(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
                     );
                     // Wake-ups do not cut a backoff short: a down broker is not hammered.
                     tokio::select! {
-                        _ = kit.cancel.cancelled() => return,
+                        _ = state.cancel.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -277,11 +277,11 @@ const BACKFILL_IDLE: Duration = Duration::from_secs(1);
 /// Advances running backfills, one step at a time (every instance may run
 /// this: a step claims its backfill with SKIP LOCKED, and progress is saved
 /// per step, so a backfill resumes wherever an instance stopped).
-pub fn spawn_backfills(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_backfills(state: Arc<IngestState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let stepped = async {
-                let mut conn = kit.pool.get().await.context("database pool")?;
+                let mut conn = state.pool.get().await.context("database pool")?;
                 conn.transaction::<_, diesel::result::Error, _>(async |c| {
                     hookline_store::backfill::step(c, BACKFILL_BATCH).await
                 })
@@ -298,7 +298,7 @@ pub fn spawn_backfills(kit: Arc<Kit>) -> tokio::task::JoinHandle<()> {
                 }
             };
             tokio::select! {
-                _ = kit.cancel.cancelled() => return,
+                _ = state.cancel.cancelled() => return,
                 _ = tokio::time::sleep(pause) => {}
             }
         }

@@ -20,7 +20,6 @@ use std::time::Duration;
 use chrono::Utc;
 use hookline_broker::publisher::Broker;
 use hookline_service_kit::batch::Batcher;
-use hookline_service_kit::kit::{EventWriter, Kit};
 use hookline_store::db::PgPool;
 use hookline_store::events::{NewEvent, Written};
 use hookline_store::outbox::Pending;
@@ -59,13 +58,13 @@ fn marker(pool: PgPool) -> Marker {
     })
 }
 
-/// The kit's event writer, started on the current runtime at first use (the
-/// ingest API's server spec starts it, so its tasks run on the main runtime).
-pub fn get(kit: &Kit) -> &EventWriter {
-    kit.event_writer.get_or_init(|| spawn(kit.pool.clone(), kit.broker.clone()))
-}
+/// Writes accepted events in shared transactions: each event comes back
+/// with its delivery count, or is handed back to be written alone (its
+/// idempotency key is taken, or the batch failed).
+pub type EventWriter = Batcher<NewEvent, Result<usize, NewEvent>>;
 
-fn spawn(pool: PgPool, broker: Arc<Broker>) -> EventWriter {
+/// Starts the writer tasks on the current runtime.
+pub fn spawn(pool: PgPool, broker: Arc<Broker>) -> EventWriter {
     let marker = Arc::new(marker(pool.clone()));
     EventWriter::spawn(EVENT_WRITERS, EVENT_BATCH, move |batch: Vec<NewEvent>| {
         let pool = pool.clone();

@@ -22,10 +22,11 @@ use hookline_store::db::PgPool;
 use ipnet::IpNet;
 
 use crate::caches::{Caches, Topic};
+use crate::deps::Connections;
 use crate::error::ApiError;
-use crate::kit::Kit;
 use crate::metrics::AUTH_CACHE;
 use crate::ratelimit::{Decision, Policy, RateLimiter};
+use crate::usage::UsageRecorder;
 
 /// Who is calling: a verified, unexpired, unrevoked key.
 #[derive(Debug, Clone)]
@@ -382,6 +383,60 @@ impl std::ops::Deref for Auth {
     }
 }
 
+/// What the [`Auth`] extractor needs, registered as app data by each API:
+/// the key checker, the rate limiter, the usage counters (flushed to
+/// Postgres in the background) and the proxies whose forwarding headers
+/// are believed.
+pub struct AuthState {
+    pub authenticator: Authenticator,
+    pub limiter: Arc<RateLimiter>,
+    pub usage: Arc<UsageRecorder>,
+    trusted_proxies: Vec<IpNet>,
+    pool: PgPool,
+}
+
+impl AuthState {
+    /// Built once per process; starts the usage flusher.
+    pub fn build(c: &Connections) -> Arc<Self> {
+        let s = &c.settings;
+        let pepper = KeyPepper::new(&c.master_key.derive("hookline api key pepper v1"));
+        let limiter = Arc::new(RateLimiter::new(Some(c.redis.clone()), s.rate_limit_fail_closed));
+        let authenticator =
+            Authenticator::new(c.pool.clone(), pepper, c.caches.clone(), limiter.clone(), s.auth_failures_per_minute);
+        let usage = Arc::new(UsageRecorder::default());
+        crate::flushing::spawn_flusher(
+            usage.clone(),
+            c.pool.clone(),
+            Duration::from_secs(s.usage_flush_secs),
+            c.cancel.clone(),
+        );
+        Arc::new(Self {
+            authenticator,
+            limiter,
+            usage,
+            trusted_proxies: s.trusted_proxies.clone(),
+            pool: c.pool.clone(),
+        })
+    }
+
+    /// The rate-limit policies that apply to a caller: the key's limit, and
+    /// on event ingest the organisation's event quota, checked together.
+    pub fn policies_for(principal: &Principal, ingest: bool) -> Vec<Policy> {
+        let mut p = vec![key_policy(principal)];
+        if ingest {
+            p.extend(org_event_policy(principal));
+        }
+        p
+    }
+
+    /// Writes the usage counted since the last flush (at shutdown).
+    pub async fn flush_usage(&self) {
+        if let Err(e) = self.usage.flush(&self.pool).await {
+            tracing::warn!(error = format!("{e:#}"), "usage flush failed");
+        }
+    }
+}
+
 impl FromRequest for Auth {
     type Error = ApiError;
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
@@ -389,25 +444,25 @@ impl FromRequest for Auth {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let kit = req
-                .app_data::<web::Data<Kit>>()
-                .ok_or_else(|| ApiError::internal("Kit missing from app data"))?
+            let state = req
+                .app_data::<web::Data<AuthState>>()
+                .ok_or_else(|| ApiError::internal("AuthState missing from app data"))?
                 .clone();
             let raw = presented_key(&req).ok_or_else(|| {
                 ApiError::unauthorized("send an API key as `Authorization: Bearer sk_live_…` or `X-API-Key`")
             })?;
-            let ip = client_ip(&req, &kit.settings.trusted_proxies);
-            let principal = kit.auth.authenticate(&raw, ip).await?;
-            // Decided by the route that matched, never the raw path.
-            // Sending events counts against the quota; reading them does not.
+            let ip = client_ip(&req, &state.trusted_proxies);
+            let principal = state.authenticator.authenticate(&raw, ip).await?;
+            // Decided by the scope the route requires, never the raw path:
+            // routes that publish events count against the quota.
             let ingest =
                 req.app_data::<web::Data<OrgEventQuota>>().is_some() && req.method() == actix_web::http::Method::POST;
-            let decision = kit
+            let decision = state
                 .limiter
-                .check(&kit.policies_for(&principal, ingest))
+                .check(&AuthState::policies_for(&principal, ingest))
                 .await
                 .map_err(|e| ApiError::unavailable(e.to_string(), 5))?;
-            kit.usage.record(principal.key_id, principal.org_id, !decision.allowed);
+            state.usage.record(principal.key_id, principal.org_id, !decision.allowed);
             let headers = decision.headers();
             req.extensions_mut().insert(RateLimitOutcome(decision.clone()));
             if !decision.allowed {

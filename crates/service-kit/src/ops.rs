@@ -44,19 +44,24 @@ pub struct Probes {
 
 impl Probes {
     /// Postgres, RabbitMQ and Redis checked; only Postgres needed.
-    pub fn for_kit(kit: &crate::kit::Kit) -> Self {
+    pub fn new(c: &crate::deps::Connections) -> Self {
         Self {
-            pool: Some(kit.pool.clone()),
-            broker: Some(kit.broker.clone()),
-            redis: Some(kit.redis.clone()),
-            limiter: Some(kit.limiter.clone()),
+            pool: Some(c.pool.clone()),
+            broker: Some(c.broker.clone()),
+            redis: Some(c.redis.clone()),
             ..Self::default()
         }
     }
 
     /// The same, for a service that cannot work without RabbitMQ.
-    pub fn needing_broker(kit: &crate::kit::Kit) -> Self {
-        Self { needs_broker: true, ..Self::for_kit(kit) }
+    pub fn needing_broker(c: &crate::deps::Connections) -> Self {
+        Self { needs_broker: true, ..Self::new(c) }
+    }
+
+    /// Reports whether the rate limiter fell back to counting locally.
+    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
     }
 
     fn needed(&self, dependency: &str) -> bool {

@@ -2,35 +2,49 @@
 //! for `hookline run all`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
+use tokio_util::sync::CancellationToken;
 
+use crate::config::Settings;
 use crate::error::{json_error_handler, path_error_handler, query_error_handler, ApiError};
-use crate::kit::Kit;
 use crate::ops::Probes;
 
-/// Mounts routes on a `ServiceConfig`.
-pub type Mount = fn(&mut web::ServiceConfig);
+/// Mounts one API's routes and registers the state they extract.
+pub type Mount = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// Everything one server serves.
 #[derive(Clone)]
 pub struct ServerSpec {
+    /// The process name in logs ("control-api", "all", ...).
+    pub service: &'static str,
     pub mounts: Vec<Mount>,
     pub openapi: utoipa::openapi::OpenApi,
     pub probes: Probes,
     /// What `GET /` answers: the service's name and links.
     pub index: serde_json::Value,
+    pub limits: Limits,
+}
+
+/// What a request may send: its body's size, and how long it may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_payload_bytes: usize,
+    pub body_timeout: Duration,
+}
+
+impl Limits {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self { max_payload_bytes: s.max_payload_bytes, body_timeout: Duration::from_secs(s.body_timeout_secs) }
+    }
 }
 
 /// Builds the server on an already bound listener (tests bind port 0).
-pub fn build(
-    kit: Arc<Kit>,
-    spec: ServerSpec,
-    listener: std::net::TcpListener,
-) -> anyhow::Result<actix_web::dev::Server> {
-    let data = web::Data::from(kit.clone());
+pub fn build(spec: ServerSpec, listener: std::net::TcpListener) -> anyhow::Result<actix_web::dev::Server> {
     let probes = web::Data::new(spec.probes.clone());
-    let max = kit.settings.max_payload_bytes;
+    let limits = web::Data::new(spec.limits);
+    let max = spec.limits.max_payload_bytes;
     let index = web::Data::new(spec.index.clone());
     let server = HttpServer::new(move || {
         let mut app = App::new()
@@ -40,7 +54,7 @@ pub fn build(
             .wrap(actix_web::middleware::from_fn(crate::auth::rate_limit_headers))
             .wrap(actix_web::middleware::from_fn(no_store))
             .wrap(actix_web::middleware::from_fn(crate::metrics::http_metrics))
-            .app_data(data.clone())
+            .app_data(limits.clone())
             .app_data(probes.clone())
             .app_data(index.clone())
             .app_data(web::JsonConfig::default().limit(max).error_handler(json_error_handler))
@@ -51,7 +65,7 @@ pub fn build(
             .configure(crate::docs::configure(spec.openapi.clone()))
             .route("/", web::get().to(root));
         for m in &spec.mounts {
-            app = app.configure(*m);
+            app = app.configure(|cfg| m(cfg));
         }
         app.default_service(web::to(not_found))
     })
@@ -62,14 +76,20 @@ pub fn build(
     Ok(server)
 }
 
-/// Serves until `kit.cancel` fires, then drains in-flight requests.
-pub async fn serve(kit: Arc<Kit>, spec: ServerSpec, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+/// Serves until `cancel` fires, then drains in-flight requests. The
+/// operations listener (`/metrics`) runs beside it when `ops_listen` is set.
+pub async fn serve(
+    spec: ServerSpec,
+    addr: std::net::SocketAddr,
+    ops_listen: Option<std::net::SocketAddr>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set HOOKLINE_LISTEN)"))?;
-    spec.probes.watch(kit.cancel.clone());
-    let ops = match kit.settings.ops_listen {
+    spec.probes.watch(cancel.clone());
+    let ops = match ops_listen {
         Some(ops_addr) => {
-            let ops = crate::ops::serve_ops(spec.probes.clone(), crate::ops::bind(ops_addr)?, kit.cancel.clone())?;
+            let ops = crate::ops::serve_ops(spec.probes.clone(), crate::ops::bind(ops_addr)?, cancel.clone())?;
             tracing::info!(addr = %ops_addr, "health, readiness and metrics listening");
             Some(ops)
         }
@@ -78,10 +98,10 @@ pub async fn serve(kit: Arc<Kit>, spec: ServerSpec, addr: std::net::SocketAddr) 
             None
         }
     };
-    let server = build(kit.clone(), spec, listener)?;
-    tracing::info!(%addr, service = kit.service, "listening");
+    let service = spec.service;
+    let server = build(spec, listener)?;
+    tracing::info!(%addr, service, "listening");
     let handle = server.handle();
-    let cancel = kit.cancel.clone();
     tokio::spawn(async move {
         cancel.cancelled().await;
         handle.stop(true).await;
@@ -102,8 +122,9 @@ async fn body_deadline(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use actix_web::HttpMessage;
     use futures_util::StreamExt;
-    let secs = req.app_data::<web::Data<Kit>>().map(|k| k.settings.body_timeout_secs).unwrap_or(30);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let limit = req.app_data::<web::Data<Limits>>().map_or(Duration::from_secs(30), |l| l.body_timeout);
+    let secs = limit.as_secs();
+    let deadline = tokio::time::Instant::now() + limit;
     let payload = req.take_payload();
     let guarded = futures_util::stream::unfold(Some(payload), move |state| async move {
         let mut payload = state?;

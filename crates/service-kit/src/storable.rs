@@ -41,7 +41,7 @@ pub async fn refuse_nul(
             Err(e) => {
                 let status = e.as_response_error().status_code();
                 let api = if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    let limit = req.app_data::<web::Data<crate::kit::Kit>>().map(|k| k.settings.max_payload_bytes);
+                    let limit = req.app_data::<web::Data<crate::server::Limits>>().map(|l| l.max_payload_bytes);
                     ApiError::payload_too_large(limit.unwrap_or_default())
                 } else {
                     ApiError::bad_request(format!("reading the body: {e}"))

@@ -16,12 +16,11 @@ pub mod receiver;
 pub mod smtp;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hookline_service_kit::config::Settings;
-use hookline_service_kit::kit::Kit;
+use hookline_service_kit::deps::Connections;
 use hookline_service_kit::server::ServerSpec;
 use tokio_util::sync::CancellationToken;
 
@@ -127,9 +126,10 @@ impl TestEnv {
         Settings::from_sources(None, &env).expect("test settings")
     }
 
-    /// A connected [`Kit`] with its own cancellation token.
-    pub async fn kit(&self, extra: &[(&str, &str)]) -> Arc<Kit> {
-        Kit::build(self.settings(extra), "test", CancellationToken::new()).await.expect("kit builds")
+    /// Connections to this environment's database, vhost and Redis prefix,
+    /// with their own cancellation token.
+    pub async fn connect(&self, extra: &[(&str, &str)]) -> Connections {
+        Connections::open(self.settings(extra), "test", CancellationToken::new()).await.expect("connections open")
     }
 
     /// Removes the database, vhost and Redis keys now (also done on drop).
@@ -358,7 +358,6 @@ pub struct TestServer {
     pub addr: String,
     /// The operations listener (`/metrics`).
     pub ops_addr: String,
-    pub kit: Arc<Kit>,
 }
 
 impl TestServer {
@@ -372,23 +371,22 @@ impl TestServer {
 }
 
 /// Serves `spec` on 127.0.0.1:0, and its operations listener on another
-/// port, until the kit is cancelled.
-pub fn serve(kit: Arc<Kit>, spec: ServerSpec) -> TestServer {
+/// port, until `cancel` fires.
+pub fn serve(cancel: &CancellationToken, spec: ServerSpec) -> TestServer {
     let ops_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let ops_port = ops_listener.local_addr().expect("addr").port();
-    hookline_service_kit::ops::serve_ops(spec.probes.clone(), ops_listener, kit.cancel.clone())
-        .expect("ops server builds");
+    hookline_service_kit::ops::serve_ops(spec.probes.clone(), ops_listener, cancel.clone()).expect("ops server builds");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let server = hookline_service_kit::server::build(kit.clone(), spec, listener).expect("server builds");
+    let server = hookline_service_kit::server::build(spec, listener).expect("server builds");
     let handle = server.handle();
-    let cancel = kit.cancel.clone();
+    let cancel = cancel.clone();
     tokio::spawn(server);
     tokio::spawn(async move {
         cancel.cancelled().await;
         handle.stop(false).await;
     });
-    TestServer { addr: format!("http://127.0.0.1:{port}"), ops_addr: format!("http://127.0.0.1:{ops_port}"), kit }
+    TestServer { addr: format!("http://127.0.0.1:{port}"), ops_addr: format!("http://127.0.0.1:{ops_port}") }
 }
 
 /// A new organisation through the operator API at `base`: its id and its

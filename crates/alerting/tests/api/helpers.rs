@@ -1,8 +1,8 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_broker::messages::{DeliveryOutcome, OutcomeKind, MESSAGE_VERSION};
-use hookline_service_kit::kit::Kit;
+use hookline_service_kit::auth::AuthState;
+use hookline_service_kit::deps::Connections;
 use hookline_test_support::receiver::TestReceiver;
 use hookline_test_support::{eventually, http, serve, TestEnv, TestServer, OPERATOR_TOKEN};
 use prost::Message;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 /// Every service in this process: control, ingest + relay, worker, alerting.
 pub struct Stack {
     pub env: TestEnv,
-    pub kit: Arc<Kit>,
+    pub conns: Connections,
     pub control: TestServer,
     pub ingest: TestServer,
     pub key: String,
@@ -22,12 +22,15 @@ pub struct Stack {
 impl Stack {
     pub async fn start(extra: &[(&str, &str)]) -> Self {
         let env = TestEnv::new().await;
-        let kit = env.kit(extra).await;
-        let control = serve(kit.clone(), hookline_control_api::server_spec(&kit));
-        let ingest = serve(kit.clone(), hookline_ingest_api::server_spec(&kit));
-        hookline_ingest_api::relay::spawn(kit.clone());
-        hookline_delivery_worker::start(kit.clone()).unwrap();
-        hookline_alerting::start(kit.clone()).unwrap();
+        let conns = env.connect(extra).await;
+        let auth = AuthState::build(&conns);
+        let control_state = hookline_control_api::ControlState::new(&conns, auth.clone());
+        let control = serve(&conns.cancel, hookline_control_api::server_spec(&conns, control_state));
+        let ingest_state = hookline_ingest_api::IngestState::new(&conns, auth);
+        let ingest = serve(&conns.cancel, hookline_ingest_api::server_spec(&conns, ingest_state.clone()));
+        hookline_ingest_api::relay::spawn(ingest_state);
+        hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&conns)).unwrap();
+        hookline_alerting::start(&conns).unwrap();
         let client = http();
         let v: Value = client
             .post(control.url("/api/v1/orgs"))
@@ -40,7 +43,7 @@ impl Stack {
             .await
             .unwrap();
         let key = v["api_key"]["key"].as_str().unwrap().to_owned();
-        Self { env, kit, control, ingest, key, client }
+        Self { env, conns, control, ingest, key, client }
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -100,7 +103,7 @@ impl Stack {
         let (_, v) = self.call(Method::GET, &format!("/api/v1/webhooks/deliveries?webhook_id={webhook}"), None).await;
         let delivery_id = v["data"][0]["id"].as_str().expect("a delivery").to_owned();
         let row = {
-            let mut conn = self.kit.pool.get().await.unwrap();
+            let mut conn = self.conns.pool.get().await.unwrap();
             let id = hookline_domain::id::DeliveryId::parse(&delivery_id).unwrap().as_uuid();
             hookline_store::deliveries::get(&mut conn, id).await.unwrap().unwrap()
         };

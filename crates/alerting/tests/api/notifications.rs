@@ -103,8 +103,9 @@ async fn slack_notifications_never_reach_private_addresses() {
     // since): the notifier of a service that refuses them does not connect.
     let r = TestReceiver::start().await;
     let env = hookline_test_support::TestEnv::new().await;
-    let kit = env.kit(&[("HOOKLINE_ALLOW_PRIVATE_TARGETS", "false")]).await;
-    let notifier = hookline_alerting::notify::Notifier::new(&kit.settings).unwrap();
+    let notifier =
+        hookline_alerting::notify::Notifier::new(&env.settings(&[("HOOKLINE_ALLOW_PRIVATE_TARGETS", "false")]))
+            .unwrap();
     let port = r.port;
     for url in [
         r.url("/services/T000"),
@@ -116,7 +117,6 @@ async fn slack_notifications_never_reach_private_addresses() {
     }
     assert_eq!(r.count(), 0, "nothing reached the private receiver");
     // The same notifier allowed private targets does reach it.
-    let allowed = env.kit(&[]).await;
-    hookline_alerting::notify::Notifier::new(&allowed.settings).unwrap().slack(&r.url("/ok"), "hello").await.unwrap();
+    hookline_alerting::notify::Notifier::new(&env.settings(&[])).unwrap().slack(&r.url("/ok"), "hello").await.unwrap();
     assert_eq!(r.count(), 1);
 }

@@ -44,7 +44,7 @@ async fn retention_removes_exactly_what_is_past_the_window() {
         .await
         .unwrap();
 
-    let a = hookline_alerting::Alerting::new(s.kit.clone()).unwrap();
+    let a = hookline_alerting::Alerting::new(hookline_alerting::state::AlertingState::new(&s.conns)).unwrap();
     let removed = hookline_alerting::maintenance::run_once(&a).await.unwrap().expect("the lock was free");
     assert_eq!(removed.deliveries, 4);
     assert_eq!(removed.events, 4);

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use hookline_alerting::state::AlertingState;
 use hookline_broker::messages::OutcomeKind;
 use hookline_test_support::eventually;
 use hookline_test_support::receiver::{Behaviour, TestReceiver};
@@ -45,7 +46,7 @@ async fn a_success_heard_late_leaves_open_what_failures_after_it_keep_open() {
     // A success from before the streak, reported after it (a worker holds
     // successes for up to a second): the endpoint is still failing.
     let late = s.outcome(&ep, OutcomeKind::Delivered, 1).await;
-    let alerting = hookline_alerting::Alerting::new(s.kit.clone()).unwrap();
+    let alerting = hookline_alerting::Alerting::new(AlertingState::new(&s.conns)).unwrap();
     let results = hookline_alerting::rules::process_outcomes(&alerting, &[&late]).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     let a = s.alerts(&format!("rule=endpoint_failing&webhook_id={ep}")).await;
@@ -133,8 +134,8 @@ async fn a_high_failure_rate_opens_its_alert() {
 #[tokio::test]
 async fn two_alerting_instances_count_each_outcome_once() {
     let s = Stack::start(&[]).await;
-    let second = s.env.kit(&[]).await;
-    hookline_alerting::start(second.clone()).unwrap();
+    let second = s.env.connect(&[]).await;
+    hookline_alerting::start(&second).unwrap();
     s.settings(json!({"endpoint_failing_threshold": 1000, "failure_rate_min_attempts": 1000, "auto_disable_dead_letters": 1000})).await;
     let r = TestReceiver::start().await;
     r.set(Behaviour::Status(500));
@@ -171,7 +172,7 @@ async fn a_batch_counts_each_failure_once_whatever_else_it_holds() {
     // and attempt 1 again (already counted when it happened).
     let (seven, eight, first) = (outcome(7).await, outcome(8).await, outcome(1).await);
     let payloads: Vec<&[u8]> = vec![&seven, &seven, b"not an outcome", &eight, &first];
-    let alerting = hookline_alerting::Alerting::new(s.kit.clone()).unwrap();
+    let alerting = hookline_alerting::Alerting::new(AlertingState::new(&s.conns)).unwrap();
     let results = hookline_alerting::rules::process_outcomes(&alerting, &payloads).await;
     assert_eq!(results.len(), payloads.len());
     assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -201,7 +202,7 @@ async fn the_outcomes_of_a_batch_message_count_as_if_each_had_come_alone() {
         DeliveryOutcomeBatch { version: MESSAGE_VERSION, outcomes: vec![seven.clone(), seven, eight] }.encode_to_vec();
     let kind = Some(TYPE_DELIVERY_OUTCOME_BATCH);
     let messages: Vec<(Option<&str>, &[u8])> = vec![(kind, &batch), (kind, b"not a batch"), (None, &nine)];
-    let alerting = hookline_alerting::Alerting::new(s.kit.clone()).unwrap();
+    let alerting = hookline_alerting::Alerting::new(AlertingState::new(&s.conns)).unwrap();
     let results = hookline_alerting::rules::process_messages(&alerting, &messages).await;
     assert_eq!(results.len(), messages.len(), "one result per message");
     assert!(results.iter().all(Result::is_ok), "{results:?}");

@@ -1,10 +1,10 @@
 //! Alerts (list, acknowledge) and the alert settings.
 
+use crate::state::ControlState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::error::{ApiError, FieldError};
-use hookline_service_kit::kit::Kit;
 use maud::{html, Markup};
 
 use super::layout::{csrf, notice, opt_time, page, page_with, status_badge, text_input, FormErrors, InputAttrs, Nav};
@@ -25,8 +25,8 @@ pub struct Query {
     notice: Option<String>,
 }
 
-async fn list(kit: web::Data<Kit>, s: AdminSession, q: web::Query<Query>) -> Result<HttpResponse, Refusal> {
-    let body = body(&kit, &s, &q, None, &FormErrors::default()).await?;
+async fn list(app: web::Data<ControlState>, s: AdminSession, q: web::Query<Query>) -> Result<HttpResponse, Refusal> {
+    let body = body(&app, &s, &q, None, &FormErrors::default()).await?;
     Ok(page(&s, Nav::Alerts, "Alerts", body))
 }
 
@@ -34,7 +34,7 @@ async fn list(kit: web::Data<Kit>, s: AdminSession, q: web::Query<Query>) -> Res
 struct Typed(Vec<(String, String)>);
 
 async fn body(
-    kit: &Kit,
+    app: &ControlState,
     s: &AdminSession,
     q: &Query,
     typed: Option<&Typed>,
@@ -43,8 +43,8 @@ async fn body(
     let state = q.state.clone().filter(|st| STATES.contains(&st.as_str()));
     let params =
         AlertParams { state: state.clone(), rule: None, webhook_id: None, limit: Some(50), cursor: q.cursor.clone() };
-    let alerts = api::list(kit, &s.principal, &params).await?;
-    let settings = api::settings(kit, &s.principal).await?;
+    let alerts = api::list(app, &s.principal, &params).await?;
+    let settings = api::settings(app, &s.principal).await?;
     let value = |name: &str, current: String| -> String {
         typed.and_then(|t| t.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap_or(current)
     };
@@ -145,12 +145,16 @@ async fn body(
     })
 }
 
-async fn acknowledge(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    api::acknowledge_alert(&kit, &f.session.principal, &id).await?;
+async fn acknowledge(
+    app: web::Data<ControlState>,
+    f: AdminForm,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Refusal> {
+    api::acknowledge_alert(&app, &f.session.principal, &id).await?;
     Ok(see_other("/admin/alerts?notice=acknowledged".into()))
 }
 
-async fn save_settings(kit: web::Data<Kit>, f: AdminForm) -> Result<HttpResponse, Refusal> {
+async fn save_settings(app: web::Data<ControlState>, f: AdminForm) -> Result<HttpResponse, Refusal> {
     let s = &f.session;
     let result = async {
         let mut errors = Vec::new();
@@ -187,14 +191,14 @@ async fn save_settings(kit: web::Data<Kit>, f: AdminForm) -> Result<HttpResponse
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
-        api::save_settings(&kit, &s.principal, input).await
+        api::save_settings(&app, &s.principal, input).await
     }
     .await;
     match result {
         Ok(_) => Ok(see_other("/admin/alerts?notice=settings_saved".into())),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
             let typed = Typed(f.fields.clone());
-            let body = body(&kit, s, &Query::default(), Some(&typed), &FormErrors::from_api(&e)).await?;
+            let body = body(&app, s, &Query::default(), Some(&typed), &FormErrors::from_api(&e)).await?;
             Ok(page_with(s, Nav::Alerts, "Alerts", e.status, body))
         }
         Err(e) => Err(e.into()),

@@ -1,7 +1,7 @@
 //! The audit log: who changed what, newest first.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
-use hookline_service_kit::kit::Kit;
 use maud::html;
 
 use super::layout::{opt_time, page, Nav};
@@ -14,7 +14,11 @@ pub struct Query {
     cursor: Option<String>,
 }
 
-pub async fn list(kit: web::Data<Kit>, s: AdminSession, q: web::Query<Query>) -> Result<HttpResponse, Refusal> {
+pub async fn list(
+    app: web::Data<ControlState>,
+    s: AdminSession,
+    q: web::Query<Query>,
+) -> Result<HttpResponse, Refusal> {
     let action = q.action.clone().filter(|a| !a.trim().is_empty());
     let params = AuditParams {
         action: action.clone(),
@@ -23,7 +27,7 @@ pub async fn list(kit: web::Data<Kit>, s: AdminSession, q: web::Query<Query>) ->
         limit: Some(50),
         cursor: q.cursor.clone(),
     };
-    let entries = api::list(&kit, &s.principal, &params).await?;
+    let entries = api::list(&app, &s.principal, &params).await?;
     let next = entries.next_cursor.as_ref().map(|c| {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         if let Some(a) = &action {

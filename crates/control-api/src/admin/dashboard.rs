@@ -1,11 +1,11 @@
 //! The dashboard: the last 24 hours at a glance, endpoint health and open
 //! alerts, refreshed live.
 
+use crate::state::ControlState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::error::ApiError;
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::PageParams;
 use maud::{html, Markup};
 
@@ -16,28 +16,28 @@ use super::webhooks::health;
 use crate::routes::alerts::{self as alerts_api, AlertParams};
 use crate::routes::{analytics, webhooks as webhooks_api};
 
-pub async fn show(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse, Refusal> {
-    let body = region(&kit, &s).await?;
+pub async fn show(app: web::Data<ControlState>, s: AdminSession) -> Result<HttpResponse, Refusal> {
+    let body = region(&app, &s).await?;
     Ok(page(&s, Nav::Dashboard, "Dashboard", body))
 }
 
-pub async fn live_region(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse, Refusal> {
-    Ok(html_response(StatusCode::OK, region(&kit, &s).await?))
+pub async fn live_region(app: web::Data<ControlState>, s: AdminSession) -> Result<HttpResponse, Refusal> {
+    Ok(html_response(StatusCode::OK, region(&app, &s).await?))
 }
 
-async fn region(kit: &Kit, s: &AdminSession) -> Result<Markup, ApiError> {
+async fn region(app: &ControlState, s: &AdminSession) -> Result<Markup, ApiError> {
     s.principal.require(Scope::DeliveriesRead)?;
-    let a = analytics::compute(kit, s.org_id().as_uuid(), "24h").await?;
-    let hooks = webhooks_api::list(kit, &s.principal, &PageParams { limit: Some(100), cursor: None }).await?;
+    let a = analytics::compute(app, s.org_id().as_uuid(), "24h").await?;
+    let hooks = webhooks_api::list(app, &s.principal, &PageParams { limit: Some(100), cursor: None }).await?;
     let ids: Vec<uuid::Uuid> = hooks.data.iter().map(|w| w.id.as_uuid()).collect();
-    let by_id = hookline_store::deliveries::endpoints_health(&mut *kit.conn().await?, &ids).await?;
+    let by_id = hookline_store::deliveries::endpoints_health(&mut *app.conn().await?, &ids).await?;
     let health_rows: Vec<(i32, Option<chrono::DateTime<chrono::Utc>>)> = ids
         .iter()
         .map(|id| by_id.get(id).map(|h| (h.consecutive_failures, h.last_success_at)).unwrap_or((0, None)))
         .collect();
     let open = if s.can(Scope::AlertsRead) {
         let p = AlertParams { state: Some("open".into()), rule: None, webhook_id: None, limit: Some(10), cursor: None };
-        Some(alerts_api::list(kit, &s.principal, &p).await?)
+        Some(alerts_api::list(app, &s.principal, &p).await?)
     } else {
         None
     };

@@ -1,11 +1,11 @@
 //! Deliveries: a filtered list that updates itself, a detail view with the
 //! payload and every attempt, retry; and dead letters, replayed or resolved.
 
+use crate::state::ControlState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::error::ApiError;
-use hookline_service_kit::kit::Kit;
 use maud::{html, Markup};
 
 use super::keys::parse_utc;
@@ -77,8 +77,8 @@ impl Filters {
 }
 
 /// The table body, which refreshes itself when the event stream reports a change.
-async fn table(kit: &Kit, s: &AdminSession, f: &Filters) -> Result<Markup, ApiError> {
-    let page = api::list(kit, &s.principal, &f.params()?).await?;
+async fn table(app: &ControlState, s: &AdminSession, f: &Filters) -> Result<Markup, ApiError> {
+    let page = api::list(app, &s.principal, &f.params()?).await?;
     let live = f.cursor.is_none();
     let src = format!("/admin/deliveries/rows?{}", f.query());
     Ok(html! {
@@ -132,9 +132,9 @@ fn filter_form(f: &Filters) -> Markup {
     }
 }
 
-async fn list(kit: web::Data<Kit>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {
+async fn list(app: web::Data<ControlState>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {
     let f = f.into_inner();
-    let body = match table(&kit, &s, &f).await {
+    let body = match table(&app, &s, &f).await {
         Ok(t) => html! { (notice(f.notice.as_deref())) (filter_form(&f)) (t) },
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
             let msg = e.problem().detail.unwrap_or_default();
@@ -158,7 +158,7 @@ struct DeadLetterQuery {
 /// Dead letters: open ones by default, each with replay and resolve, and a
 /// replay of every open one the filters match.
 async fn dead_letters(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     s: AdminSession,
     q: web::Query<DeadLetterQuery>,
 ) -> Result<HttpResponse, Refusal> {
@@ -179,7 +179,7 @@ async fn dead_letters(
     };
     let writable = s.can(Scope::DeliveriesRetry);
     let v = |o: &Option<String>| o.clone().unwrap_or_default();
-    let listed = dead_api::list(&kit, &s.principal, &params).await;
+    let listed = dead_api::list(&app, &s.principal, &params).await;
     let body = html! {
         (notice(q.notice.as_deref()))
         form.filters method="get" action="/admin/dead-letters" role="search" {
@@ -245,42 +245,46 @@ async fn dead_letters(
     Ok(page(&s, Nav::DeadLetters, "Dead letters", body))
 }
 
-async fn replay_dead_letter(kit: web::Data<Kit>, id: web::Path<String>, f: AdminForm) -> Result<HttpResponse, Refusal> {
-    dead_api::replay(&kit, &f.session.principal, &id).await?;
+async fn replay_dead_letter(
+    app: web::Data<ControlState>,
+    id: web::Path<String>,
+    f: AdminForm,
+) -> Result<HttpResponse, Refusal> {
+    dead_api::replay(&app, &f.session.principal, &id).await?;
     Ok(see_other("/admin/dead-letters?notice=retried".into()))
 }
 
 async fn resolve_dead_letter(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     id: web::Path<String>,
     f: AdminForm,
 ) -> Result<HttpResponse, Refusal> {
-    dead_api::resolve(&kit, &f.session.principal, &id).await?;
+    dead_api::resolve(&app, &f.session.principal, &id).await?;
     Ok(see_other("/admin/dead-letters?notice=resolved".into()))
 }
 
-async fn replay_dead_letters(kit: web::Data<Kit>, f: AdminForm) -> Result<HttpResponse, Refusal> {
+async fn replay_dead_letters(app: web::Data<ControlState>, f: AdminForm) -> Result<HttpResponse, Refusal> {
     let filter = ReplayFilter { webhook_id: f.text("webhook_id"), event: f.text("event"), ..Default::default() };
-    let done = dead_api::replay_all(&kit, &f.session.principal, filter).await?;
+    let done = dead_api::replay_all(&app, &f.session.principal, filter).await?;
     Ok(see_other(format!("/admin/dead-letters?notice=replayed_{}", done.replayed)))
 }
 
-async fn rows(kit: web::Data<Kit>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {
-    Ok(html_response(StatusCode::OK, table(&kit, &s, &f).await?))
+async fn rows(app: web::Data<ControlState>, s: AdminSession, f: web::Query<Filters>) -> Result<HttpResponse, Refusal> {
+    Ok(html_response(StatusCode::OK, table(&app, &s, &f).await?))
 }
 
 async fn show(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     s: AdminSession,
     id: web::Path<String>,
     q: web::Query<Filters>,
 ) -> Result<HttpResponse, Refusal> {
-    let body = detail(&kit, &s, &id, q.notice.as_deref()).await?;
+    let body = detail(&app, &s, &id, q.notice.as_deref()).await?;
     Ok(page(&s, Nav::Deliveries, "Delivery", body))
 }
 
-async fn detail(kit: &Kit, s: &AdminSession, id: &str, notice_code: Option<&str>) -> Result<Markup, ApiError> {
-    let d = api::get(kit, &s.principal, id).await?;
+async fn detail(app: &ControlState, s: &AdminSession, id: &str, notice_code: Option<&str>) -> Result<Markup, ApiError> {
+    let d = api::get(app, &s.principal, id).await?;
     let payload = serde_json::to_string_pretty(&d.payload).unwrap_or_default();
     let retryable = DeliveryStatus::parse(&d.delivery.status).is_some_and(DeliveryStatus::retryable);
     Ok(html! {
@@ -334,7 +338,7 @@ async fn detail(kit: &Kit, s: &AdminSession, id: &str, notice_code: Option<&str>
     })
 }
 
-async fn retry(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    let d = api::retry(&kit, &f.session.principal, &id).await?;
+async fn retry(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    let d = api::retry(&app, &f.session.principal, &id).await?;
     Ok(see_other(format!("/admin/deliveries/{}?notice=retried", d.id)))
 }

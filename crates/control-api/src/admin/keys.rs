@@ -1,12 +1,12 @@
 //! API keys: list, create (secret shown once), edit limits and allowed IPs,
 //! rotate with a grace period, revoke.
 
+use crate::state::ControlState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use hookline_domain::scope::{Role, Scope};
 use hookline_service_kit::error::{ApiError, FieldError};
-use hookline_service_kit::kit::Kit;
 use maud::{html, Markup};
 
 use super::layout::{
@@ -71,20 +71,24 @@ struct CreateValues {
     scopes: Vec<String>,
 }
 
-async fn list(kit: web::Data<Kit>, s: AdminSession, q: web::Query<ListQuery>) -> Result<HttpResponse, Refusal> {
-    let body = list_body(&kit, &s, &q, &CreateValues::default(), &FormErrors::default()).await?;
+async fn list(
+    app: web::Data<ControlState>,
+    s: AdminSession,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, Refusal> {
+    let body = list_body(&app, &s, &q, &CreateValues::default(), &FormErrors::default()).await?;
     Ok(page(&s, Nav::Keys, "API keys", body))
 }
 
 async fn list_body(
-    kit: &Kit,
+    app: &ControlState,
     s: &AdminSession,
     q: &ListQuery,
     values: &CreateValues,
     errors: &FormErrors,
 ) -> Result<Markup, ApiError> {
     let keys = api::list(
-        kit,
+        app,
         &s.principal,
         &KeyListParams { role: None, revoked: None, limit: Some(100), cursor: q.cursor.clone() },
     )
@@ -152,7 +156,7 @@ async fn list_body(
     })
 }
 
-async fn create(kit: web::Data<Kit>, form: AdminForm) -> Result<HttpResponse, Refusal> {
+async fn create(app: web::Data<ControlState>, form: AdminForm) -> Result<HttpResponse, Refusal> {
     let s = &form.session;
     let values = CreateValues {
         name: form.get("name").unwrap_or_default().to_owned(),
@@ -205,7 +209,7 @@ async fn create(kit: web::Data<Kit>, form: AdminForm) -> Result<HttpResponse, Re
             allowed_ips: Some(lines(form.get("allowed_ips"))),
             description: form.text("description"),
         };
-        api::create(&kit, &s.principal, body).await
+        api::create(&app, &s.principal, body).await
     }
     .await;
     match result {
@@ -217,7 +221,7 @@ async fn create(kit: web::Data<Kit>, form: AdminForm) -> Result<HttpResponse, Re
         )),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::CONFLICT => {
             let errors = FormErrors::from_api(&e);
-            let body = list_body(&kit, s, &ListQuery::default(), &values, &errors).await?;
+            let body = list_body(&app, s, &ListQuery::default(), &values, &errors).await?;
             Ok(page_with(s, Nav::Keys, "API keys", e.status, body))
         }
         Err(e) => Err(e.into()),
@@ -236,12 +240,12 @@ fn secret_page(s: &AdminSession, k: &KeyView, title: &str, warning: &str) -> Htt
 }
 
 async fn show(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     s: AdminSession,
     id: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, Refusal> {
-    let k = api::get(&kit, &s.principal, &id).await?;
+    let k = api::get(&app, &s.principal, &id).await?;
     Ok(page(&s, Nav::Keys, &k.name.clone(), detail(&s, &k, None, &FormErrors::default(), q.notice.as_deref())))
 }
 
@@ -328,7 +332,7 @@ struct EditValues {
     expires: String,
 }
 
-async fn update(kit: web::Data<Kit>, form: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+async fn update(app: web::Data<ControlState>, form: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
     let s = &form.session;
     let values = EditValues {
         name: form.get("name").unwrap_or_default().to_owned(),
@@ -358,13 +362,13 @@ async fn update(kit: web::Data<Kit>, form: AdminForm, id: web::Path<String>) -> 
             allowed_ips: Some(lines(Some(&values.ips))),
             expires_at: Some(expires),
         };
-        api::update(&kit, &s.principal, &id, body).await
+        api::update(&app, &s.principal, &id, body).await
     }
     .await;
     match result {
         Ok(k) => Ok(see_other(format!("/admin/keys/{}?notice=key_updated", k.id))),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            let k = api::get(&kit, &s.principal, &id).await?;
+            let k = api::get(&app, &s.principal, &id).await?;
             let body = detail(s, &k, Some(&values), &FormErrors::from_api(&e), None);
             Ok(page_with(s, Nav::Keys, &k.name.clone(), e.status, body))
         }
@@ -372,19 +376,19 @@ async fn update(kit: web::Data<Kit>, form: AdminForm, id: web::Path<String>) -> 
     }
 }
 
-async fn rotate(kit: web::Data<Kit>, form: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+async fn rotate(app: web::Data<ControlState>, form: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
     let grace = form
         .text("grace_period_seconds")
         .map(|v| {
             v.parse::<i64>().map_err(|_| ApiError::invalid_field("grace_period_seconds", "must be a whole number"))
         })
         .transpose()?;
-    let k = api::rotate(&kit, &form.session.principal, &id, RotateKey { grace_period_seconds: grace }).await?;
+    let k = api::rotate(&app, &form.session.principal, &id, RotateKey { grace_period_seconds: grace }).await?;
     Ok(secret_page(&form.session, &k, "Key rotated", "This is the only time the new secret is shown. Copy it now."))
 }
 
-async fn revoke(kit: web::Data<Kit>, form: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    api::revoke(&kit, &form.session.principal, &id).await?;
+async fn revoke(app: web::Data<ControlState>, form: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    api::revoke(&app, &form.session.principal, &id).await?;
     Ok(see_other("/admin/keys?notice=key_revoked".into()))
 }
 

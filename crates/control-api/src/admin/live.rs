@@ -13,12 +13,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::state::ControlState;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::error::ApiError;
-use hookline_service_kit::kit::Kit;
 
 use super::session::{AdminSession, Refusal};
 
@@ -66,7 +66,7 @@ impl Drop for Place {
 
 struct State {
     _place: Place,
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     org: uuid::Uuid,
     last: Option<String>,
     last_sent: Instant,
@@ -74,17 +74,17 @@ struct State {
     first: bool,
 }
 
-pub async fn stream(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse, Refusal> {
+pub async fn stream(app: web::Data<ControlState>, s: AdminSession) -> Result<HttpResponse, Refusal> {
     s.principal.require(Scope::DeliveriesRead)?;
     let place = OPEN.take(s.csrf()).ok_or_else(|| {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "Too many live streams")
             .detail(format!("this session already has {STREAMS_PER_SESSION} live streams open; close a tab"))
     })?;
-    let lifetime = Duration::from_secs(kit.settings.admin_session_idle_secs);
+    let lifetime = Duration::from_secs(app.settings.admin_session_idle_secs);
     let state = State {
         _place: place,
         org: s.org_id().as_uuid(),
-        kit,
+        app,
         last: None,
         last_sent: Instant::now(),
         until: Instant::now() + lifetime,
@@ -102,12 +102,12 @@ pub async fn stream(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse
             ));
         }
         loop {
-            if Instant::now() >= st.until || st.kit.cancel.is_cancelled() {
+            if Instant::now() >= st.until || st.app.cancel.is_cancelled() {
                 return None;
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
-                _ = st.kit.cancel.cancelled() => return None,
+                _ = st.app.cancel.cancelled() => return None,
             }
             if let Some(current) = fingerprint(&st).await {
                 let changed = st.last.as_ref().is_some_and(|l| *l != current);
@@ -127,7 +127,7 @@ pub async fn stream(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse
 }
 
 async fn fingerprint(st: &State) -> Option<String> {
-    let mut c = st.kit.conn().await.ok()?;
+    let mut c = st.app.conn().await.ok()?;
     hookline_store::deliveries::activity_fingerprint(&mut c, st.org).await.ok()
 }
 

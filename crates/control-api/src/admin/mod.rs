@@ -25,7 +25,7 @@ use maud::html;
 
 use self::layout::{bare, notice};
 use self::session::{login_csrf_ok, random_token, read_form, AdminForm, Refusal, LOGIN_COOKIE};
-use hookline_service_kit::kit::Kit;
+use crate::state::ControlState;
 
 /// Mounts `/admin` and everything under it.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -109,7 +109,11 @@ async fn login_form(req: HttpRequest, q: web::Query<LoginQuery>) -> HttpResponse
     login_page(&req, StatusCode::OK, None, q.notice.as_deref())
 }
 
-async fn login(kit: web::Data<Kit>, req: HttpRequest, mut payload: web::Payload) -> Result<HttpResponse, Refusal> {
+async fn login(
+    app: web::Data<ControlState>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, Refusal> {
     let fields = read_form(&mut payload).await?;
     let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     if !login_csrf_ok(&req, get("csrf_token")) {
@@ -124,7 +128,7 @@ async fn login(kit: web::Data<Kit>, req: HttpRequest, mut payload: web::Payload)
     if raw.trim().is_empty() {
         return Ok(login_page(&req, StatusCode::UNPROCESSABLE_ENTITY, Some("Enter an API key."), None));
     }
-    match session::sign_in(&kit, &req, raw).await {
+    match session::sign_in(&app, &req, raw).await {
         Ok(cookie) => {
             let mut res = HttpResponse::SeeOther().insert_header((header::LOCATION, "/admin")).finish();
             let _ = res.add_cookie(&cookie);
@@ -135,8 +139,8 @@ async fn login(kit: web::Data<Kit>, req: HttpRequest, mut payload: web::Payload)
     }
 }
 
-async fn logout(kit: web::Data<Kit>, req: HttpRequest, form: AdminForm) -> Result<HttpResponse, Refusal> {
-    form.session.end(&kit).await?;
+async fn logout(app: web::Data<ControlState>, req: HttpRequest, form: AdminForm) -> Result<HttpResponse, Refusal> {
+    form.session.end(&app).await?;
     let mut res = HttpResponse::SeeOther().insert_header((header::LOCATION, "/admin/login?notice=signed_out")).finish();
     let _ = res.add_cookie(&session::removal(&req, session::SESSION_COOKIE));
     Ok(res)

@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::state::ControlState;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::Payload;
 use actix_web::http::{header, StatusCode};
@@ -30,7 +31,6 @@ use hookline_domain::id::{KeyId, OrgId};
 use hookline_domain::scope::{Role, Scope};
 use hookline_service_kit::auth::{client_ip, ip_allowed, Principal};
 use hookline_service_kit::error::ApiError;
-use hookline_service_kit::kit::Kit;
 use hookline_store::keys::KeyRow;
 use ring::rand::SecureRandom;
 
@@ -62,7 +62,7 @@ fn csrf_for(token: &str) -> String {
 }
 
 fn secure(req: &HttpRequest) -> bool {
-    kit_of(req).is_ok_and(|kit| hookline_service_kit::auth::client_https(req, &kit.settings.trusted_proxies))
+    kit_of(req).is_ok_and(|app| hookline_service_kit::auth::client_https(req, &app.settings.trusted_proxies))
 }
 
 /// A cookie for `/admin`: HttpOnly, SameSite=Strict, Secure over https.
@@ -109,8 +109,8 @@ impl AdminSession {
     }
 
     /// Ends the session (sign-out).
-    pub async fn end(&self, kit: &Kit) -> Result<(), ApiError> {
-        let mut conn = kit.conn().await?;
+    pub async fn end(&self, app: &ControlState) -> Result<(), ApiError> {
+        let mut conn = app.conn().await?;
         hookline_store::sessions::delete(&mut conn, &token_hash(&self.token)).await?;
         Ok(())
     }
@@ -172,8 +172,10 @@ impl From<ApiError> for Refusal {
     }
 }
 
-fn kit_of(req: &HttpRequest) -> Result<web::Data<Kit>, Refusal> {
-    req.app_data::<web::Data<Kit>>().cloned().ok_or_else(|| Refusal::Api(ApiError::internal("Kit missing")))
+fn kit_of(req: &HttpRequest) -> Result<web::Data<ControlState>, Refusal> {
+    req.app_data::<web::Data<ControlState>>()
+        .cloned()
+        .ok_or_else(|| Refusal::Api(ApiError::internal("ControlState missing")))
 }
 
 /// The key's principal, when the key may still be used from this address.
@@ -206,16 +208,16 @@ fn principal_of(row: &KeyRow, ip: Option<std::net::IpAddr>) -> Option<Principal>
 }
 
 async fn load(req: &HttpRequest) -> Result<AdminSession, Refusal> {
-    let kit = kit_of(req)?;
+    let app = kit_of(req)?;
     let token = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()).filter(|v| !v.is_empty());
     let Some(token) = token else { return Err(Refusal::SignIn) };
-    let idle = Duration::seconds(kit.settings.admin_session_idle_secs as i64);
+    let idle = Duration::seconds(app.settings.admin_session_idle_secs as i64);
     let hash = token_hash(&token);
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let Some(row) = hookline_store::sessions::touch(&mut conn, &hash, idle).await? else {
         return Err(Refusal::SignIn);
     };
-    let ip = client_ip(req, &kit.settings.trusted_proxies);
+    let ip = client_ip(req, &app.settings.trusted_proxies);
     let Some(principal) = principal_of(&row, ip) else {
         hookline_store::sessions::delete(&mut conn, &hash).await?;
         return Err(Refusal::SignIn);
@@ -296,9 +298,9 @@ impl FromRequest for AdminForm {
 
 /// Signs a key in: checks it like the API does, then opens a session.
 /// Answers the cookie to set, or why the key was refused.
-pub async fn sign_in(kit: &Kit, req: &HttpRequest, raw: &str) -> Result<Cookie<'static>, String> {
-    let ip = client_ip(req, &kit.settings.trusted_proxies);
-    let principal = kit.auth.authenticate(raw.trim(), ip).await.map_err(|e| match e.status {
+pub async fn sign_in(app: &ControlState, req: &HttpRequest, raw: &str) -> Result<Cookie<'static>, String> {
+    let ip = client_ip(req, &app.settings.trusted_proxies);
+    let principal = app.auth.authenticator.authenticate(raw.trim(), ip).await.map_err(|e| match e.status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
             e.detail.unwrap_or_else(|| "this API key cannot sign in".into())
         }
@@ -318,7 +320,7 @@ pub async fn sign_in(kit: &Kit, req: &HttpRequest, raw: &str) -> Result<Cookie<'
         expires_at: now + Duration::hours(MAX_SESSION_HOURS),
     };
     let result: Result<(), ApiError> = async {
-        let mut conn = kit.conn().await?;
+        let mut conn = app.conn().await?;
         hookline_store::sessions::insert(&mut conn, &row).await?;
         crate::audit::record(
             &mut conn,

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::state::ControlState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::error::{ApiError, FieldError};
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::PageParams;
 use maud::{html, Markup};
 
@@ -52,9 +52,9 @@ pub fn health(w: &WebhookView, consecutive_failures: i32) -> &'static str {
     }
 }
 
-async fn list(kit: web::Data<Kit>, s: AdminSession, q: web::Query<Query>) -> Result<HttpResponse, Refusal> {
+async fn list(app: web::Data<ControlState>, s: AdminSession, q: web::Query<Query>) -> Result<HttpResponse, Refusal> {
     let page_params = PageParams { limit: Some(100), cursor: q.cursor.clone() };
-    let hooks = api::list(&kit, &s.principal, &page_params).await?;
+    let hooks = api::list(&app, &s.principal, &page_params).await?;
     let body = html! {
         (notice(q.notice.as_deref()))
         @if s.can(Scope::WebhooksWrite) { p { a.button.primary href="/admin/webhooks/new" { "Add a webhook" } } }
@@ -233,14 +233,14 @@ impl Values {
 }
 
 async fn form(
-    kit: &Kit,
+    app: &ControlState,
     s: &AdminSession,
     action: &str,
     v: &Values,
     errors: &FormErrors,
     submit: &str,
 ) -> Result<Markup, ApiError> {
-    let types = event_types::list(kit, &s.principal).await?;
+    let types = event_types::list(app, &s.principal).await?;
     let n = |a: InputAttrs| InputAttrs { kind: "number", inputmode: Some("decimal"), ..a };
     Ok(html! {
         (errors.summary())
@@ -322,9 +322,9 @@ fn ordering_field(w: &WebhookView, name: &str) -> Option<String> {
     w.ordering.as_ref()?.get(name)?.as_str().map(str::to_owned)
 }
 
-async fn new_form(kit: web::Data<Kit>, s: AdminSession) -> Result<HttpResponse, Refusal> {
+async fn new_form(app: web::Data<ControlState>, s: AdminSession) -> Result<HttpResponse, Refusal> {
     s.principal.require(Scope::WebhooksWrite)?;
-    let body = form(&kit, &s, "/admin/webhooks", &Values::default(), &FormErrors::default(), "Create webhook").await?;
+    let body = form(&app, &s, "/admin/webhooks", &Values::default(), &FormErrors::default(), "Create webhook").await?;
     Ok(page(&s, Nav::Webhooks, "Add a webhook", body))
 }
 
@@ -339,17 +339,17 @@ fn secret_page(s: &AdminSession, w: &WebhookView, title: &str) -> HttpResponse {
     page(s, Nav::Webhooks, title, body)
 }
 
-async fn create(kit: web::Data<Kit>, f: AdminForm) -> Result<HttpResponse, Refusal> {
+async fn create(app: web::Data<ControlState>, f: AdminForm) -> Result<HttpResponse, Refusal> {
     let v = Values::read(&f);
     let s = &f.session;
     let result = match v.input() {
-        Ok(input) => api::create(&kit, &s.principal, input).await,
+        Ok(input) => api::create(&app, &s.principal, input).await,
         Err(e) => Err(e),
     };
     match result {
         Ok(w) => Ok(secret_page(s, &w, "Webhook created")),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status == StatusCode::CONFLICT => {
-            let body = form(&kit, s, "/admin/webhooks", &v, &FormErrors::from_api(&e), "Create webhook").await?;
+            let body = form(&app, s, "/admin/webhooks", &v, &FormErrors::from_api(&e), "Create webhook").await?;
             Ok(page_with(s, Nav::Webhooks, "Add a webhook", e.status, body))
         }
         Err(e) => Err(e.into()),
@@ -357,18 +357,18 @@ async fn create(kit: web::Data<Kit>, f: AdminForm) -> Result<HttpResponse, Refus
 }
 
 async fn show(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     s: AdminSession,
     id: web::Path<String>,
     q: web::Query<Query>,
 ) -> Result<HttpResponse, Refusal> {
-    let w = api::get(&kit, &s.principal, &id).await?;
-    let body = detail(&kit, &s, &w, &Values::of(&w), &FormErrors::default(), q.notice.as_deref()).await?;
+    let w = api::get(&app, &s.principal, &id).await?;
+    let body = detail(&app, &s, &w, &Values::of(&w), &FormErrors::default(), q.notice.as_deref()).await?;
     Ok(page(&s, Nav::Webhooks, "Webhook", body))
 }
 
 async fn detail(
-    kit: &Kit,
+    app: &ControlState,
     s: &AdminSession,
     w: &WebhookView,
     v: &Values,
@@ -376,7 +376,7 @@ async fn detail(
     notice_code: Option<&str>,
 ) -> Result<Markup, ApiError> {
     let stats = deliveries_api::endpoint_stats(
-        kit,
+        app,
         &s.principal,
         &w.id.to_string(),
         &StatsParams { window: Some("24h".into()) },
@@ -384,7 +384,7 @@ async fn detail(
     .await?;
     let writable = s.can(Scope::WebhooksWrite);
     let edit = if writable {
-        Some(form(kit, s, &format!("/admin/webhooks/{}", w.id), v, errors, "Save").await?)
+        Some(form(app, s, &format!("/admin/webhooks/{}", w.id), v, errors, "Save").await?)
     } else {
         None
     };
@@ -473,65 +473,65 @@ async fn detail(
     })
 }
 
-async fn save(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+async fn save(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
     let v = Values::read(&f);
     let s = &f.session;
     let result = match v.input() {
-        Ok(input) => api::replace(&kit, &s.principal, &id, input).await,
+        Ok(input) => api::replace(&app, &s.principal, &id, input).await,
         Err(e) => Err(e),
     };
     match result {
         Ok(w) => Ok(see_other(format!("/admin/webhooks/{}?notice=webhook_saved", w.id))),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            let w = api::get(&kit, &s.principal, &id).await?;
-            let body = detail(&kit, s, &w, &v, &FormErrors::from_api(&e), None).await?;
+            let w = api::get(&app, &s.principal, &id).await?;
+            let body = detail(&app, s, &w, &v, &FormErrors::from_api(&e), None).await?;
             Ok(page_with(s, Nav::Webhooks, "Webhook", e.status, body))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-async fn rotate(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+async fn rotate(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
     let grace = f
         .text("grace_period_seconds")
         .map(|v| {
             v.parse::<i64>().map_err(|_| ApiError::invalid_field("grace_period_seconds", "must be a whole number"))
         })
         .transpose()?;
-    let w = api::rotate(&kit, &f.session.principal, &id, RotateSecret { grace_period_seconds: grace }).await?;
+    let w = api::rotate(&app, &f.session.principal, &id, RotateSecret { grace_period_seconds: grace }).await?;
     Ok(secret_page(&f.session, &w, "Secret rotated"))
 }
 
-async fn test(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    let sent = deliveries_api::test(&kit, &f.session.principal, &id).await?;
+async fn test(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    let sent = deliveries_api::test(&app, &f.session.principal, &id).await?;
     Ok(see_other(format!("/admin/deliveries/{}?notice=test_sent", sent.delivery_id)))
 }
 
-async fn set_active(kit: &Kit, f: &AdminForm, id: &str, active: bool) -> Result<HttpResponse, Refusal> {
+async fn set_active(app: &ControlState, f: &AdminForm, id: &str, active: bool) -> Result<HttpResponse, Refusal> {
     let patch = WebhookPatch { is_active: Some(active), ..Default::default() };
-    let w = api::update(kit, &f.session.principal, id, patch).await?;
+    let w = api::update(app, &f.session.principal, id, patch).await?;
     let code = if active { "webhook_enabled" } else { "webhook_disabled" };
     Ok(see_other(format!("/admin/webhooks/{}?notice={code}", w.id)))
 }
 
-async fn enable(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    set_active(&kit, &f, &id, true).await
+async fn enable(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    set_active(&app, &f, &id, true).await
 }
 
-async fn disable(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    set_active(&kit, &f, &id, false).await
+async fn disable(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    set_active(&app, &f, &id, false).await
 }
 
-async fn recover(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+async fn recover(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
     let since = parse_utc("since", f.get("since"))
         .map_err(|e| ApiError::validation(vec![e]))?
         .ok_or_else(|| ApiError::invalid_field("since", "is required"))?;
     let r =
-        deliveries_api::recover_failures(&kit, &f.session.principal, &id, RecoverInput { since, until: None }).await?;
+        deliveries_api::recover_failures(&app, &f.session.principal, &id, RecoverInput { since, until: None }).await?;
     Ok(see_other(format!("/admin/deliveries?webhook_id={id}&notice=recovered_{}", r.requeued.min(10_000))))
 }
 
-async fn delete(kit: web::Data<Kit>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    api::delete(&kit, &f.session.principal, &id).await?;
+async fn delete(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
+    api::delete(&app, &f.session.principal, &id).await?;
     Ok(see_other("/admin/webhooks?notice=webhook_deleted".into()))
 }

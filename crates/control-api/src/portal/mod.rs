@@ -13,6 +13,7 @@ mod pages;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::state::ControlState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use base64::Engine;
@@ -21,7 +22,6 @@ use hookline_domain::id::EndpointId;
 use hookline_domain::scope::{Role, Scope};
 use hookline_service_kit::auth::Principal;
 use hookline_service_kit::error::ApiError;
-use hookline_service_kit::kit::Kit;
 use hookline_store::orgs::Org;
 use hookline_store::portal::PortalSessionRow;
 use maud::{html, Markup, DOCTYPE};
@@ -82,8 +82,8 @@ fn token_hash(token: &str) -> Vec<u8> {
 }
 
 /// Where links point: `HOOKLINE_PUBLIC_URL`, else the request's scheme and host.
-pub fn public_base(kit: &Kit, req: &HttpRequest) -> String {
-    match &kit.settings.public_url {
+pub fn public_base(app: &ControlState, req: &HttpRequest) -> String {
+    match &app.settings.public_url {
         Some(u) => u.clone(),
         None => {
             let info = req.connection_info();
@@ -304,8 +304,10 @@ impl FromRequest for Portal {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let kit =
-                req.app_data::<web::Data<Kit>>().cloned().ok_or_else(|| Closed::from(ApiError::internal("no kit")))?;
+            let app = req
+                .app_data::<web::Data<ControlState>>()
+                .cloned()
+                .ok_or_else(|| Closed::from(ApiError::internal("ControlState missing")))?;
             let token = req.match_info().get("token").unwrap_or_default().to_owned();
             let closed = |origins: Vec<String>| Closed {
                 status: StatusCode::UNAUTHORIZED,
@@ -315,7 +317,7 @@ impl FromRequest for Portal {
             if !token.starts_with(TOKEN_PREFIX) || token.len() > 100 {
                 return Err(closed(Vec::new()));
             }
-            let mut conn = kit.conn().await?;
+            let mut conn = app.conn().await?;
             let Some(session) = hookline_store::portal::by_token(&mut conn, &token_hash(&token)).await? else {
                 return Err(closed(Vec::new()));
             };
@@ -325,7 +327,7 @@ impl FromRequest for Portal {
             if session.revoked_at.is_some() || session.expires_at <= Utc::now() {
                 return Err(closed(org.portal_origins));
             }
-            let ip = hookline_service_kit::auth::client_ip(&req, &kit.settings.trusted_proxies);
+            let ip = hookline_service_kit::auth::client_ip(&req, &app.settings.trusted_proxies);
             let principal = crate::routes::portal_sessions::principal_for(&session, ip);
             let mode = Mode::parse(&session.mode).unwrap_or(Mode::View);
             Ok(Portal { token, session, principal, mode, org })

@@ -1,9 +1,9 @@
 //! The portal's pages: endpoints, their deliveries and attempts, the event catalogue.
 
+use crate::state::ControlState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use hookline_service_kit::error::ApiError;
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::PageParams;
 use maud::{html, Markup};
 
@@ -65,11 +65,11 @@ async fn theme(p: Portal) -> HttpResponse {
 }
 
 /// The link's endpoints (all of the organisation's, or the ones it names).
-async fn endpoints(kit: &Kit, p: &Portal) -> Result<Vec<WebhookView>, ApiError> {
+async fn endpoints(app: &ControlState, p: &Portal) -> Result<Vec<WebhookView>, ApiError> {
     let mut all = Vec::new();
     let mut cursor = None;
     loop {
-        let page = webhooks::list(kit, &p.principal, &PageParams { limit: Some(200), cursor }).await?;
+        let page = webhooks::list(app, &p.principal, &PageParams { limit: Some(200), cursor }).await?;
         all.extend(page.data.into_iter().filter(|w| p.covers(&w.id.to_string()).is_ok()));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -86,9 +86,9 @@ fn health(w: &WebhookView) -> &'static str {
     }
 }
 
-async fn home(kit: web::Data<Kit>, p: Portal, q: web::Query<Notice>) -> HttpResponse {
+async fn home(app: web::Data<ControlState>, p: Portal, q: web::Query<Notice>) -> HttpResponse {
     let result = async {
-        let hooks = endpoints(&kit, &p).await?;
+        let hooks = endpoints(&app, &p).await?;
         Ok(p.page(
             "Endpoints",
             StatusCode::OK,
@@ -161,14 +161,14 @@ impl Values {
 }
 
 async fn form(
-    kit: &Kit,
+    app: &ControlState,
     p: &Portal,
     action: String,
     v: &Values,
     errors: &FormErrors,
     submit: &str,
 ) -> Result<Markup, ApiError> {
-    let types = event_types::list(kit, &p.principal).await?;
+    let types = event_types::list(app, &p.principal).await?;
     let mut names: Vec<String> = vec!["*".into()];
     names.extend(types.into_iter().map(|t| t.name));
     Ok(html! {
@@ -210,7 +210,7 @@ async fn form(
     })
 }
 
-async fn new_form(kit: web::Data<Kit>, p: Portal) -> HttpResponse {
+async fn new_form(app: web::Data<ControlState>, p: Portal) -> HttpResponse {
     let result = async {
         creatable(&p)?;
         let v = Values {
@@ -219,7 +219,7 @@ async fn new_form(kit: web::Data<Kit>, p: Portal) -> HttpResponse {
             events: vec!["*".into()],
             signature_format: "hex".into(),
         };
-        let body = form(&kit, &p, p.href("/endpoints"), &v, &FormErrors::default(), "Add the endpoint").await?;
+        let body = form(&app, &p, p.href("/endpoints"), &v, &FormErrors::default(), "Add the endpoint").await?;
         Ok(p.page("Add an endpoint", StatusCode::OK, body))
     }
     .await;
@@ -234,7 +234,7 @@ fn creatable(p: &Portal) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn create(kit: web::Data<Kit>, p: Portal, mut payload: web::Payload) -> HttpResponse {
+async fn create(app: web::Data<ControlState>, p: Portal, mut payload: web::Payload) -> HttpResponse {
     let result = async {
         creatable(&p)?;
         let fields = read_form(&mut payload).await.map_err(|e| ApiError::invalid_field("form", e.to_string()))?;
@@ -254,11 +254,11 @@ async fn create(kit: web::Data<Kit>, p: Portal, mut payload: web::Payload) -> Ht
             mode: None,
             ordering: None,
         };
-        match webhooks::create(&kit, &p.principal, input).await {
-            Ok(w) => endpoint_page(&kit, &p, w, Extras::default(), StatusCode::CREATED).await,
+        match webhooks::create(&app, &p.principal, input).await {
+            Ok(w) => endpoint_page(&app, &p, w, Extras::default(), StatusCode::CREATED).await,
             Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
                 let errors = FormErrors::from_api(&e);
-                let body = form(&kit, &p, p.href("/endpoints"), &v, &errors, "Add the endpoint").await?;
+                let body = form(&app, &p, p.href("/endpoints"), &v, &errors, "Add the endpoint").await?;
                 Ok(p.page("Add an endpoint", errors.status(), body))
             }
             Err(e) => Err(e),
@@ -281,7 +281,7 @@ struct Extras<'a> {
 /// An endpoint with its settings, actions and recent deliveries; its secret
 /// when it was just made or rotated.
 async fn endpoint_page(
-    kit: &Kit,
+    app: &ControlState,
     p: &Portal,
     w: WebhookView,
     x: Extras<'_>,
@@ -298,10 +298,10 @@ async fn endpoint_page(
         limit: Some(50),
         cursor: None,
     };
-    let log = deliveries::list(kit, &p.principal, &params).await?;
+    let log = deliveries::list(app, &p.principal, &params).await?;
     let (values, errors) = edit.unwrap_or_else(|| (Values::of(&w), FormErrors::default()));
     let edit_form = if p.manages() {
-        Some(form(kit, p, p.href(&format!("/endpoints/{id}")), &values, &errors, "Save").await?)
+        Some(form(app, p, p.href(&format!("/endpoints/{id}")), &values, &errors, "Save").await?)
     } else {
         None
     };
@@ -376,7 +376,7 @@ async fn endpoint_page(
 }
 
 async fn show(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     p: Portal,
     path: web::Path<(String, String)>,
     q: web::Query<Notice>,
@@ -384,8 +384,8 @@ async fn show(
     let id = path.into_inner().1;
     let result = async {
         p.covers(&id)?;
-        let w = webhooks::get(&kit, &p.principal, &id).await?;
-        endpoint_page(&kit, &p, w, Extras { notice: q.notice.as_deref(), ..Default::default() }, StatusCode::OK).await
+        let w = webhooks::get(&app, &p.principal, &id).await?;
+        endpoint_page(&app, &p, w, Extras { notice: q.notice.as_deref(), ..Default::default() }, StatusCode::OK).await
     }
     .await;
     p.respond(result)
@@ -400,7 +400,7 @@ fn endpoint_id(p: &Portal, path: web::Path<(String, String)>) -> Result<String, 
 }
 
 async fn save(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     p: Portal,
     path: web::Path<(String, String)>,
     mut payload: web::Payload,
@@ -416,13 +416,13 @@ async fn save(
             signature_format: v.format(),
             ..Default::default()
         };
-        match webhooks::update(&kit, &p.principal, &id, patch).await {
+        match webhooks::update(&app, &p.principal, &id, patch).await {
             Ok(_) => Ok(see_other(p.href(&format!("/endpoints/{id}?notice=saved")))),
             Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-                let w = webhooks::get(&kit, &p.principal, &id).await?;
+                let w = webhooks::get(&app, &p.principal, &id).await?;
                 let errors = FormErrors::from_api(&e);
                 let status = errors.status();
-                endpoint_page(&kit, &p, w, Extras { edit: Some((v, errors)), ..Default::default() }, status).await
+                endpoint_page(&app, &p, w, Extras { edit: Some((v, errors)), ..Default::default() }, status).await
             }
             Err(e) => Err(e),
         }
@@ -431,69 +431,69 @@ async fn save(
     p.respond(result)
 }
 
-async fn rotate(kit: web::Data<Kit>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
+async fn rotate(app: web::Data<ControlState>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
     let result = async {
         let id = endpoint_id(&p, path)?;
-        let w = webhooks::rotate(&kit, &p.principal, &id, RotateSecret::default()).await?;
-        endpoint_page(&kit, &p, w, Extras::default(), StatusCode::OK).await
+        let w = webhooks::rotate(&app, &p.principal, &id, RotateSecret::default()).await?;
+        endpoint_page(&app, &p, w, Extras::default(), StatusCode::OK).await
     }
     .await;
     p.respond(result)
 }
 
 async fn set_active(
-    kit: &Kit,
+    app: &ControlState,
     p: &Portal,
     path: web::Path<(String, String)>,
     active: bool,
 ) -> Result<HttpResponse, ApiError> {
     let id = endpoint_id(p, path)?;
     let patch = WebhookPatch { is_active: Some(active), ..Default::default() };
-    webhooks::update(kit, &p.principal, &id, patch).await?;
+    webhooks::update(app, &p.principal, &id, patch).await?;
     let notice = if active { "enabled" } else { "disabled" };
     Ok(see_other(p.href(&format!("/endpoints/{id}?notice={notice}"))))
 }
 
-async fn enable(kit: web::Data<Kit>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
-    let result = set_active(&kit, &p, path, true).await;
+async fn enable(app: web::Data<ControlState>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
+    let result = set_active(&app, &p, path, true).await;
     p.respond(result)
 }
 
-async fn disable(kit: web::Data<Kit>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
-    let result = set_active(&kit, &p, path, false).await;
+async fn disable(app: web::Data<ControlState>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
+    let result = set_active(&app, &p, path, false).await;
     p.respond(result)
 }
 
-async fn test(kit: web::Data<Kit>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
+async fn test(app: web::Data<ControlState>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
     let result = async {
         let id = endpoint_id(&p, path)?;
-        let (sent, answer) = deliveries::test_and_wait(&kit, &p.principal, &id).await?;
-        let w = webhooks::get(&kit, &p.principal, &id).await?;
+        let (sent, answer) = deliveries::test_and_wait(&app, &p.principal, &id).await?;
+        let w = webhooks::get(&app, &p.principal, &id).await?;
         let tested = match answer {
             Some(a) => Ok(a),
             None => Err(sent),
         };
-        endpoint_page(&kit, &p, w, Extras { tested: Some(tested), ..Default::default() }, StatusCode::OK).await
+        endpoint_page(&app, &p, w, Extras { tested: Some(tested), ..Default::default() }, StatusCode::OK).await
     }
     .await;
     p.respond(result)
 }
 
-async fn replay(kit: web::Data<Kit>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
+async fn replay(app: web::Data<ControlState>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
     let result = async {
         let id = endpoint_id(&p, path)?;
         let filter = ReplayFilter { webhook_id: Some(id.clone()), ..Default::default() };
-        let done = dead_letters::replay_all(&kit, &p.principal, filter).await?;
+        let done = dead_letters::replay_all(&app, &p.principal, filter).await?;
         Ok(see_other(p.href(&format!("/endpoints/{id}?notice=replayed_{}", done.replayed))))
     }
     .await;
     p.respond(result)
 }
 
-async fn delivery(kit: web::Data<Kit>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
+async fn delivery(app: web::Data<ControlState>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
     let id = path.into_inner().1;
     let result = async {
-        let d = deliveries::get(&kit, &p.principal, &id).await?;
+        let d = deliveries::get(&app, &p.principal, &id).await?;
         if p.covers(&d.delivery.webhook_id.to_string()).is_err() {
             return Err(ApiError::not_found("delivery"));
         }
@@ -532,22 +532,22 @@ async fn delivery(kit: web::Data<Kit>, p: Portal, path: web::Path<(String, Strin
     p.respond(result)
 }
 
-async fn retry(kit: web::Data<Kit>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
+async fn retry(app: web::Data<ControlState>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
     let id = path.into_inner().1;
     let result = async {
         p.require_manage()?;
-        let d = deliveries::get(&kit, &p.principal, &id).await?;
+        let d = deliveries::get(&app, &p.principal, &id).await?;
         p.covers(&d.delivery.webhook_id.to_string()).map_err(|_| ApiError::not_found("delivery"))?;
-        deliveries::retry(&kit, &p.principal, &id).await?;
+        deliveries::retry(&app, &p.principal, &id).await?;
         Ok(see_other(p.href(&format!("/endpoints/{}?notice=retried", d.delivery.webhook_id))))
     }
     .await;
     p.respond(result)
 }
 
-async fn catalogue(kit: web::Data<Kit>, p: Portal) -> HttpResponse {
+async fn catalogue(app: web::Data<ControlState>, p: Portal) -> HttpResponse {
     let result = async {
-        let types = event_types::list(&kit, &p.principal).await?;
+        let types = event_types::list(&app, &p.principal).await?;
         let body = html! {
             p.muted { "Every delivery is a JSON document " code { "{\"event\", \"timestamp\", \"data\"}" } "; " code { "data" } " follows the event type's schema." }
             @for t in &types {

@@ -1,5 +1,6 @@
 //! `/api/v1/alerts` and `/api/v1/alert-settings`.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
@@ -8,7 +9,6 @@ use hookline_domain::scope::Scope;
 use hookline_domain::status::AlertRule;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
 use hookline_store::alerts::{AlertFilter, AlertRow, SettingsRow};
 use serde::{Deserialize, Serialize};
@@ -155,14 +155,14 @@ fn parse_alert_id(id: &str) -> Result<AlertId, ApiError> {
     )
 )]
 pub async fn list_alerts(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     q: web::Query<AlertParams>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+    Ok(HttpResponse::Ok().json(list(&app, &auth, &q).await?))
 }
 
-pub async fn list(kit: &Kit, auth: &Principal, q: &AlertParams) -> Result<ListResponse<AlertView>, ApiError> {
+pub async fn list(app: &ControlState, auth: &Principal, q: &AlertParams) -> Result<ListResponse<AlertView>, ApiError> {
     auth.require(Scope::AlertsRead)?;
     let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
     if q.state.as_deref().is_some_and(|s| !STATES.contains(&s)) {
@@ -182,7 +182,7 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &AlertParams) -> Result<ListRe
         None => None,
     };
     let f = AlertFilter { state: q.state.clone(), rule, endpoint_id };
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let page = hookline_store::alerts::list(&mut conn, auth.org_id.as_uuid(), &f, before, limit).await?;
     let last = page.items.last().map(|a| a.id);
     let data: Vec<AlertView> = page.items.into_iter().map(AlertView::from).collect();
@@ -199,10 +199,14 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &AlertParams) -> Result<ListRe
         (status = 404, description = "No such alert", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_alert(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_alert(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::AlertsRead)?;
     let id = parse_alert_id(&id)?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let a = hookline_store::alerts::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("alert"))?;
@@ -220,15 +224,19 @@ pub async fn get_alert(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -
         (status = 409, description = "The alert is not open", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn acknowledge(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(acknowledge_alert(&kit, &auth, &id).await?))
+pub async fn acknowledge(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(acknowledge_alert(&app, &auth, &id).await?))
 }
 
-pub async fn acknowledge_alert(kit: &Kit, auth: &Principal, id: &str) -> Result<AlertView, ApiError> {
+pub async fn acknowledge_alert(app: &ControlState, auth: &Principal, id: &str) -> Result<AlertView, ApiError> {
     auth.require(Scope::AlertsWrite)?;
     let id = parse_alert_id(id)?;
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let a = conn
         .transaction::<_, ApiError, _>(async |c| {
             let existing = hookline_store::alerts::get(c, principal.org_id.as_uuid(), id.as_uuid())
@@ -264,13 +272,13 @@ pub async fn acknowledge_alert(kit: &Kit, auth: &Principal, id: &str) -> Result<
     security(("api_key" = ["alerts:read"])),
     responses((status = 200, description = "Current settings (defaults until changed)", body = AlertSettingsView))
 )]
-pub async fn get_settings(kit: web::Data<Kit>, auth: Auth) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(settings(&kit, &auth).await?))
+pub async fn get_settings(app: web::Data<ControlState>, auth: Auth) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(settings(&app, &auth).await?))
 }
 
-pub async fn settings(kit: &Kit, auth: &Principal) -> Result<AlertSettingsView, ApiError> {
+pub async fn settings(app: &ControlState, auth: &Principal) -> Result<AlertSettingsView, ApiError> {
     auth.require(Scope::AlertsRead)?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let s = hookline_store::alerts::settings(&mut conn, auth.org_id.as_uuid()).await?;
     Ok(AlertSettingsView::from(s))
 }
@@ -286,15 +294,19 @@ pub async fn settings(kit: &Kit, auth: &Principal) -> Result<AlertSettingsView, 
     )
 )]
 pub async fn put_settings(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     body: web::Json<AlertSettingsInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(save_settings(&kit, &auth, body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(save_settings(&app, &auth, body.into_inner()).await?))
 }
 
 /// Validates and replaces the settings, audited.
-pub async fn save_settings(kit: &Kit, auth: &Principal, b: AlertSettingsInput) -> Result<AlertSettingsView, ApiError> {
+pub async fn save_settings(
+    app: &ControlState,
+    auth: &Principal,
+    b: AlertSettingsInput,
+) -> Result<AlertSettingsView, ApiError> {
     auth.require(Scope::AlertsWrite)?;
     let org = auth.org_id.as_uuid();
     let d = SettingsRow::defaults(org);
@@ -346,8 +358,8 @@ pub async fn save_settings(kit: &Kit, auth: &Principal, b: AlertSettingsInput) -
     }
     let mut slack = None;
     if let Some(Some(url)) = &b.slack_webhook_url {
-        match hookline_service_kit::targets::check_url(url, kit.settings.allow_private_targets).await {
-            Ok(u) => slack = Some(hookline_service_kit::secrets::seal_slack_url(&kit.master_key, org, u.as_str())),
+        match hookline_service_kit::targets::check_url(url, app.settings.allow_private_targets).await {
+            Ok(u) => slack = Some(hookline_service_kit::secrets::seal_slack_url(&app.master_key, org, u.as_str())),
             Err(m) => errors.push(FieldError { field: "slack_webhook_url".into(), message: m }),
         }
     }
@@ -355,7 +367,7 @@ pub async fn save_settings(kit: &Kit, auth: &Principal, b: AlertSettingsInput) -
         return Err(ApiError::validation(errors));
     }
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let saved = conn
         .transaction::<_, ApiError, _>(async |c| {
             let current = hookline_store::alerts::settings(c, org).await?;

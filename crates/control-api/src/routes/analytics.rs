@@ -1,12 +1,12 @@
 //! `GET /api/v1/analytics`: the organisation's numbers, from hourly rollups.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use hookline_domain::id::EndpointId;
 use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::Auth;
 use hookline_service_kit::error::{ApiError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_store::rollups::{percentile, DeliveryGroup, EventGroup};
 use serde::{Deserialize, Serialize};
 
@@ -160,7 +160,7 @@ pub struct Analytics {
     )
 )]
 pub async fn analytics(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     q: web::Query<AnalyticsParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -170,7 +170,7 @@ pub async fn analytics(
         Some("percent") => true,
         Some(_) => return Err(ApiError::invalid_field("format", "must be fraction or percent")),
     };
-    let mut a = compute(&kit, auth.org_id.as_uuid(), q.window.as_deref().unwrap_or("24h")).await?;
+    let mut a = compute(&app, auth.org_id.as_uuid(), q.window.as_deref().unwrap_or("24h")).await?;
     if percent {
         a.in_percent();
     }
@@ -194,7 +194,7 @@ impl Analytics {
 }
 
 /// The analytics of an organisation (also used by the admin dashboard).
-pub async fn compute(kit: &Kit, org: uuid::Uuid, window: &str) -> Result<Analytics, ApiError> {
+pub async fn compute(app: &ControlState, org: uuid::Uuid, window: &str) -> Result<Analytics, ApiError> {
     let (span, resolution, group) = match window {
         "24h" => (Duration::hours(24), "1h", "hour"),
         "7d" => (Duration::days(7), "1h", "hour"),
@@ -203,7 +203,7 @@ pub async fn compute(kit: &Kit, org: uuid::Uuid, window: &str) -> Result<Analyti
     };
     let until = Utc::now();
     let since = until - span;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let by_ep = hookline_store::rollups::delivery_groups(&mut conn, org, since, "endpoint").await?;
     let by_type = hookline_store::rollups::delivery_groups(&mut conn, org, since, "event_type").await?;
     let series = hookline_store::rollups::delivery_groups(&mut conn, org, since, group).await?;

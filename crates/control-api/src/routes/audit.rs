@@ -1,11 +1,11 @@
 //! `GET /api/v1/audit-log`.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use hookline_domain::id::KeyId;
 use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
 use hookline_store::audit::AuditFilter;
 use serde::Deserialize;
@@ -39,11 +39,15 @@ pub struct AuditParams {
         (status = 422, description = "Invalid filter", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn list_audit(kit: web::Data<Kit>, auth: Auth, q: web::Query<AuditParams>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+pub async fn list_audit(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    q: web::Query<AuditParams>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(list(&app, &auth, &q).await?))
 }
 
-pub async fn list(kit: &Kit, auth: &Principal, q: &AuditParams) -> Result<ListResponse<AuditView>, ApiError> {
+pub async fn list(app: &ControlState, auth: &Principal, q: &AuditParams) -> Result<ListResponse<AuditView>, ApiError> {
     auth.require(Scope::AuditRead)?;
     let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
     let actor_key_id = match q.actor_key_id.as_deref() {
@@ -51,7 +55,7 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &AuditParams) -> Result<ListRe
         None => None,
     };
     let filter = AuditFilter { action: q.action.clone(), target_id: q.target_id.clone(), actor_key_id };
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let page = hookline_store::audit::list(&mut conn, auth.org_id.as_uuid(), &filter, before, limit).await?;
     let last = page.items.last().map(|e| e.id);
     let data = page.items.into_iter().map(AuditView::from).collect();

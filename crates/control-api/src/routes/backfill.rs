@@ -2,6 +2,7 @@
 //! (a new endpoint, or one re-enabled after a gap). The ingest service's
 //! relay advances them a batch at a time, beside live traffic.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
@@ -10,7 +11,6 @@ use hookline_domain::id::{BackfillId, EndpointId};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::storable::time_in_range;
 use hookline_store::backfill::BackfillRow;
 use serde::{Deserialize, Serialize};
@@ -94,15 +94,20 @@ fn parse_endpoint(id: &str) -> Result<EndpointId, ApiError> {
     )
 )]
 pub async fn create_backfill(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     body: web::Json<BackfillInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(create(&kit, &auth, &id, body.into_inner()).await?))
+    Ok(HttpResponse::Accepted().json(create(&app, &auth, &id, body.into_inner()).await?))
 }
 
-pub async fn create(kit: &Kit, auth: &Principal, id: &str, input: BackfillInput) -> Result<BackfillView, ApiError> {
+pub async fn create(
+    app: &ControlState,
+    auth: &Principal,
+    id: &str,
+    input: BackfillInput,
+) -> Result<BackfillView, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
     let id = parse_endpoint(id)?;
     time_in_range("since", Some(input.since))?;
@@ -128,7 +133,7 @@ pub async fn create(kit: &Kit, auth: &Principal, id: &str, input: BackfillInput)
         return Err(ApiError::validation(errors));
     }
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             let ep = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), id.as_uuid())
@@ -188,7 +193,7 @@ pub async fn create(kit: &Kit, auth: &Principal, id: &str, input: BackfillInput)
     )
 )]
 pub async fn get_backfill(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -196,7 +201,7 @@ pub async fn get_backfill(
     let (ep, job) = path.into_inner();
     let ep = parse_endpoint(&ep)?;
     let job = BackfillId::parse(&job).map_err(|_| ApiError::not_found("backfill"))?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = hookline_store::backfill::get(&mut conn, auth.org_id.as_uuid(), ep.as_uuid(), job.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("backfill"))?;

@@ -2,6 +2,7 @@
 //! replayed one by one or by filter, and resolved (kept, but no longer
 //! counted in `webhook_dlq_size`).
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
@@ -10,7 +11,6 @@ use hookline_domain::scope::Scope;
 use hookline_domain::status::OutboxReason;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
 use hookline_service_kit::storable::time_in_range;
 use hookline_store::dead_letters::{DeadLetterFilter, DeadLetterRow};
@@ -145,18 +145,22 @@ fn filter(
     )
 )]
 pub async fn list_dead_letters(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     q: web::Query<DeadLetterParams>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+    Ok(HttpResponse::Ok().json(list(&app, &auth, &q).await?))
 }
 
-pub async fn list(kit: &Kit, auth: &Principal, q: &DeadLetterParams) -> Result<ListResponse<DeadLetterView>, ApiError> {
+pub async fn list(
+    app: &ControlState,
+    auth: &Principal,
+    q: &DeadLetterParams,
+) -> Result<ListResponse<DeadLetterView>, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
     let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
     let f = filter(q.webhook_id.as_deref(), q.event.as_ref(), q.since, q.until, q.resolved)?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let page = hookline_store::dead_letters::list(&mut conn, auth.org_id.as_uuid(), &f, before, limit).await?;
     let last = page.items.last().map(|d| d.delivery_id);
     Ok(ListResponse::new(page.items.into_iter().map(DeadLetterView::from).collect(), page.has_more, last))
@@ -172,10 +176,14 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &DeadLetterParams) -> Result<L
         (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_dead_letter(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_dead_letter(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
     let id = parse_delivery_id(&id)?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = hookline_store::dead_letters::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("dead letter"))?;
@@ -194,19 +202,19 @@ pub async fn get_dead_letter(kit: web::Data<Kit>, auth: Auth, id: web::Path<Stri
     )
 )]
 pub async fn replay_dead_letter(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(replay(&kit, &auth, &id).await?))
+    Ok(HttpResponse::Accepted().json(replay(&app, &auth, &id).await?))
 }
 
-pub async fn replay(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryView, ApiError> {
+pub async fn replay(app: &ControlState, auth: &Principal, id: &str) -> Result<DeliveryView, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
     let id = parse_delivery_id(id)?;
     let principal = auth.clone();
     let org = principal.org_id.as_uuid();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             let dead = hookline_store::dead_letters::get(c, org, id.as_uuid())
@@ -255,19 +263,19 @@ pub async fn replay(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryVie
     )
 )]
 pub async fn resolve_dead_letter(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(resolve(&kit, &auth, &id).await?))
+    Ok(HttpResponse::Ok().json(resolve(&app, &auth, &id).await?))
 }
 
-pub async fn resolve(kit: &Kit, auth: &Principal, id: &str) -> Result<DeadLetterView, ApiError> {
+pub async fn resolve(app: &ControlState, auth: &Principal, id: &str) -> Result<DeadLetterView, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
     let id = parse_delivery_id(id)?;
     let principal = auth.clone();
     let org = principal.org_id.as_uuid();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             if !hookline_store::dead_letters::resolve(c, org, id.as_uuid()).await? {
@@ -305,14 +313,14 @@ pub async fn resolve(kit: &Kit, auth: &Principal, id: &str) -> Result<DeadLetter
     )
 )]
 pub async fn replay_matching(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     body: web::Json<ReplayFilter>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(replay_all(&kit, &auth, body.into_inner()).await?))
+    Ok(HttpResponse::Accepted().json(replay_all(&app, &auth, body.into_inner()).await?))
 }
 
-pub async fn replay_all(kit: &Kit, auth: &Principal, body: ReplayFilter) -> Result<Replayed, ApiError> {
+pub async fn replay_all(app: &ControlState, auth: &Principal, body: ReplayFilter) -> Result<Replayed, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
     let f = filter(
         body.webhook_id.as_deref(),
@@ -323,7 +331,7 @@ pub async fn replay_all(kit: &Kit, auth: &Principal, body: ReplayFilter) -> Resu
     )?;
     let principal = auth.clone();
     let org = principal.org_id.as_uuid();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let (mut replayed, mut after, mut has_more) = (0, None, false);
     while replayed < REPLAY_MAX {
         let take = REPLAY_BATCH.min(REPLAY_MAX - replayed);

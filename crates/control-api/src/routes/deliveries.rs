@@ -1,6 +1,7 @@
 //! Delivery history and replay: list and inspect deliveries, retry one,
 //! recover an endpoint's failures, send a test event, endpoint stats.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection;
@@ -10,7 +11,6 @@ use hookline_domain::scope::Scope;
 use hookline_domain::status::{DeliveryStatus, OutboxReason};
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
 use hookline_service_kit::storable::time_in_range;
 use hookline_store::deliveries::{AttemptRow, DeliveryFilter, DeliveryRow};
@@ -282,14 +282,18 @@ fn parse_endpoint_id(id: &str) -> Result<EndpointId, ApiError> {
     )
 )]
 pub async fn list_deliveries(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     q: web::Query<DeliveryParams>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+    Ok(HttpResponse::Ok().json(list(&app, &auth, &q).await?))
 }
 
-pub async fn list(kit: &Kit, auth: &Principal, q: &DeliveryParams) -> Result<ListResponse<DeliveryView>, ApiError> {
+pub async fn list(
+    app: &ControlState,
+    auth: &Principal,
+    q: &DeliveryParams,
+) -> Result<ListResponse<DeliveryView>, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
     let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
     let status = match &q.status {
@@ -308,7 +312,7 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &DeliveryParams) -> Result<Lis
     time_in_range("since", q.since)?;
     time_in_range("until", q.until)?;
     let filter = DeliveryFilter { endpoint_id, status, event_type: q.event.clone(), since: q.since, until: q.until };
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let page = hookline_store::deliveries::list(&mut conn, auth.org_id.as_uuid(), &filter, before, limit).await?;
     let last = page.items.last().map(|d| d.id);
     let data: Vec<DeliveryView> = page.items.into_iter().map(DeliveryView::from).collect();
@@ -325,14 +329,18 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &DeliveryParams) -> Result<Lis
         (status = 404, description = "No such delivery", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_delivery(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(get(&kit, &auth, &id).await?))
+pub async fn get_delivery(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(get(&app, &auth, &id).await?))
 }
 
-pub async fn get(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryDetail, ApiError> {
+pub async fn get(app: &ControlState, auth: &Principal, id: &str) -> Result<DeliveryDetail, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
     let id = parse_delivery_id(id)?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let d = hookline_store::deliveries::get_for_org(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
@@ -363,16 +371,20 @@ pub async fn get(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryDetail
         (status = 409, description = "The delivery is not failed or dead-lettered", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn retry_delivery(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(retry(&kit, &auth, &id).await?))
+pub async fn retry_delivery(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(retry(&app, &auth, &id).await?))
 }
 
 /// Queues a new attempt of a failed or dead-lettered delivery.
-pub async fn retry(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryView, ApiError> {
+pub async fn retry(app: &ControlState, auth: &Principal, id: &str) -> Result<DeliveryView, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
     let id = parse_delivery_id(id)?;
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             let d = hookline_store::deliveries::get_for_org(c, principal.org_id.as_uuid(), id.as_uuid())
@@ -421,17 +433,17 @@ pub async fn retry(kit: &Kit, auth: &Principal, id: &str) -> Result<DeliveryView
     )
 )]
 pub async fn recover(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     body: web::Json<RecoverInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(recover_failures(&kit, &auth, &id, body.into_inner()).await?))
+    Ok(HttpResponse::Accepted().json(recover_failures(&app, &auth, &id, body.into_inner()).await?))
 }
 
 /// Re-queues an endpoint's failed and dead-lettered deliveries created in the window.
 pub async fn recover_failures(
-    kit: &Kit,
+    app: &ControlState,
     auth: &Principal,
     id: &str,
     body: RecoverInput,
@@ -445,7 +457,7 @@ pub async fn recover_failures(
         return Err(ApiError::invalid_field("since", "must be before until"));
     }
     let (since, principal) = (body.since, auth.clone());
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let ep = active_endpoint(&mut conn, principal.org_id, id).await?;
     let (mut requeued, mut after, mut has_more) = (0, None, false);
     while requeued < RECOVER_MAX {
@@ -492,35 +504,39 @@ pub async fn recover_failures(
     )
 )]
 pub async fn send_test(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     q: web::Query<TestParams>,
 ) -> Result<HttpResponse, ApiError> {
     if !q.wait.unwrap_or(false) {
-        return Ok(HttpResponse::Accepted().json(test(&kit, &auth, &id).await?));
+        return Ok(HttpResponse::Accepted().json(test(&app, &auth, &id).await?));
     }
-    Ok(match test_and_wait(&kit, &auth, &id).await? {
+    Ok(match test_and_wait(&app, &auth, &id).await? {
         (_, Some(result)) => HttpResponse::Ok().json(result),
         (sent, None) => HttpResponse::Accepted().json(sent),
     })
 }
 
 /// Sends a test event and waits for its attempt ([`first_attempt`]), unless no worker consumes.
-pub async fn test_and_wait(kit: &Kit, auth: &Principal, id: &str) -> Result<(TestSent, Option<TestResult>), ApiError> {
-    let sent = test(kit, auth, id).await?;
-    if !workers_consuming(kit).await {
+pub async fn test_and_wait(
+    app: &ControlState,
+    auth: &Principal,
+    id: &str,
+) -> Result<(TestSent, Option<TestResult>), ApiError> {
+    let sent = test(app, auth, id).await?;
+    if !workers_consuming(app).await {
         return Ok((sent, None));
     }
-    let result = first_attempt(kit, auth.org_id, &sent).await?;
+    let result = first_attempt(app, auth.org_id, &sent).await?;
     Ok((sent, result))
 }
 
 /// Whether any worker consumes the work queue: without one, waiting for
 /// the attempt only holds the caller until the deadline.
-async fn workers_consuming(kit: &Kit) -> bool {
+async fn workers_consuming(app: &ControlState) -> bool {
     use hookline_broker::lapin::options::QueueDeclareOptions;
-    let Ok(ch) = kit.broker.channel().await else { return false };
+    let Ok(ch) = app.broker.channel().await else { return false };
     let opts = QueueDeclareOptions { passive: true, ..Default::default() };
     ch.queue_declare(hookline_broker::topology::QUEUE_WORK.into(), opts, Default::default())
         .await
@@ -530,12 +546,12 @@ async fn workers_consuming(kit: &Kit) -> bool {
 /// Waits for the test delivery's first attempt: up to the endpoint's timeout,
 /// plus a few seconds for the trip through the queue.
 pub async fn first_attempt(
-    kit: &Kit,
+    app: &ControlState,
     org: hookline_domain::id::OrgId,
     sent: &TestSent,
 ) -> Result<Option<TestResult>, ApiError> {
     let (timeout, format) = {
-        let mut conn = kit.conn().await?;
+        let mut conn = app.conn().await?;
         let d = hookline_store::deliveries::get_for_org(&mut conn, org.as_uuid(), sent.delivery_id.as_uuid())
             .await?
             .ok_or_else(|| ApiError::not_found("delivery"))?;
@@ -550,7 +566,7 @@ pub async fn first_attempt(
     loop {
         interval.tick().await;
         let attempt = {
-            let mut conn = kit.conn().await?;
+            let mut conn = app.conn().await?;
             hookline_store::deliveries::attempts(&mut conn, sent.delivery_id.as_uuid()).await?.into_iter().next()
         };
         if let Some(a) = attempt {
@@ -572,13 +588,13 @@ pub async fn first_attempt(
 }
 
 /// Sends a `webhook.test` event to one endpoint.
-pub async fn test(kit: &Kit, auth: &Principal, id: &str) -> Result<TestSent, ApiError> {
+pub async fn test(app: &ControlState, auth: &Principal, id: &str) -> Result<TestSent, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
     let id = parse_endpoint_id(id)?;
     let principal = auth.clone();
     let now = Utc::now();
     let event_id = EventId::new();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let delivery_id = conn
         .transaction::<_, ApiError, _>(async |c| {
             let ep = active_endpoint(c, principal.org_id, id).await?;
@@ -629,16 +645,16 @@ pub async fn test(kit: &Kit, auth: &Principal, id: &str) -> Result<TestSent, Api
     )
 )]
 pub async fn stats(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     q: web::Query<StatsParams>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(endpoint_stats(&kit, &auth, &id, &q).await?))
+    Ok(HttpResponse::Ok().json(endpoint_stats(&app, &auth, &id, &q).await?))
 }
 
 pub async fn endpoint_stats(
-    kit: &Kit,
+    app: &ControlState,
     auth: &Principal,
     id: &str,
     q: &StatsParams,
@@ -653,14 +669,14 @@ pub async fn endpoint_stats(
         "30d" => Duration::days(30),
         _ => return Err(ApiError::invalid_field("window", "must be 1h, 24h, 7d or 30d")),
     };
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let ep = hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     let s = hookline_store::deliveries::endpoint_stats(&mut conn, ep.id, Utc::now() - span).await?;
     let h = hookline_store::deliveries::endpoint_health(&mut conn, ep.id).await?;
     // Without Redis the fleet keeps no adaptive state: the configured limit is all there is.
-    let flow = hookline_service_kit::flow::read_state(&kit.redis, ep.id).await.unwrap_or_default();
+    let flow = hookline_service_kit::flow::read_state(&app.redis, ep.id).await.unwrap_or_default();
     Ok(EndpointStatsView {
         webhook_id: id,
         window,

@@ -1,11 +1,11 @@
 //! `POST /api/v1/erasures`: erase everything Hookline keeps about one lead.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use diesel_async::AsyncConnection;
 use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_store::erasure::Scrubbed;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -59,11 +59,11 @@ pub struct Erased {
     )
 )]
 pub async fn create_erasure(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     body: web::Json<ErasureInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(erase(&kit, &auth, body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(erase(&app, &auth, body.into_inner()).await?))
 }
 
 /// The keys of a JSON pointer (`/a~1b/0` is `["a/b", "0"]`).
@@ -75,7 +75,7 @@ fn pointer_keys(path: &str) -> Option<Vec<String>> {
     Some(rest.split('/').map(|k| k.replace("~1", "/").replace("~0", "~")).collect())
 }
 
-pub async fn erase(kit: &Kit, auth: &Principal, input: ErasureInput) -> Result<Erased, ApiError> {
+pub async fn erase(app: &ControlState, auth: &Principal, input: ErasureInput) -> Result<Erased, ApiError> {
     auth.require(Scope::EventsWrite)?;
     let mut errors = Vec::new();
     let keys = pointer_keys(&input.path);
@@ -103,7 +103,7 @@ pub async fn erase(kit: &Kit, auth: &Principal, input: ErasureInput) -> Result<E
     let org = auth.org_id.as_uuid();
     let mut total = Scrubbed::default();
     let mut after = None;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     loop {
         let (done, last) = conn
             .transaction::<_, ApiError, _>(async |c| {

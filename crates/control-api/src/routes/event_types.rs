@@ -1,5 +1,6 @@
 //! `/api/v1/event-types`: the built-in types and an organisation's own.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
@@ -9,7 +10,6 @@ use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::caches::Topic;
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_store::event_types::EventTypeRow;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -95,7 +95,7 @@ pub struct EventTypeList {
     )
 )]
 pub async fn create_event_type(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     body: web::Json<CreateEventType>,
 ) -> Result<HttpResponse, ApiError> {
@@ -131,7 +131,7 @@ pub async fn create_event_type(
         created_at: Utc::now(),
     };
     let principal = auth.0.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let result = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
             let row = hookline_store::event_types::insert(c, &row).await?;
@@ -158,7 +158,7 @@ pub async fn create_event_type(
         }
         Err(e) => return Err(e.into()),
     };
-    kit.caches.invalidate(Topic::EventTypes(principal.org_id.as_uuid())).await;
+    app.caches.invalidate(Topic::EventTypes(principal.org_id.as_uuid())).await;
     Ok(HttpResponse::Created().json(custom_view(row)))
 }
 
@@ -168,14 +168,14 @@ pub async fn create_event_type(
     security(("api_key" = ["webhooks:read"])),
     responses((status = 200, description = "Every event type, built-in first", body = EventTypeList))
 )]
-pub async fn list_event_types(kit: web::Data<Kit>, auth: Auth) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(EventTypeList { data: list(&kit, &auth).await?, next_cursor: None }))
+pub async fn list_event_types(app: web::Data<ControlState>, auth: Auth) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(EventTypeList { data: list(&app, &auth).await?, next_cursor: None }))
 }
 
 /// The built-in types, then the organisation's own.
-pub async fn list(kit: &Kit, auth: &Principal) -> Result<Vec<EventTypeView>, ApiError> {
+pub async fn list(app: &ControlState, auth: &Principal) -> Result<Vec<EventTypeView>, ApiError> {
     auth.require(Scope::WebhooksRead)?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let mut data = builtin_views();
     data.extend(
         hookline_store::event_types::list(&mut conn, auth.org_id.as_uuid()).await?.into_iter().map(custom_view),
@@ -194,7 +194,7 @@ pub async fn list(kit: &Kit, auth: &Principal) -> Result<Vec<EventTypeView>, Api
     )
 )]
 pub async fn get_event_type(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -202,7 +202,7 @@ pub async fn get_event_type(
     if let Some(b) = builtin_views().into_iter().find(|b| b.name == *name) {
         return Ok(HttpResponse::Ok().json(b));
     }
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = hookline_store::event_types::get_by_name(&mut conn, auth.org_id.as_uuid(), &name)
         .await?
         .ok_or_else(|| ApiError::not_found("event type"))?;
@@ -223,7 +223,7 @@ pub async fn get_event_type(
     )
 )]
 pub async fn delete_event_type(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -233,7 +233,7 @@ pub async fn delete_event_type(
     }
     let principal = auth.0.clone();
     let name = name.into_inner();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     conn.transaction::<_, ApiError, _>(async |c| {
         if !hookline_store::event_types::delete(c, principal.org_id.as_uuid(), &name).await? {
             return Err(ApiError::not_found("event type"));
@@ -251,6 +251,6 @@ pub async fn delete_event_type(
         Ok(())
     })
     .await?;
-    kit.caches.invalidate(Topic::EventTypes(principal.org_id.as_uuid())).await;
+    app.caches.invalidate(Topic::EventTypes(principal.org_id.as_uuid())).await;
     Ok(HttpResponse::NoContent().finish())
 }

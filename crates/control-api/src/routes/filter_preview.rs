@@ -1,13 +1,13 @@
 //! `POST /api/v1/webhooks/filter-preview`: what a filter would have let
 //! through, run over the organisation's latest events before it is saved.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use hookline_domain::filter::{Body, Filter};
 use hookline_domain::id::EventId;
 use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
-use hookline_service_kit::kit::Kit;
 use serde::{Deserialize, Serialize};
 
 use crate::views::EventBody;
@@ -57,14 +57,18 @@ pub struct FilterPreview {
     )
 )]
 pub async fn filter_preview(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     body: web::Json<FilterPreviewInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(preview(&kit, &auth, body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(preview(&app, &auth, body.into_inner()).await?))
 }
 
-pub async fn preview(kit: &Kit, auth: &Principal, input: FilterPreviewInput) -> Result<FilterPreview, ApiError> {
+pub async fn preview(
+    app: &ControlState,
+    auth: &Principal,
+    input: FilterPreviewInput,
+) -> Result<FilterPreview, ApiError> {
     auth.require(Scope::WebhooksRead)?;
     auth.require(Scope::EventsRead)?;
     let mut errors = Vec::new();
@@ -80,7 +84,7 @@ pub async fn preview(kit: &Kit, auth: &Principal, input: FilterPreviewInput) -> 
     }
     let filter = filter.expect("validated");
     let rows = {
-        let mut conn = kit.conn().await?;
+        let mut conn = app.conn().await?;
         hookline_store::events::recent(&mut conn, auth.org_id.as_uuid(), input.event.as_deref(), limit).await?
     };
     let scanned = rows.len();

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -10,7 +11,6 @@ use hookline_domain::id::{KeyId, OrgId};
 use hookline_domain::scope::{effective_scopes, Role, Scope};
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
 use hookline_service_kit::storable::time_in_range;
 use hookline_store::keys::{KeyChanges, KeyFilter, KeyRow};
@@ -333,19 +333,23 @@ fn parse_key_id(id: &str) -> Result<KeyId, ApiError> {
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn create_key(kit: web::Data<Kit>, auth: Auth, body: web::Json<CreateKey>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(create(&kit, &auth, body.into_inner()).await?))
+pub async fn create_key(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    body: web::Json<CreateKey>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(create(&app, &auth, body.into_inner()).await?))
 }
 
 /// Validates and creates a key within the organisation's quota, audited.
-pub async fn create(kit: &Kit, auth: &Principal, body: CreateKey) -> Result<KeyView, ApiError> {
+pub async fn create(app: &ControlState, auth: &Principal, body: CreateKey) -> Result<KeyView, ApiError> {
     auth.require(Scope::KeysWrite)?;
     let mut errors = Vec::new();
     let name = validate_name(&body.name).map_err(|e| errors.push(e)).ok();
     let description = validate_description(body.description).map_err(|e| errors.push(e)).ok().flatten();
     // Unset limits are inherited from the caller where its own are tighter.
     let rate_given = body.rate_limit_per_hour.is_some();
-    let default_rate = (kit.settings.default_rate_limit_per_hour as i32).min(caller_rate(auth));
+    let default_rate = (app.settings.default_rate_limit_per_hour as i32).min(caller_rate(auth));
     let rate = validate_rate_limit(body.rate_limit_per_hour.unwrap_or(default_rate)).map_err(|e| errors.push(e)).ok();
     let expiry_given = body.expires_at.is_some();
     let expires_at = match body.expires_at {
@@ -386,8 +390,8 @@ pub async fn create(kit: &Kit, auth: &Principal, body: CreateKey) -> Result<KeyV
         expires_at,
     };
     let principal = auth.clone();
-    let pepper = kit.auth.pepper().clone();
-    let mut conn = kit.conn().await?;
+    let pepper = app.auth.authenticator.pepper().clone();
+    let mut conn = app.conn().await?;
     let view = conn
         .transaction::<_, ApiError, _>(async |c| {
             let org = hookline_store::orgs::get(c, principal.org_id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("organisation"))?;
@@ -433,18 +437,18 @@ pub async fn create(kit: &Kit, auth: &Principal, body: CreateKey) -> Result<KeyV
     )
 )]
 pub async fn list_keys(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     q: web::Query<KeyListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+    Ok(HttpResponse::Ok().json(list(&app, &auth, &q).await?))
 }
 
-pub async fn list(kit: &Kit, auth: &Principal, q: &KeyListParams) -> Result<ListResponse<KeyView>, ApiError> {
+pub async fn list(app: &ControlState, auth: &Principal, q: &KeyListParams) -> Result<ListResponse<KeyView>, ApiError> {
     auth.require(Scope::KeysRead)?;
     let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
     let filter = KeyFilter { role: q.role.map(|r| r.as_str().to_owned()), revoked: q.revoked };
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let page = hookline_store::keys::list(&mut conn, auth.org_id.as_uuid(), &filter, before, limit).await?;
     let last = page.items.last().map(|r| r.id);
     let data = page.items.into_iter().map(|r| KeyView::from_row(r, None)).collect();
@@ -461,14 +465,18 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &KeyListParams) -> Result<List
         (status = 404, description = "No such key in this organisation", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_key(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(get(&kit, &auth, &id).await?))
+pub async fn get_key(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(get(&app, &auth, &id).await?))
 }
 
-pub async fn get(kit: &Kit, auth: &Principal, id: &str) -> Result<KeyView, ApiError> {
+pub async fn get(app: &ControlState, auth: &Principal, id: &str) -> Result<KeyView, ApiError> {
     auth.require(Scope::KeysRead)?;
     let id = parse_key_id(id)?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = hookline_store::keys::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("API key"))?;
@@ -489,15 +497,15 @@ pub async fn get(kit: &Kit, auth: &Principal, id: &str) -> Result<KeyView, ApiEr
     )
 )]
 pub async fn update_key(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     body: web::Json<UpdateKey>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(update(&kit, &auth, &id, body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(update(&app, &auth, &id, body.into_inner()).await?))
 }
 
-pub async fn update(kit: &Kit, auth: &Principal, id: &str, body: UpdateKey) -> Result<KeyView, ApiError> {
+pub async fn update(app: &ControlState, auth: &Principal, id: &str, body: UpdateKey) -> Result<KeyView, ApiError> {
     auth.require(Scope::KeysWrite)?;
     let id = parse_key_id(id)?;
     let mut errors = Vec::new();
@@ -524,7 +532,7 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, body: UpdateKey) -> R
         return Err(ApiError::validation(errors));
     }
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             let existing = hookline_store::keys::get(c, principal.org_id.as_uuid(), id.as_uuid())
@@ -559,7 +567,7 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, body: UpdateKey) -> R
             Ok(row)
         })
         .await?;
-    kit.auth.invalidate(principal.org_id.as_uuid()).await;
+    app.auth.authenticator.invalidate(principal.org_id.as_uuid()).await;
     Ok(KeyView::from_row(row, None))
 }
 
@@ -576,16 +584,20 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, body: UpdateKey) -> R
         (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn revoke_key(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    revoke(&kit, &auth, &id).await?;
+pub async fn revoke_key(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    revoke(&app, &auth, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn revoke(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiError> {
+pub async fn revoke(app: &ControlState, auth: &Principal, id: &str) -> Result<(), ApiError> {
     auth.require(Scope::KeysWrite)?;
     let id = parse_key_id(id)?;
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     conn.transaction::<_, ApiError, _>(async |c| {
         let target = hookline_store::keys::get(c, principal.org_id.as_uuid(), id.as_uuid())
             .await?
@@ -608,7 +620,7 @@ pub async fn revoke(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiErro
         Ok(())
     })
     .await?;
-    kit.auth.invalidate(principal.org_id.as_uuid()).await;
+    app.auth.authenticator.invalidate(principal.org_id.as_uuid()).await;
     Ok(())
 }
 
@@ -629,17 +641,17 @@ pub async fn revoke(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiErro
     )
 )]
 pub async fn rotate_key(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     body: Option<web::Json<RotateKey>>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.map(|b| b.into_inner()).unwrap_or_default();
-    Ok(HttpResponse::Ok().json(rotate(&kit, &auth, &id, body).await?))
+    Ok(HttpResponse::Ok().json(rotate(&app, &auth, &id, body).await?))
 }
 
 /// Replaces the key's secret; the old one keeps working for the grace period.
-pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateKey) -> Result<KeyView, ApiError> {
+pub async fn rotate(app: &ControlState, auth: &Principal, id: &str, body: RotateKey) -> Result<KeyView, ApiError> {
     auth.require(Scope::KeysWrite)?;
     let id = parse_key_id(id)?;
     let grace = body.grace_period_seconds.unwrap_or(0);
@@ -650,10 +662,10 @@ pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateKey) -> R
         ));
     }
     let secret = ApiKey::generate();
-    let hash = secret.hash(kit.auth.pepper());
+    let hash = secret.hash(app.auth.authenticator.pepper());
     let previous_until = (grace > 0).then(|| Utc::now() + Duration::seconds(grace));
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             let existing = hookline_store::keys::get(c, principal.org_id.as_uuid(), id.as_uuid())
@@ -687,7 +699,7 @@ pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateKey) -> R
             Ok(row)
         })
         .await?;
-    kit.auth.invalidate(principal.org_id.as_uuid()).await;
+    app.auth.authenticator.invalidate(principal.org_id.as_uuid()).await;
     Ok(KeyView::from_row(row, Some(secret.expose().to_owned())))
 }
 
@@ -703,7 +715,7 @@ pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateKey) -> R
     )
 )]
 pub async fn key_usage(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     q: web::Query<UsageParams>,
@@ -721,10 +733,8 @@ pub async fn key_usage(
         return Err(ApiError::invalid_field("since", "the window may span at most 93 days"));
     }
     // Make this instance's own counts visible before reading.
-    if let Err(e) = kit.usage.flush(&kit.pool).await {
-        tracing::warn!(error = format!("{e:#}"), "flushing usage before a read failed");
-    }
-    let mut conn = kit.conn().await?;
+    app.auth.flush_usage().await;
+    let mut conn = app.conn().await?;
     hookline_store::keys::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("API key"))?;

@@ -1,12 +1,12 @@
 //! `POST /api/v1/orgs`: the operator creates an organisation and its first admin key.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use diesel_async::AsyncConnection;
 use hookline_domain::api_key::KeyPepper;
 use hookline_domain::id::OrgId;
 use hookline_domain::scope::Role;
 use hookline_service_kit::error::ApiError;
-use hookline_service_kit::kit::Kit;
 use hookline_store::db::PgPool;
 use serde::Deserialize;
 
@@ -222,10 +222,14 @@ fn parse_org_id(id: &str) -> Result<OrgId, ApiError> {
         (status = 404, description = "No such organisation", body = hookline_service_kit::error::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_org(kit: web::Data<Kit>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    require_operator(&kit, &req)?;
+pub async fn get_org(
+    app: web::Data<ControlState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_operator(&app, &req)?;
     let id = parse_org_id(&id)?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let org =
         hookline_store::orgs::get(&mut conn, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("organisation"))?;
     Ok(HttpResponse::Ok().json(OrgView::from(org)))
@@ -249,17 +253,17 @@ pub async fn get_org(kit: web::Data<Kit>, req: HttpRequest, id: web::Path<String
     )
 )]
 pub async fn update_org(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<UpdateOrg>,
 ) -> Result<HttpResponse, ApiError> {
-    require_operator(&kit, &req)?;
+    require_operator(&app, &req)?;
     let id = parse_org_id(&id)?;
-    let ip = hookline_service_kit::auth::client_ip(&req, &kit.settings.trusted_proxies);
-    let view = update(&kit.pool, id, body.into_inner(), ip).await?;
+    let ip = hookline_service_kit::auth::client_ip(&req, &app.settings.trusted_proxies);
+    let view = update(&app.pool, id, body.into_inner(), ip).await?;
     // Keys carry their organisation's quota in the cache.
-    kit.auth.invalidate(id.as_uuid()).await;
+    app.auth.authenticator.invalidate(id.as_uuid()).await;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -272,8 +276,8 @@ pub struct CreateOrg {
 }
 
 /// Checks `Authorization: Bearer <HOOKLINE_OPERATOR_TOKEN>` in constant time.
-pub fn require_operator(kit: &Kit, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(expected) = kit.settings.operator_token.as_ref() else {
+pub fn require_operator(app: &ControlState, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(expected) = app.settings.operator_token.as_ref() else {
         return Err(ApiError::new(
             actix_web::http::StatusCode::FORBIDDEN,
             "operator_disabled",
@@ -360,13 +364,19 @@ pub async fn create(
     )
 )]
 pub async fn create_org(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     req: HttpRequest,
     body: web::Json<CreateOrg>,
 ) -> Result<HttpResponse, ApiError> {
-    require_operator(&kit, &req)?;
-    let ip = hookline_service_kit::auth::client_ip(&req, &kit.settings.trusted_proxies);
-    let created =
-        create(&kit.pool, kit.auth.pepper(), kit.settings.default_rate_limit_per_hour as i32, &body.name, ip).await?;
+    require_operator(&app, &req)?;
+    let ip = hookline_service_kit::auth::client_ip(&req, &app.settings.trusted_proxies);
+    let created = create(
+        &app.pool,
+        app.auth.authenticator.pepper(),
+        app.settings.default_rate_limit_per_hour as i32,
+        &body.name,
+        ip,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(created))
 }

@@ -1,6 +1,7 @@
 //! Portal sessions: short-lived links that open the embeddable portal for
 //! one organisation (or some of its endpoints), with no other credential.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection;
@@ -8,7 +9,6 @@ use hookline_domain::id::{EndpointId, PortalSessionId};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
 use hookline_store::portal::PortalSessionRow;
 use serde::{Deserialize, Serialize};
@@ -88,18 +88,18 @@ impl PortalSessionView {
     )
 )]
 pub async fn create_portal_session(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     req: HttpRequest,
     body: web::Json<CreatePortalSession>,
 ) -> Result<HttpResponse, ApiError> {
-    let base = portal::public_base(&kit, &req);
-    let view = create(&kit, &auth, body.into_inner(), &base).await?;
+    let base = portal::public_base(&app, &req);
+    let view = create(&app, &auth, body.into_inner(), &base).await?;
     Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(view))
 }
 
 pub async fn create(
-    kit: &Kit,
+    app: &ControlState,
     auth: &Principal,
     body: CreatePortalSession,
     base: &str,
@@ -144,7 +144,7 @@ pub async fn create(
     let (token, hash) = portal::new_token();
     let now = Utc::now();
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             let mut unknown = Vec::new();
@@ -201,13 +201,13 @@ pub async fn create(
     responses((status = 200, description = "A page of portal links (without their URLs)", body = ListResponse<PortalSessionView>))
 )]
 pub async fn list_portal_sessions(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     q: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::WebhooksRead)?;
     let (limit, before) = q.resolve()?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let page = hookline_store::portal::list(&mut conn, auth.org_id.as_uuid(), before, limit).await?;
     let last = page.items.last().map(|r| r.id);
     let data = page.items.into_iter().map(|r| PortalSessionView::of(r, None)).collect();
@@ -227,14 +227,14 @@ pub async fn list_portal_sessions(
     )
 )]
 pub async fn revoke_portal_session(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
     let id = PortalSessionId::parse(&id).map_err(|_| ApiError::not_found("portal link"))?;
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     conn.transaction::<_, ApiError, _>(async |c| {
         hookline_store::portal::revoke(c, principal.org_id.as_uuid(), id.as_uuid())
             .await?

@@ -3,6 +3,7 @@
 //! endpoint created with `"mode": "pull"` is never pushed to; any endpoint
 //! can be read this way.
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{Duration, Utc};
 use hookline_domain::filter::Filter;
@@ -10,7 +11,6 @@ use hookline_domain::id::{EndpointId, EventId};
 use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::error::{ApiError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{decode_cursor, encode_cursor};
 use serde::{Deserialize, Serialize};
 
@@ -61,15 +61,15 @@ pub struct PullPage {
     )
 )]
 pub async fn pull_events(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     q: web::Query<PullParams>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(pull(&kit, &auth, &id, &q).await?))
+    Ok(HttpResponse::Ok().json(pull(&app, &auth, &id, &q).await?))
 }
 
-pub async fn pull(kit: &Kit, auth: &Principal, id: &str, q: &PullParams) -> Result<PullPage, ApiError> {
+pub async fn pull(app: &ControlState, auth: &Principal, id: &str, q: &PullParams) -> Result<PullPage, ApiError> {
     auth.require(Scope::EventsRead)?;
     let id = EndpointId::parse(id).map_err(|_| ApiError::not_found("webhook endpoint"))?;
     let limit = q.limit.unwrap_or(50);
@@ -82,7 +82,7 @@ pub async fn pull(kit: &Kit, auth: &Principal, id: &str, q: &PullParams) -> Resu
         }
         None => None,
     };
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let ep = hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;

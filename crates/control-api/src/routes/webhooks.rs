@@ -3,6 +3,7 @@
 use hookline_domain::signing::{SignatureFormat, SigningKey};
 use std::collections::BTreeMap;
 
+use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection;
@@ -16,7 +17,6 @@ use hookline_domain::signing::WebhookSecret;
 use hookline_service_kit::auth::{Auth, Principal};
 use hookline_service_kit::caches::Topic;
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_service_kit::pagination::{ListResponse, PageParams};
 use hookline_service_kit::secrets;
 use hookline_store::endpoints::{EndpointConfig, EndpointRow};
@@ -201,8 +201,8 @@ impl WebhookView {
 /// stored value.
 pub const MASKED_VALUE: &str = "********";
 
-fn view(kit: &Kit, row: EndpointRow, secret: Option<&WebhookSecret>) -> Result<WebhookView, ApiError> {
-    let headers = secrets::open_headers(&kit.master_key, row.id, &row.headers)
+fn view(app: &ControlState, row: EndpointRow, secret: Option<&WebhookSecret>) -> Result<WebhookView, ApiError> {
+    let headers = secrets::open_headers(&app.master_key, row.id, &row.headers)
         .map_err(ApiError::internal)?
         .into_iter()
         .map(|(name, _)| (name, MASKED_VALUE.to_owned()))
@@ -267,7 +267,7 @@ fn is_token(name: &str) -> bool {
 }
 
 /// Checks every field; the error names each invalid one.
-async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Validated, ApiError> {
+async fn validate(app: &ControlState, org_id: OrgId, input: WebhookInput) -> Result<Validated, ApiError> {
     let mut errors = Vec::new();
     let mut err = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
     let pull = match input.mode.as_deref() {
@@ -284,7 +284,7 @@ async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Valid
             err("url", "is required (a pull endpoint may leave it out)".into());
             None
         }
-        Some(u) => match hookline_service_kit::targets::check_url(u, kit.settings.allow_private_targets).await {
+        Some(u) => match hookline_service_kit::targets::check_url(u, app.settings.allow_private_targets).await {
             Ok(u) => Some(u.to_string()),
             Err(m) => {
                 err("url", m);
@@ -326,12 +326,12 @@ async fn validate(kit: &Kit, org_id: OrgId, input: WebhookInput) -> Result<Valid
     let strict = match custom.is_empty() {
         true => false,
         false => {
-            let mut conn = kit.conn().await?;
+            let mut conn = app.conn().await?;
             hookline_store::orgs::get(&mut conn, org_id.as_uuid()).await?.is_none_or(|o| o.strict_event_types)
         }
     };
     if strict {
-        let mut conn = kit.conn().await?;
+        let mut conn = app.conn().await?;
         let known = hookline_store::event_types::existing_names(&mut conn, org_id.as_uuid(), &custom).await?;
         for (i, e) in input.events.iter().enumerate() {
             if custom.contains(e) && !known.contains(e) {
@@ -465,17 +465,17 @@ fn audit_details(c: &EndpointConfig, header_names: Vec<&str>) -> serde_json::Val
     )
 )]
 pub async fn create_webhook(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     body: web::Json<WebhookInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(create(&kit, &auth, body.into_inner()).await?))
+    Ok(HttpResponse::Created().json(create(&app, &auth, body.into_inner()).await?))
 }
 
 /// Validates and creates an endpoint within the organisation's quota; the view carries the new secret.
-pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<WebhookView, ApiError> {
+pub async fn create(app: &ControlState, auth: &Principal, input: WebhookInput) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
-    let v = validate(kit, auth.org_id, input).await?;
+    let v = validate(app, auth.org_id, input).await?;
     let id = EndpointId::new();
     let secret = WebhookSecret::generate();
     let signing = (v.config.signature_format == SignatureFormat::Ed25519.as_str()).then(SigningKey::generate);
@@ -494,15 +494,15 @@ pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<
         initial_delay_ms: v.config.initial_delay_ms,
         multiplier: v.config.multiplier,
         max_delay_ms: v.config.max_delay_ms,
-        headers: secrets::seal_headers(&kit.master_key, id.as_uuid(), &v.headers),
+        headers: secrets::seal_headers(&app.master_key, id.as_uuid(), &v.headers),
         rate_limit_per_second: v.config.rate_limit_per_second,
         signature_format: v.config.signature_format.clone(),
-        signing_key_ciphertext: signing.as_ref().map(|k| secrets::seal_signing_key(&kit.master_key, id.as_uuid(), k)),
+        signing_key_ciphertext: signing.as_ref().map(|k| secrets::seal_signing_key(&app.master_key, id.as_uuid(), k)),
         signing_public_key: signing.as_ref().map(|k| k.public_key()),
         filter: v.config.filter.clone(),
         mode: v.config.mode.clone(),
         ordering: v.config.ordering.clone(),
-        secret_ciphertext: secrets::seal_secret(&kit.master_key, id.as_uuid(), &secret),
+        secret_ciphertext: secrets::seal_secret(&app.master_key, id.as_uuid(), &secret),
         previous_secret_ciphertext: None,
         previous_secret_expires_at: None,
         deleted_at: None,
@@ -511,7 +511,7 @@ pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<
     };
     let principal = auth.clone();
     let details = audit_details(&v.config, v.headers.iter().map(|(k, _)| k.as_str()).collect());
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             let org = hookline_store::orgs::get(c, principal.org_id.as_uuid())
@@ -541,8 +541,8 @@ pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<
             Ok(row)
         })
         .await?;
-    kit.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
-    view(kit, row, Some(&secret))
+    app.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
+    view(app, row, Some(&secret))
 }
 
 /// List webhook endpoints
@@ -553,20 +553,20 @@ pub async fn create(kit: &Kit, auth: &Principal, input: WebhookInput) -> Result<
     responses((status = 200, description = "A page of endpoints, newest first", body = ListResponse<WebhookView>))
 )]
 pub async fn list_webhooks(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     q: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(list(&kit, &auth, &q).await?))
+    Ok(HttpResponse::Ok().json(list(&app, &auth, &q).await?))
 }
 
-pub async fn list(kit: &Kit, auth: &Principal, q: &PageParams) -> Result<ListResponse<WebhookView>, ApiError> {
+pub async fn list(app: &ControlState, auth: &Principal, q: &PageParams) -> Result<ListResponse<WebhookView>, ApiError> {
     auth.require(Scope::WebhooksRead)?;
     let (limit, before) = q.resolve()?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let page = hookline_store::endpoints::list(&mut conn, auth.org_id.as_uuid(), before, limit).await?;
     let last = page.items.last().map(|r| r.id);
-    let data = page.items.into_iter().map(|r| view(kit, r, None)).collect::<Result<Vec<_>, _>>()?;
+    let data = page.items.into_iter().map(|r| view(app, r, None)).collect::<Result<Vec<_>, _>>()?;
     Ok(ListResponse::new(data, page.has_more, last))
 }
 
@@ -580,22 +580,26 @@ pub async fn list(kit: &Kit, auth: &Principal, q: &PageParams) -> Result<ListRes
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_webhook(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(get(&kit, &auth, &id).await?))
+pub async fn get_webhook(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(get(&app, &auth, &id).await?))
 }
 
-pub async fn get(kit: &Kit, auth: &Principal, id: &str) -> Result<WebhookView, ApiError> {
+pub async fn get(app: &ControlState, auth: &Principal, id: &str) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksRead)?;
     let id = parse_id(id)?;
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-    view(kit, row, None)
+    view(app, row, None)
 }
 
 async fn save(
-    kit: &Kit,
+    app: &ControlState,
     auth: &Principal,
     id: EndpointId,
     v: Validated,
@@ -605,9 +609,9 @@ async fn save(
     let mut headers = v.headers;
     let principal = auth.clone();
     let details = audit_details(&config, headers.iter().map(|(k, _)| k.as_str()).collect());
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let action = action.to_owned();
-    let master = kit.master_key.clone();
+    let master = app.master_key.clone();
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             let before = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), id.as_uuid())
@@ -636,7 +640,7 @@ async fn save(
         })
         .await?;
     let (ordered_before, row) = row;
-    kit.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
+    app.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
     release_lanes(&mut conn, ordered_before.as_ref(), &row).await?;
     Ok(row)
 }
@@ -696,21 +700,26 @@ fn keep_masked(headers: &mut Vec<(String, String)>, stored: &[(String, String)])
     )
 )]
 pub async fn replace_webhook(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     body: web::Json<WebhookInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(replace(&kit, &auth, &id, body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(replace(&app, &auth, &id, body.into_inner()).await?))
 }
 
 /// Replaces the whole configuration (not the secret).
-pub async fn replace(kit: &Kit, auth: &Principal, id: &str, input: WebhookInput) -> Result<WebhookView, ApiError> {
+pub async fn replace(
+    app: &ControlState,
+    auth: &Principal,
+    id: &str,
+    input: WebhookInput,
+) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
     let id = parse_id(id)?;
-    let v = validate(kit, auth.org_id, input).await?;
-    let row = save(kit, auth, id, v, "webhook.replaced").await?;
-    view(kit, row, None)
+    let v = validate(app, auth.org_id, input).await?;
+    let row = save(app, auth, id, v, "webhook.replaced").await?;
+    view(app, row, None)
 }
 
 /// Update some of a webhook endpoint's fields
@@ -726,25 +735,30 @@ pub async fn replace(kit: &Kit, auth: &Principal, id: &str, input: WebhookInput)
     )
 )]
 pub async fn update_webhook(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     body: web::Json<WebhookPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(update(&kit, &auth, &id, body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(update(&app, &auth, &id, body.into_inner()).await?))
 }
 
 /// Changes the fields the patch names, validated as a whole.
-pub async fn update(kit: &Kit, auth: &Principal, id: &str, patch: WebhookPatch) -> Result<WebhookView, ApiError> {
+pub async fn update(
+    app: &ControlState,
+    auth: &Principal,
+    id: &str,
+    patch: WebhookPatch,
+) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
     let id = parse_id(id)?;
     let existing = {
-        let mut conn = kit.conn().await?;
+        let mut conn = app.conn().await?;
         hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
             .await?
             .ok_or_else(|| ApiError::not_found("webhook endpoint"))?
     };
-    let current = view(kit, existing, None)?;
+    let current = view(app, existing, None)?;
     let merged = WebhookInput {
         url: patch.url.or(current.url),
         description: patch.description.unwrap_or(current.description),
@@ -776,9 +790,9 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, patch: WebhookPatch) 
         mode: Some(patch.mode.unwrap_or(current.mode)),
         ordering: patch.ordering.unwrap_or(current.ordering),
     };
-    let v = validate(kit, auth.org_id, merged).await?;
-    let row = save(kit, auth, id, v, "webhook.updated").await?;
-    view(kit, row, None)
+    let v = validate(app, auth.org_id, merged).await?;
+    let row = save(app, auth, id, v, "webhook.updated").await?;
+    view(app, row, None)
 }
 
 /// Delete a webhook endpoint
@@ -793,17 +807,21 @@ pub async fn update(kit: &Kit, auth: &Principal, id: &str, patch: WebhookPatch) 
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn delete_webhook(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    delete(&kit, &auth, &id).await?;
+pub async fn delete_webhook(
+    app: web::Data<ControlState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    delete(&app, &auth, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// Soft-deletes the endpoint and cancels its pending deliveries.
-pub async fn delete(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiError> {
+pub async fn delete(app: &ControlState, auth: &Principal, id: &str) -> Result<(), ApiError> {
     auth.require(Scope::WebhooksWrite)?;
     let id = parse_id(id)?;
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     conn.transaction::<_, ApiError, _>(async |c| {
         let cancelled = hookline_store::endpoints::soft_delete(c, principal.org_id.as_uuid(), id.as_uuid())
             .await?
@@ -821,7 +839,7 @@ pub async fn delete(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiErro
         Ok(())
     })
     .await?;
-    kit.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
+    app.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
     Ok(())
 }
 
@@ -841,17 +859,22 @@ pub async fn delete(kit: &Kit, auth: &Principal, id: &str) -> Result<(), ApiErro
     )
 )]
 pub async fn rotate_secret(
-    kit: web::Data<Kit>,
+    app: web::Data<ControlState>,
     auth: Auth,
     id: web::Path<String>,
     body: Option<web::Json<RotateSecret>>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.map(|b| b.into_inner()).unwrap_or_default();
-    Ok(HttpResponse::Ok().json(rotate(&kit, &auth, &id, body).await?))
+    Ok(HttpResponse::Ok().json(rotate(&app, &auth, &id, body).await?))
 }
 
 /// Replaces the signing secret; the previous one keeps signing for the grace period.
-pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateSecret) -> Result<WebhookView, ApiError> {
+pub async fn rotate(
+    app: &ControlState,
+    auth: &Principal,
+    id: &str,
+    body: RotateSecret,
+) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksWrite)?;
     let id = parse_id(id)?;
     let grace = body.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
@@ -859,9 +882,9 @@ pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateSecret) -
         return Err(ApiError::invalid_field("grace_period_seconds", "must be between 0 and 604800"));
     }
     let secret = WebhookSecret::generate();
-    let sealed = secrets::seal_secret(&kit.master_key, id.as_uuid(), &secret);
+    let sealed = secrets::seal_secret(&app.master_key, id.as_uuid(), &secret);
     let principal = auth.clone();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = conn
         .transaction::<_, ApiError, _>(async |c| {
             let current = hookline_store::endpoints::get(c, principal.org_id.as_uuid(), id.as_uuid())
@@ -895,6 +918,6 @@ pub async fn rotate(kit: &Kit, auth: &Principal, id: &str, body: RotateSecret) -
             Ok(row)
         })
         .await?;
-    kit.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
-    view(kit, row, Some(&secret))
+    app.caches.invalidate(Topic::Endpoint { org: principal.org_id.as_uuid(), id: id.as_uuid() }).await;
+    view(app, row, Some(&secret))
 }

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
-use hookline_service_kit::kit::Kit;
+use hookline_control_api::ControlState;
+use hookline_service_kit::auth::AuthState;
+use hookline_service_kit::deps::Connections;
 use hookline_test_support::{http, serve, TestEnv, TestServer, OPERATOR_TOKEN};
 use reqwest::{Client, Method, Response};
 use serde_json::{json, Value};
@@ -8,6 +10,7 @@ use serde_json::{json, Value};
 pub struct TestApp {
     pub env: TestEnv,
     pub server: TestServer,
+    pub state: Arc<ControlState>,
     pub client: Client,
 }
 
@@ -18,22 +21,17 @@ impl TestApp {
 
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
         let env = TestEnv::new().await;
-        let kit = env.kit(extra).await;
-        let server = start(kit);
-        Self { env, server, client: http() }
+        let (server, state) = start(env.connect(extra).await);
+        Self { env, server, state, client: http() }
     }
 
     /// A second instance on the same database, vhost and Redis prefix.
-    pub async fn second_instance(&self, extra: &[(&str, &str)]) -> TestServer {
-        start(self.env.kit(extra).await)
+    pub async fn second_instance(&self, extra: &[(&str, &str)]) -> (TestServer, Arc<ControlState>) {
+        start(self.env.connect(extra).await)
     }
 
     pub fn url(&self, path: &str) -> String {
         self.server.url(path)
-    }
-
-    pub fn kit(&self) -> &Arc<Kit> {
-        &self.server.kit
     }
 
     /// Creates an organisation through the operator route; returns (org id, admin key).
@@ -63,8 +61,9 @@ impl TestApp {
     }
 }
 
-pub fn start(kit: Arc<Kit>) -> TestServer {
-    serve(kit.clone(), hookline_control_api::server_spec(&kit))
+pub fn start(c: Connections) -> (TestServer, Arc<ControlState>) {
+    let state = ControlState::new(&c, AuthState::build(&c));
+    (serve(&c.cancel, hookline_control_api::server_spec(&c, state.clone())), state)
 }
 
 pub async fn call(

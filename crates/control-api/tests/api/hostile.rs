@@ -313,7 +313,7 @@ async fn custom_header_values_are_write_only_and_secret_answers_are_not_cached()
 }
 
 async fn stored_headers(app: &TestApp, id: &str) -> Vec<(String, String)> {
-    let kit = app.kit();
+    let kit = &app.state;
     let mut conn = kit.pool.get().await.unwrap();
     let ep = hookline_domain::id::EndpointId::parse(id).unwrap();
     let org: Vec<uuid::Uuid> = {

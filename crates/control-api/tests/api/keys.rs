@@ -186,14 +186,14 @@ async fn another_orgs_keys_are_404() {
 #[tokio::test]
 async fn revocation_reaches_a_second_instance_within_a_second() {
     let app = TestApp::spawn().await;
-    let other = app.second_instance(&[]).await;
+    let (other, other_state) = app.second_instance(&[]).await;
     let (_, admin) = app.create_org("Acme").await;
     let v = app.create_key(&admin, json!({"name": "victim", "role": "read_only"})).await;
     let (id, key) = (v["id"].as_str().unwrap().to_owned(), v["key"].as_str().unwrap().to_owned());
     let c = http();
     // Warm the second instance's cache.
     eventually(Duration::from_secs(5), "second instance to subscribe", || async {
-        other.kit.auth.cache_active().then_some(())
+        other_state.auth.authenticator.cache_active().then_some(())
     })
     .await;
     assert_eq!(call(&c, &other, Method::GET, "/api/v1/keys", &key, None).await.status(), 200);
@@ -298,7 +298,7 @@ fn header(res: &reqwest::Response, name: &str) -> String {
 #[tokio::test]
 async fn the_rate_limit_is_shared_by_two_instances_and_the_next_request_is_429() {
     let app = TestApp::spawn().await;
-    let other = app.second_instance(&[]).await;
+    let (other, other_state) = app.second_instance(&[]).await;
     let (_, admin) = app.create_org("Acme").await;
     let key = app.create_key(&admin, json!({"name": "limited", "role": "read_only", "rate_limit_per_hour": 6})).await
         ["key"]
@@ -330,7 +330,7 @@ async fn the_rate_limit_is_shared_by_two_instances_and_the_next_request_is_429()
         .as_str()
         .unwrap()
         .to_owned();
-    other.kit.usage.flush(&other.kit.pool).await.unwrap();
+    other_state.auth.usage.flush(&other_state.pool).await.unwrap();
     let usage: Value =
         app.call(Method::GET, &format!("/api/v1/keys/{id}/usage"), &admin, None).await.json().await.unwrap();
     assert_eq!(usage["total_requests"], 7, "{usage}");
@@ -350,14 +350,14 @@ async fn with_redis_down_the_api_keeps_serving_and_returns_to_redis() {
     let res = app.call(Method::GET, "/api/v1/keys", &admin, None).await;
     assert_eq!(res.status(), 200, "served by the per-process limiter");
     assert!(res.headers().contains_key("x-ratelimit-remaining"));
-    assert!(app.kit().limiter.is_degraded());
+    assert!(app.state.auth.limiter.is_degraded());
     let ready: Value = c.get(app.url("/ready")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["rate_limiter"]["mode"], "local");
     let _redis = start_redis(port);
     eventually(Duration::from_secs(15), "the limiter to return to Redis", || async {
         let res = app.call(Method::GET, "/api/v1/keys", &admin, None).await;
         assert_eq!(res.status(), 200);
-        (!app.kit().limiter.is_degraded()).then_some(())
+        (!app.state.auth.limiter.is_degraded()).then_some(())
     })
     .await;
     let mut redis = _redis;

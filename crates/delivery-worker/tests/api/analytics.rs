@@ -34,7 +34,8 @@ async fn analytics_add_up_to_what_was_sent_and_received() {
     assert_eq!(res.status(), 202);
     wait_received(&ok, 6, Duration::from_secs(20)).await;
     s.wait_status(&bad_ep, 5, "dead_letter", Duration::from_secs(20)).await;
-    s.kit.rollups.flush(&s.kit.pool).await.unwrap();
+    s.worker.rollups.flush(&s.conns.pool).await.unwrap();
+    s.ingest_state.rollups.flush(&s.conns.pool).await.unwrap();
 
     let (status, a) = s.control(Method::GET, "/api/v1/analytics?window=24h", None).await;
     assert_eq!(status, 200, "{a}");

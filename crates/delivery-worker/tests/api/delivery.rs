@@ -242,7 +242,7 @@ async fn deliveries_read_alone_or_together_come_with_their_own_events() {
     let keyed = hookline_store::hot::plan::keyed_pool(&s.env.database_url(), 1).unwrap();
     for plan in [Plan::PerExecution, Plan::Keyed] {
         let mut conn = match plan {
-            Plan::PerExecution => s.kit.pool.get().await.unwrap(),
+            Plan::PerExecution => s.conns.pool.get().await.unwrap(),
             Plan::Keyed => keyed.get().await.unwrap(),
         };
         let together = get_many_with_event(&mut conn, &ids, plan).await.unwrap();

@@ -14,8 +14,8 @@ use crate::helpers::{wait_received, Stack};
 async fn two_workers_together_keep_to_an_endpoints_rate_limit() {
     let s = Stack::start().await;
     // A second worker on the same database, broker vhost and Redis prefix.
-    let second = s.env.kit(&[]).await;
-    hookline_delivery_worker::start(second.clone()).unwrap();
+    let second = s.env.connect(&[]).await;
+    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&second)).unwrap();
     let r = TestReceiver::start().await;
     let ep = s.endpoint(&r, "/h", json!({"rate_limit_per_second": 20})).await;
     let n = 60;

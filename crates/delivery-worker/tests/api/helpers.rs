@@ -1,7 +1,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookline_service_kit::kit::Kit;
+use hookline_delivery_worker::state::WorkerState;
+use hookline_service_kit::auth::AuthState;
+use hookline_service_kit::deps::Connections;
 use hookline_test_support::receiver::{Received, TestReceiver};
 use hookline_test_support::{eventually, http, serve, TestEnv, TestServer, OPERATOR_TOKEN};
 use reqwest::{Client, Method};
@@ -10,7 +12,10 @@ use serde_json::{json, Value};
 /// Control API, ingest API, relay and worker, all in this process.
 pub struct Stack {
     pub env: TestEnv,
-    pub kit: Arc<Kit>,
+    pub conns: Connections,
+    /// The running worker's and ingest API's states.
+    pub worker: Arc<WorkerState>,
+    pub ingest_state: Arc<hookline_ingest_api::IngestState>,
     pub control: TestServer,
     pub ingest: TestServer,
     pub key: String,
@@ -24,11 +29,14 @@ impl Stack {
 
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
         let env = TestEnv::new().await;
-        let kit = env.kit(extra).await;
-        let control = serve(kit.clone(), hookline_control_api::server_spec(&kit));
-        let ingest = serve(kit.clone(), hookline_ingest_api::server_spec(&kit));
-        hookline_ingest_api::relay::spawn(kit.clone());
-        hookline_delivery_worker::start(kit.clone()).unwrap();
+        let conns = env.connect(extra).await;
+        let control = control_api(&conns);
+        let auth = AuthState::build(&conns);
+        let ingest_state = hookline_ingest_api::IngestState::new(&conns, auth);
+        let ingest = serve(&conns.cancel, hookline_ingest_api::server_spec(&conns, ingest_state.clone()));
+        hookline_ingest_api::relay::spawn(ingest_state.clone());
+        let worker = WorkerState::new(&conns);
+        hookline_delivery_worker::start(worker.clone()).unwrap();
         let client = http();
         let v: Value = client
             .post(control.url("/api/v1/orgs"))
@@ -41,7 +49,7 @@ impl Stack {
             .await
             .unwrap();
         let key = v["api_key"]["key"].as_str().unwrap().to_owned();
-        Self { env, kit, control, ingest, key, client }
+        Self { env, conns, worker, ingest_state, control, ingest, key, client }
     }
 
     pub async fn control(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -102,4 +110,10 @@ pub async fn wait_received(r: &TestReceiver, n: usize, within: Duration) -> Vec<
         (got.len() >= n).then_some(got)
     })
     .await
+}
+
+/// A control API on `c`, as its own process would run it.
+pub fn control_api(c: &Connections) -> TestServer {
+    let state = hookline_control_api::ControlState::new(c, AuthState::build(c));
+    serve(&c.cancel, hookline_control_api::server_spec(c, state))
 }

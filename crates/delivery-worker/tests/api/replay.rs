@@ -170,9 +170,9 @@ async fn a_retry_asked_of_another_process_wakes_the_relay_at_once() {
     s.send_lead("l1").await;
     let dead = s.wait_status(&ep, 1, "dead_letter", Duration::from_secs(20)).await;
     r.set(Behaviour::Ok);
-    // A control API with a kit of its own, as another process would have.
-    let other = s.env.kit(&[]).await;
-    let control = hookline_test_support::serve(other.clone(), hookline_control_api::server_spec(&other));
+    // A control API with connections of its own, as another process would have.
+    let other = s.env.connect(&[]).await;
+    let control = crate::helpers::control_api(&other);
     let id = dead[0]["id"].as_str().unwrap();
     let res = s
         .client

@@ -240,7 +240,7 @@ async fn the_sweeper_sends_again_a_retry_whose_message_was_lost() {
     let scheduled: Vec<uuid::Uuid> =
         delivery_retries::table.select(delivery_retries::delivery_id).load(&mut conn).await.unwrap();
     assert_eq!(scheduled, vec![id], "the failed attempt scheduled its retry");
-    assert_eq!(sweep_once(&s.kit).await.unwrap(), 0, "a retry not yet due is left alone");
+    assert_eq!(sweep_once(&s.worker).await.unwrap(), 0, "a retry not yet due is left alone");
 
     // Long past due, as if the message had been lost before the sweeper's horizon.
     diesel::sql_query("UPDATE deliveries SET next_attempt_at = now() - interval '1 hour'")
@@ -251,13 +251,13 @@ async fn the_sweeper_sends_again_a_retry_whose_message_was_lost() {
         .execute(&mut conn)
         .await
         .unwrap();
-    assert_eq!(sweep_once(&s.kit).await.unwrap(), 1);
+    assert_eq!(sweep_once(&s.worker).await.unwrap(), 1);
     s.wait_status(&ep, 1, "delivered", Duration::from_secs(20)).await;
     assert_eq!(r.count(), 2);
     // Delivered, it is no longer scheduled, and nothing is swept twice.
     let left: i64 = delivery_retries::table.count().get_result(&mut conn).await.unwrap();
     assert_eq!(left, 0);
-    assert_eq!(sweep_once(&s.kit).await.unwrap(), 0);
+    assert_eq!(sweep_once(&s.worker).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -281,7 +281,7 @@ async fn a_cancelled_retry_is_forgotten_by_the_sweeper() {
     let (_, d) = s.control(Method::GET, &format!("/api/v1/webhooks/deliveries/{id}"), None).await;
     assert_eq!(d["status"], "cancelled");
     assert_eq!(count(&mut conn).await, 1);
-    assert_eq!(sweep_once(&s.kit).await.unwrap(), 0);
+    assert_eq!(sweep_once(&s.worker).await.unwrap(), 0);
     assert_eq!(count(&mut conn).await, 0);
 }
 
@@ -301,7 +301,7 @@ async fn a_failed_attempt_claims_its_retry_as_it_is_recorded_and_a_retry_is_clai
     s.send_lead("l1").await;
     let failed = s.wait_status(&ep, 1, "failed", Duration::from_secs(20)).await;
     let id = DeliveryId::parse(failed[0]["id"].as_str().unwrap()).unwrap().as_uuid();
-    let mut conn = s.kit.pool.get().await.unwrap();
+    let mut conn = s.conns.pool.get().await.unwrap();
     let row = get(&mut conn, id).await.unwrap().unwrap();
     assert_eq!((row.attempt_count, row.scheduled_attempt), (1, 2), "attempt 1 recorded, attempt 2 claimed");
     let vhost = &s.env.vhost;
@@ -340,7 +340,7 @@ async fn retries_waiting_for_one_delay_share_a_message_and_keep_their_traces() {
     use hookline_delivery_worker::outgoing;
 
     let s = Stack::start().await;
-    let delayed = outgoing::delayed(s.kit.broker.clone());
+    let delayed = outgoing::delayed(s.conns.broker.clone());
     let task = |i: u32| DeliveryTask {
         version: MESSAGE_VERSION,
         delivery_id: format!("dlv_{i}"),

@@ -106,9 +106,10 @@ async fn post(base: &str, key: &str, path: &str, body: Value) -> Value {
 
 async fn world() -> World {
     let env = TestEnv::new().await;
-    let kit = env.kit(&[]).await;
-    let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
-    hookline_ingest_api::relay::spawn(kit.clone());
+    let kit = env.connect(&[]).await;
+    let (spec, ingest) = hookline::all_in_one(&kit);
+    let server = serve(&kit.cancel, spec);
+    hookline_ingest_api::relay::spawn(ingest);
     let base = server.addr.clone();
     let (_, admin) = create_org(&base, "Acme").await;
     let (_, other_admin) = create_org(&base, "Globex").await;

@@ -4,11 +4,10 @@
 //! requests, sent with a real session cookie. Screenshots of each page go to
 //! `$CARGO_TARGET_DIR/admin-screenshots` (or `HOOKLINE_SCREENSHOT_DIR`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use hookline_service_kit::kit::Kit;
+use hookline_service_kit::deps::Connections;
 use hookline_test_support::browser::Browser;
 use hookline_test_support::receiver::{Behaviour, TestReceiver};
 use hookline_test_support::{create_org, eventually, http, serve, TestEnv};
@@ -16,7 +15,7 @@ use serde_json::{json, Value};
 
 pub(crate) struct Stack {
     env: TestEnv,
-    kit: Arc<Kit>,
+    kit: Connections,
     pub(crate) url: String,
 }
 
@@ -28,11 +27,12 @@ impl Drop for Stack {
 
 pub(crate) async fn stack() -> Stack {
     let env = TestEnv::new().await;
-    let kit = env.kit(&[("HOOKLINE_ALERT_RENOTIFY_SECS", "1")]).await;
-    let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
-    hookline_ingest_api::relay::spawn(kit.clone());
-    hookline_delivery_worker::start(kit.clone()).unwrap();
-    hookline_alerting::start(kit.clone()).unwrap();
+    let kit = env.connect(&[("HOOKLINE_ALERT_RENOTIFY_SECS", "1")]).await;
+    let (spec, ingest) = hookline::all_in_one(&kit);
+    let server = serve(&kit.cancel, spec);
+    hookline_ingest_api::relay::spawn(ingest);
+    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&kit)).unwrap();
+    hookline_alerting::start(&kit).unwrap();
     Stack { url: server.addr.clone(), kit, env }
 }
 

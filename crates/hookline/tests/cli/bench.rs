@@ -6,10 +6,11 @@ use hookline_test_support::{serve, TestEnv, OPERATOR_TOKEN};
 #[tokio::test]
 async fn a_tiny_bench_run_reports_every_delivery_and_writes_its_report() {
     let env = TestEnv::new().await;
-    let kit = env.kit(&[]).await;
-    let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
-    hookline_ingest_api::relay::spawn(kit.clone());
-    hookline_delivery_worker::start(kit.clone()).unwrap();
+    let kit = env.connect(&[]).await;
+    let (spec, ingest) = hookline::all_in_one(&kit);
+    let server = serve(&kit.cancel, spec);
+    hookline_ingest_api::relay::spawn(ingest);
+    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&kit)).unwrap();
     let out = std::env::temp_dir().join(format!("hookline-bench-{}", env.id));
     let args = BenchArgs {
         url: server.addr.clone(),

@@ -102,11 +102,12 @@ async fn every_metric_in_the_dashboards_and_alerts_is_exported() {
     let names = referenced_metrics();
     assert!(names.len() >= 15, "{names:?}");
     let env = TestEnv::new().await;
-    let kit = env.kit(&[]).await;
-    let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
-    hookline_ingest_api::relay::spawn(kit.clone());
-    hookline_delivery_worker::start(kit.clone()).unwrap();
-    hookline_alerting::start(kit.clone()).unwrap();
+    let kit = env.connect(&[]).await;
+    let (spec, ingest) = hookline::all_in_one(&kit);
+    let server = serve(&kit.cancel, spec);
+    hookline_ingest_api::relay::spawn(ingest);
+    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&kit)).unwrap();
+    hookline_alerting::start(&kit).unwrap();
     // One request so the HTTP metrics have a sample.
     http().get(server.url("/health")).send().await.unwrap();
     let text = http().get(server.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -168,9 +169,11 @@ async fn each_service_is_ready_when_it_can_do_its_job() {
     let amqp = TcpProxy::start(amqp_server().rsplit('@').next().unwrap()).await;
     let amqp_url = format!("amqp://guest:guest@{}/{}", amqp.addr(), env.vhost);
     let kit = env
-        .kit(&[("HOOKLINE_REDIS_URL", &format!("redis://{}", redis.addr())), ("HOOKLINE_AMQP_URL", &amqp_url)])
+        .connect(&[("HOOKLINE_REDIS_URL", &format!("redis://{}", redis.addr())), ("HOOKLINE_AMQP_URL", &amqp_url)])
         .await;
-    let ingest = serve(kit.clone(), hookline_ingest_api::server_spec(&kit));
+    let auth = hookline_service_kit::auth::AuthState::build(&kit);
+    let state = hookline_ingest_api::IngestState::new(&kit, auth);
+    let ingest = serve(&kit.cancel, hookline_ingest_api::server_spec(&kit, state));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let worker_ops = format!("http://{}", listener.local_addr().unwrap());
     hookline_service_kit::ops::serve_ops(

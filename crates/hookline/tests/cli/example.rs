@@ -20,10 +20,11 @@ fn example_binary() -> std::path::PathBuf {
 #[tokio::test]
 async fn the_rust_example_verifies_real_deliveries() {
     let env = TestEnv::new().await;
-    let kit = env.kit(&[]).await;
-    let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
-    hookline_ingest_api::relay::spawn(kit.clone());
-    hookline_delivery_worker::start(kit.clone()).unwrap();
+    let kit = env.connect(&[]).await;
+    let (spec, ingest) = hookline::all_in_one(&kit);
+    let server = serve(&kit.cancel, spec);
+    hookline_ingest_api::relay::spawn(ingest);
+    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&kit)).unwrap();
     let c = http();
     let (_, key) = create_org(&server.addr, "Acme").await;
     let key = key.as_str();

@@ -115,8 +115,9 @@ async fn org_create_prints_a_working_key_once() {
     let text = String::from_utf8(plain.stdout).unwrap();
     assert!(text.contains("sk_live_") && text.contains("org_"), "{text}");
     // The printed key authenticates against a running API of the same install.
-    let kit = env.kit(&[]).await;
-    let server = hookline_test_support::serve(kit.clone(), hookline::all_in_one_spec(&kit));
+    let kit = env.connect(&[]).await;
+    let (spec, _) = hookline::all_in_one(&kit);
+    let server = hookline_test_support::serve(&kit.cancel, spec);
     let res = http().get(server.url("/api/v1/keys")).bearer_auth(key).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let out = hookline(&env, &[])

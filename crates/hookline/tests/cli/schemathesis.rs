@@ -13,8 +13,9 @@ pub fn schemathesis() -> String {
 #[tokio::test]
 async fn the_documented_api_holds_under_schemathesis() {
     let env = TestEnv::new().await;
-    let kit = env.kit(&[]).await;
-    let server = serve(kit.clone(), hookline::all_in_one_spec(&kit));
+    let kit = env.connect(&[]).await;
+    let (spec, _) = hookline::all_in_one(&kit);
+    let server = serve(&kit.cancel, spec);
     let (_, key) = create_org(&server.addr, "Fuzz").await;
     let spec = server.url("/openapi.json");
     let auth = format!("Authorization: Bearer {key}");

@@ -8,6 +8,7 @@ use hookline_domain::status::OutboxReason;
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
+use crate::state::IngestState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection;
@@ -18,7 +19,6 @@ use hookline_domain::scope::Scope;
 use hookline_service_kit::auth::{Auth, OrgEventQuota};
 use hookline_service_kit::caches::Fanout;
 use hookline_service_kit::error::{ApiError, FieldError, Problem};
-use hookline_service_kit::kit::Kit;
 use hookline_store::events::{EventRow, NewEvent};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -120,7 +120,7 @@ pub struct EventListParams {
     )
 )]
 pub async fn list_events(
-    kit: web::Data<Kit>,
+    app: web::Data<IngestState>,
     auth: Auth,
     q: web::Query<EventListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -131,7 +131,7 @@ pub async fn list_events(
     time_in_range("since", q.since)?;
     time_in_range("until", q.until)?;
     let filter = hookline_store::events::EventFilter { event_type: q.event.clone(), since: q.since, until: q.until };
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let page = hookline_store::events::list(&mut conn, auth.org_id.as_uuid(), &filter, before, limit).await?;
     let last = page.items.last().map(|e| e.id);
     let data: Vec<EventView> = page.items.into_iter().map(EventView::from).collect();
@@ -148,11 +148,15 @@ pub async fn list_events(
         (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_event(kit: web::Data<Kit>, auth: Auth, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_event(
+    app: web::Data<IngestState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::EventsRead)?;
     let id = EventId::parse(&id).map_err(|_| ApiError::not_found("event"))?;
     let org = auth.org_id.as_uuid();
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let event = hookline_store::events::get_for_org(&mut conn, org, id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;
@@ -232,8 +236,8 @@ pub struct Accepted {
 }
 
 /// Reads the body, refusing more than the limit with a 413 problem.
-async fn read_body(kit: &Kit, req: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
-    let limit = kit.settings.max_payload_bytes;
+async fn read_body(app: &IngestState, req: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    let limit = app.settings.max_payload_bytes;
     if let Some(len) =
         req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
     {
@@ -283,7 +287,7 @@ fn violations(prefix: &str, errs: Vec<SchemaViolation>) -> ApiError {
 
 /// The schema for a type: built-in, or the organisation's (cached).
 async fn schema_for(
-    kit: &Kit,
+    app: &IngestState,
     org: OrgId,
     event_type: &EventType,
 ) -> Result<Option<Arc<Option<PayloadSchema>>>, ApiError> {
@@ -291,16 +295,16 @@ async fn schema_for(
         return Ok(None);
     }
     let key = (org.as_uuid(), event_type.to_string());
-    if kit.caches.active() {
-        if let Some(s) = kit.caches.event_types.get(&key) {
+    if app.caches.active() {
+        if let Some(s) = app.caches.event_types.get(&key) {
             return Ok(Some(s));
         }
     }
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let row = hookline_store::event_types::get_by_name(&mut conn, org.as_uuid(), event_type.as_str()).await?;
     let compiled = Arc::new(row.and_then(|r| PayloadSchema::compile(&r.schema).ok()));
-    if kit.caches.active() {
-        kit.caches.event_types.insert(key, compiled.clone());
+    if app.caches.active() {
+        app.caches.event_types.insert(key, compiled.clone());
     }
     Ok(Some(compiled))
 }
@@ -310,18 +314,18 @@ fn validate_data(prefix: &str, schema: &PayloadSchema, data: &serde_json::Value)
 }
 
 /// Active endpoints of the org subscribed to the type, with their filters (cached).
-async fn subscribers(kit: &Kit, org: OrgId, event_type: &str) -> Result<Arc<Fanout>, ApiError> {
+async fn subscribers(app: &IngestState, org: OrgId, event_type: &str) -> Result<Arc<Fanout>, ApiError> {
     let key = (org.as_uuid(), event_type.to_owned());
-    if kit.caches.active() {
-        if let Some(subs) = kit.caches.fanout.get(&key) {
+    if app.caches.active() {
+        if let Some(subs) = app.caches.fanout.get(&key) {
             return Ok(subs);
         }
     }
-    let mut conn = kit.conn().await?;
+    let mut conn = app.conn().await?;
     let rows = hookline_store::endpoints::subscribed(&mut conn, org.as_uuid(), event_type).await?;
     let subs = Arc::new(Fanout::new(rows));
-    if kit.caches.active() {
-        kit.caches.fanout.insert(key, subs.clone());
+    if app.caches.active() {
+        app.caches.fanout.insert(key, subs.clone());
     }
     Ok(subs)
 }
@@ -346,7 +350,7 @@ enum Stored {
 /// shared with other requests' events when it can (group commit), alone when
 /// its idempotency key is taken or the shared transaction failed.
 async fn store_event(
-    kit: &Kit,
+    app: &IngestState,
     org: OrgId,
     event_type: &str,
     data: serde_json::Value,
@@ -355,7 +359,7 @@ async fn store_event(
     hash: Vec<u8>,
     trace: hookline_domain::trace::TraceParent,
 ) -> Result<Stored, ApiError> {
-    let fanout = subscribers(kit, org, event_type).await?;
+    let fanout = subscribers(app, org, event_type).await?;
     let endpoints = fanout.matching(event_type, occurred_at, &data);
     let lanes = fanout.lanes(&endpoints, &data);
     let event_id = EventId::new();
@@ -373,9 +377,9 @@ async fn store_event(
     };
     let traceparent = trace.to_string();
     let batched = NewEvent { event, endpoints, lanes, traceparent: Some(traceparent) };
-    let NewEvent { event, endpoints, lanes, traceparent } = match crate::writer::get(kit).submit(batched).await {
+    let NewEvent { event, endpoints, lanes, traceparent } = match app.writer.submit(batched).await {
         Some(Ok(deliveries)) => {
-            kit.rollups.event(org.as_uuid(), event_type, deliveries as i64);
+            app.rollups.event(org.as_uuid(), event_type, deliveries as i64);
             return Ok(Stored::New(Accepted {
                 event_id,
                 event_type: event_type.to_owned(),
@@ -388,7 +392,7 @@ async fn store_event(
     let traceparent = traceparent.unwrap_or_default();
 
     for round in 0..2 {
-        let mut conn = kit.conn().await?;
+        let mut conn = app.conn().await?;
         let result = conn
             .transaction::<_, diesel::result::Error, _>(async |c| {
                 hookline_store::events::fan_out(c, &event, &endpoints, &lanes, OutboxReason::Fresh, Some(&traceparent))
@@ -399,7 +403,7 @@ async fn store_event(
             Ok(deliveries) => {
                 let entered: Vec<(uuid::Uuid, &str)> = lanes.iter().map(|(ep, lane)| (*ep, lane.as_str())).collect();
                 hookline_store::lanes::kick(&mut conn, &entered).await?;
-                kit.rollups.event(org.as_uuid(), event_type, deliveries.len() as i64);
+                app.rollups.event(org.as_uuid(), event_type, deliveries.len() as i64);
                 return Ok(Stored::New(Accepted {
                     event_id,
                     event_type: event_type.to_owned(),
@@ -443,7 +447,7 @@ async fn store_event(
 }
 
 async fn accept(
-    kit: &Kit,
+    app: &IngestState,
     auth: &Auth,
     req: &HttpRequest,
     event_type: EventType,
@@ -460,7 +464,7 @@ async fn accept(
             format!("`{event_type}` is emitted by Hookline itself and cannot be sent"),
         ));
     }
-    match schema_for(kit, auth.org_id, &event_type).await? {
+    match schema_for(app, auth.org_id, &event_type).await? {
         None => validate_data(data_prefix, &BUILTIN[event_type.as_str()], &data)?,
         Some(custom) => match custom.as_ref() {
             Some(schema) => validate_data(data_prefix, schema, &data)?,
@@ -480,7 +484,7 @@ async fn accept(
         .unwrap_or_else(hookline_domain::trace::TraceParent::root);
     let span = tracing::info_span!("ingest", org_id = %auth.org_id, event_type = %event_type, trace_id = %trace.trace_id_hex());
     hookline_service_kit::telemetry::attach_parent(&span, &trace);
-    let stored = store_event(kit, auth.org_id, event_type.as_str(), data, occurred_at, idem, hash, trace)
+    let stored = store_event(app, auth.org_id, event_type.as_str(), data, occurred_at, idem, hash, trace)
         .instrument(span)
         .await?;
     match stored {
@@ -508,14 +512,14 @@ async fn accept(
     )
 )]
 pub async fn ingest_new_lead(
-    kit: web::Data<Kit>,
+    app: web::Data<IngestState>,
     auth: Auth,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::EventsWrite)?;
-    let data = parse_json(&read_body(&kit, &req, payload).await?)?;
-    accept(&kit, &auth, &req, EventType::parse(NEW_LEAD).expect("built-in"), data, "", None, None).await
+    let data = parse_json(&read_body(&app, &req, payload).await?)?;
+    accept(&app, &auth, &req, EventType::parse(NEW_LEAD).expect("built-in"), data, "", None, None).await
 }
 
 /// Report a lead update (`lead_update`)
@@ -535,14 +539,14 @@ pub async fn ingest_new_lead(
     )
 )]
 pub async fn ingest_lead_update(
-    kit: web::Data<Kit>,
+    app: web::Data<IngestState>,
     auth: Auth,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::EventsWrite)?;
-    let data = parse_json(&read_body(&kit, &req, payload).await?)?;
-    accept(&kit, &auth, &req, EventType::parse(LEAD_UPDATE).expect("built-in"), data, "", None, None).await
+    let data = parse_json(&read_body(&app, &req, payload).await?)?;
+    accept(&app, &auth, &req, EventType::parse(LEAD_UPDATE).expect("built-in"), data, "", None, None).await
 }
 
 /// Send an event of any type
@@ -560,13 +564,13 @@ pub async fn ingest_lead_update(
     )
 )]
 pub async fn ingest_event(
-    kit: web::Data<Kit>,
+    app: web::Data<IngestState>,
     auth: Auth,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::EventsWrite)?;
-    let value = parse_json(&read_body(&kit, &req, payload).await?)?;
+    let value = parse_json(&read_body(&app, &req, payload).await?)?;
     let input: EventInput = serde_json::from_value(value).map_err(|e| {
         let msg = e.to_string();
         let field = ["event_type", "data", "payload", "event_id", "timestamp"]
@@ -583,5 +587,5 @@ pub async fn ingest_event(
         (Some(_), Some(_)) => return Err(ApiError::invalid_field("payload", "give data or payload, not both")),
         (None, None) => return Err(ApiError::invalid_field("data", "is required (or its other name, payload)")),
     };
-    accept(&kit, &auth, &req, event_type, body, pointer, input.event_id.as_deref(), input.timestamp).await
+    accept(&app, &auth, &req, event_type, body, pointer, input.event_id.as_deref(), input.timestamp).await
 }

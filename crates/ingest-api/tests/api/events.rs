@@ -174,10 +174,7 @@ async fn an_idempotent_retry_returns_the_original_answer_and_creates_nothing() {
 #[tokio::test]
 async fn concurrent_duplicates_on_two_instances_create_one_event() {
     let app = TestApp::spawn().await;
-    let second = hookline_test_support::serve(app.env.kit(&[]).await, {
-        let k = app.env.kit(&[]).await;
-        hookline_ingest_api::server_spec(&k)
-    });
+    let (second, _) = app.second_ingest().await;
     let key = app.org("Acme").await;
     app.endpoint(&key, json!({"url": "http://127.0.0.1:9/a", "events": ["*"]})).await;
     let mut tasks = Vec::new();
@@ -201,8 +198,7 @@ async fn concurrent_duplicates_on_two_instances_create_one_event() {
 #[tokio::test]
 async fn the_org_event_quota_is_shared_by_keys_and_instances_and_reported_beside_the_key_limit() {
     let app = TestApp::spawn().await;
-    let second_kit = app.env.kit(&[]).await;
-    let second = hookline_test_support::serve(second_kit.clone(), hookline_ingest_api::server_spec(&second_kit));
+    let (second, _) = app.second_ingest().await;
     let admin = app.org("Acme").await;
     let me: Value =
         app.client.get(app.control.url("/api/v1/me")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();

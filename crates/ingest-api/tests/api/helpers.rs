@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
-use hookline_service_kit::kit::Kit;
+use hookline_ingest_api::IngestState;
+use hookline_service_kit::auth::AuthState;
+use hookline_service_kit::deps::Connections;
 use hookline_test_support::{http, serve, TestEnv, TestServer, OPERATOR_TOKEN};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
@@ -10,6 +12,7 @@ pub struct TestApp {
     pub env: TestEnv,
     pub ingest: TestServer,
     pub control: TestServer,
+    pub state: Arc<IngestState>,
     pub client: Client,
 }
 
@@ -20,14 +23,18 @@ impl TestApp {
 
     pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
         let env = TestEnv::new().await;
-        let kit = env.kit(extra).await;
-        let ingest = serve(kit.clone(), hookline_ingest_api::server_spec(&kit));
-        let control = serve(kit.clone(), hookline_control_api::server_spec(&kit));
-        Self { env, ingest, control, client: http() }
+        let conns = env.connect(extra).await;
+        let auth = AuthState::build(&conns);
+        let (ingest, state) = start_ingest(&conns, auth.clone());
+        let control_state = hookline_control_api::ControlState::new(&conns, auth);
+        let control = serve(&conns.cancel, hookline_control_api::server_spec(&conns, control_state));
+        Self { env, ingest, control, state, client: http() }
     }
 
-    pub fn kit(&self) -> &Arc<Kit> {
-        &self.ingest.kit
+    /// Another ingest instance on the same database, vhost and Redis prefix.
+    pub async fn second_ingest(&self) -> (TestServer, Arc<IngestState>) {
+        let c = self.env.connect(&[]).await;
+        start_ingest(&c, AuthState::build(&c))
     }
 
     pub async fn org(&self, name: &str) -> String {
@@ -68,4 +75,9 @@ pub async fn problem(res: Response) -> (u16, Value) {
     let status = res.status().as_u16();
     assert_eq!(res.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/problem+json"));
     (status, res.json().await.unwrap())
+}
+
+pub fn start_ingest(c: &Connections, auth: Arc<AuthState>) -> (TestServer, Arc<IngestState>) {
+    let state = IngestState::new(c, auth);
+    (serve(&c.cancel, hookline_ingest_api::server_spec(c, state.clone())), state)
 }

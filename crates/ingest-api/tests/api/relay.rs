@@ -27,8 +27,8 @@ async fn the_relay_publishes_every_committed_delivery_once() {
     app.endpoint(&key, json!({"url": "http://127.0.0.1:9/a", "events": ["*"]})).await;
     app.endpoint(&key, json!({"url": "http://127.0.0.1:9/b", "events": ["new_lead"]})).await;
     // Two relays side by side, as two ingest instances would run them.
-    let second = app.env.kit(&[]).await;
-    let r1 = hookline_ingest_api::relay::spawn(app.kit().clone());
+    let (_second_server, second) = app.second_ingest().await;
+    let r1 = hookline_ingest_api::relay::spawn(app.state.clone());
     let r2 = hookline_ingest_api::relay::spawn(second.clone());
     send_many(&app, &key, 40).await;
     eventually(Duration::from_secs(20), "the outbox to drain", || async {
@@ -43,7 +43,7 @@ async fn the_relay_publishes_every_committed_delivery_once() {
     assert_eq!((tasks.len(), ids.len()), (80, 80), "no delivery published twice");
     let events: std::collections::BTreeSet<_> = tasks.iter().map(|t| t.event_id.clone()).collect();
     assert_eq!(events.len(), 40);
-    app.kit().cancel.cancel();
+    app.state.cancel.cancel();
     second.cancel.cancel();
     let _ = (r1.await, r2.await);
 }
@@ -59,7 +59,7 @@ async fn ingest_keeps_accepting_while_the_broker_is_unreachable_and_the_relay_ca
     // Lock Hookline out of its vhost and drop its connections: the broker is unreachable.
     c.delete(&perms).basic_auth("guest", Some("guest")).send().await.unwrap().error_for_status().unwrap();
     hookline_test_support::close_vhost_connections(&app.env.vhost).await.unwrap();
-    let relay = hookline_ingest_api::relay::spawn(app.kit().clone());
+    let relay = hookline_ingest_api::relay::spawn(app.state.clone());
     send_many(&app, &key, 10).await;
     // Nothing can be published yet, and nothing is lost: wait until a relay
     // pass has seen the whole backlog while locked out.
@@ -94,6 +94,6 @@ async fn ingest_keeps_accepting_while_the_broker_is_unreachable_and_the_relay_ca
     let ids: std::collections::BTreeSet<_> = tasks.iter().map(|t| t.delivery_id.clone()).collect();
     assert_eq!((tasks.len(), ids.len()), (19, 19), "each waiting delivery once");
     assert!(!ids.contains(&hookline_domain::id::DeliveryId::from_uuid(done).to_string()));
-    app.kit().cancel.cancel();
+    app.state.cancel.cancel();
     let _ = relay.await;
 }
