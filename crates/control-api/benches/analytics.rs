@@ -17,7 +17,7 @@ fn main() {
         let env = TestEnv::new().await;
         let c = env.connect(&[]).await;
         let app = hookline_control_api::ControlState::new(&c, hookline_service_kit::auth::AuthState::build(&c));
-        let created = hookline_control_api::routes::orgs::create(&app.pool, app.auth.authenticator.pepper(), 1000, "bench", None).await.unwrap();
+        let created = hookline_control_api::usecases::orgs::create(&mut app.conn().await.unwrap(), &app.caches, app.auth.authenticator.pepper(), 1000, "bench", None).await.unwrap();
         let org = created.id.as_uuid();
         let mut conn = AsyncPgConnection::establish(&env.database_url()).await.unwrap();
         let t = Instant::now();
@@ -53,11 +53,11 @@ fn main() {
         println!("seeded 1,000,000 deliveries and 14,400 rollup rows in {:.1} s", t.elapsed().as_secs_f64());
         for window in ["24h", "7d", "30d"] {
             let n = 50;
-            let _ = hookline_control_api::routes::analytics::compute(&app, org, window).await.unwrap();
+            let _ = hookline_control_api::usecases::analytics::compute(&app, org, window).await.unwrap();
             let mut times = Vec::with_capacity(n);
             for _ in 0..n {
                 let t = Instant::now();
-                std::hint::black_box(hookline_control_api::routes::analytics::compute(&app, org, window).await.unwrap());
+                std::hint::black_box(hookline_control_api::usecases::analytics::compute(&app, org, window).await.unwrap());
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());

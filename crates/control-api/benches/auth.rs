@@ -24,10 +24,16 @@ fn main() {
         let env = TestEnv::new().await;
         let c = env.connect(&[]).await;
         let app = hookline_control_api::ControlState::new(&c, hookline_service_kit::auth::AuthState::build(&c));
-        let created =
-            hookline_control_api::routes::orgs::create(&app.pool, app.auth.authenticator.pepper(), 1000, "bench", None)
-                .await
-                .unwrap();
+        let created = hookline_control_api::usecases::orgs::create(
+            &mut app.conn().await.unwrap(),
+            &app.caches,
+            app.auth.authenticator.pepper(),
+            1000,
+            "bench",
+            None,
+        )
+        .await
+        .unwrap();
         let key = created.api_key.key.unwrap();
         let ip = Some("127.0.0.1".parse().unwrap());
         // Wait for the invalidation subscription, without which the cache is bypassed.

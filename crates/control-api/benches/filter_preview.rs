@@ -9,7 +9,8 @@
 use std::time::Instant;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use hookline_control_api::routes::filter_preview::{preview, FilterPreviewInput};
+use hookline_control_api::routes::filter_preview::FilterPreviewInput;
+use hookline_control_api::usecases::filter_preview::preview;
 use hookline_domain::scope::Role;
 use hookline_test_support::TestEnv;
 use serde_json::json;
@@ -20,7 +21,7 @@ fn main() {
         let env = TestEnv::new().await;
         let c = env.connect(&[]).await;
         let app = hookline_control_api::ControlState::new(&c, hookline_service_kit::auth::AuthState::build(&c));
-        let created = hookline_control_api::routes::orgs::create(&app.pool, app.auth.authenticator.pepper(), 1000, "bench", None).await.unwrap();
+        let created = hookline_control_api::usecases::orgs::create(&mut app.conn().await.unwrap(), &app.caches, app.auth.authenticator.pepper(), 1000, "bench", None).await.unwrap();
         let org = created.id;
         let mut conn = AsyncPgConnection::establish(&env.database_url()).await.unwrap();
         let t = Instant::now();

@@ -1,7 +1,10 @@
 //! Hookline's control plane: organisations, API keys, webhook endpoints,
 //! event types, delivery history and replay, alerts, the audit log, and the
-//! admin UI. [`configure`] mounts every route on an actix `ServiceConfig`, so
-//! `hookline run all` can serve it beside the ingest API on one port.
+//! admin UI. `usecases` holds what each operation does (validation, the
+//! transaction with its audit entries, cache invalidation); `routes`, `admin`
+//! and `portal` only turn requests into calls of it. [`configure`] mounts
+//! every route on an actix `ServiceConfig`, so `hookline run all` can serve
+//! it beside the ingest API on one port.
 
 pub mod admin;
 pub mod audit;
@@ -9,6 +12,7 @@ pub mod openapi;
 pub mod portal;
 pub mod routes;
 pub mod state;
+pub mod usecases;
 pub mod views;
 
 use std::sync::Arc;

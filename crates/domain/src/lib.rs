@@ -8,6 +8,7 @@ pub mod api_key;
 pub mod crypto;
 pub mod event;
 pub mod filter;
+pub mod header;
 pub mod id;
 pub mod net;
 pub mod ordering;

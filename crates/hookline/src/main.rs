@@ -235,9 +235,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Org { command: OrgCommand::Create { name, json } } => {
             let settings = with_local_master_key(settings, false)?;
-            let pool = hookline_store::db::pool(settings.database_url.expose(), 2)?;
-            let created = hookline_control_api::routes::orgs::create(
-                &pool,
+            let (mut conn, caches) = operator_connection(&settings).await?;
+            let created = hookline_control_api::usecases::orgs::create(
+                &mut conn,
+                &caches,
                 &pepper_for(&settings)?,
                 settings.default_rate_limit_per_hour as i32,
                 &name,
@@ -271,7 +272,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let org_id = OrgId::parse(&org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
-            let pool = hookline_store::db::pool(settings.database_url.expose(), 2)?;
+            let (mut conn, caches) = operator_connection(&settings).await?;
             let body = hookline_control_api::routes::orgs::UpdateOrg {
                 name: None,
                 events_per_minute: if unlimited_events { Some(None) } else { events_per_minute.map(Some) },
@@ -291,27 +292,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 },
                 ..Default::default()
             };
-            let view = hookline_control_api::routes::orgs::update(&pool, org_id, body, None)
+            let view = hookline_control_api::usecases::orgs::update(&mut conn, &caches, org_id, body, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", serde_json::to_string_pretty(&view)?);
-            // Running services cache each key with its organisation's quota: tell them.
-            match hookline_service_kit::redis_conn::RedisConn::connect(settings.redis_url.expose(), &settings.redis_prefix).await {
-                Ok(redis) => {
-                    let caches = hookline_service_kit::caches::Caches::new(Some(redis), std::time::Duration::from_secs(1));
-                    caches.invalidate(hookline_service_kit::caches::Topic::Keys(org_id.as_uuid())).await;
-                }
-                Err(e) => eprintln!("warning: Redis unreachable ({e}); running services apply the quota within HOOKLINE_KEY_CACHE_TTL_SECS"),
-            }
             Ok(())
         }
         Command::Key { command: KeyCommand::Create { org, name, role, rate_limit_per_hour, json } } => {
             let settings = with_local_master_key(settings, false)?;
             let org_id = OrgId::parse(&org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
             let role: Role = role.parse().map_err(|e: String| anyhow::anyhow!("--role: {e}"))?;
-            let pool = hookline_store::db::pool(settings.database_url.expose(), 2)?;
-            let view = hookline_control_api::routes::keys::create_for_operator(
-                &pool,
+            let (mut conn, caches) = operator_connection(&settings).await?;
+            let view = hookline_control_api::usecases::keys::create_for_operator(
+                &mut conn,
+                &caches,
                 &pepper_for(&settings)?,
                 org_id,
                 &name,
@@ -336,6 +330,38 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 /// The whole platform's OpenAPI document (both APIs, as the gateway serves them).
 fn hookline_platform_spec() -> utoipa::openapi::OpenApi {
     hookline::platform_spec()
+}
+
+/// A connection for an operator command, and caches that tell running
+/// services about its change over Redis (or, with Redis unreachable, say
+/// that they catch up within `HOOKLINE_KEY_CACHE_TTL_SECS`).
+async fn operator_connection(
+    settings: &Settings,
+) -> anyhow::Result<(hookline_store::db::PooledConn, hookline_service_kit::caches::Caches)> {
+    let pool = hookline_store::db::pool(settings.database_url.expose(), 1)?;
+    let conn = pool.get().await.map_err(|e| {
+        anyhow::anyhow!(hookline_service_kit::deps::unreachable_message(
+            "Postgres",
+            settings.database_url.expose(),
+            "e.g. `pg_ctlcluster 15 main start` or `docker compose up -d postgres`",
+            "HOOKLINE_DATABASE_URL",
+            &e
+        ))
+    })?;
+    let redis =
+        match hookline_service_kit::redis_conn::RedisConn::connect(settings.redis_url.expose(), &settings.redis_prefix)
+            .await
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!(
+                "warning: Redis unreachable ({e}); running services see this change within HOOKLINE_KEY_CACHE_TTL_SECS"
+            );
+                None
+            }
+        };
+    let ttl = std::time::Duration::from_secs(settings.key_cache_ttl_secs);
+    Ok((conn, hookline_service_kit::caches::Caches::new(redis, ttl)))
 }
 
 async fn run(service: Service, settings: Settings) -> anyhow::Result<()> {

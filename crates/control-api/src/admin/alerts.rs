@@ -10,7 +10,8 @@ use maud::{html, Markup};
 use super::layout::{csrf, notice, opt_time, page, page_with, status_badge, text_input, FormErrors, InputAttrs, Nav};
 use super::see_other;
 use super::session::{AdminForm, AdminSession, Refusal};
-use crate::routes::alerts::{self as api, AlertParams, AlertSettingsInput, STATES};
+use crate::routes::alerts::{alert_id, AlertParams, AlertSettingsInput};
+use crate::usecases::alerts::{self as api, STATES};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/alerts", web::get().to(list))
@@ -150,7 +151,7 @@ async fn acknowledge(
     f: AdminForm,
     id: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    api::acknowledge_alert(&app, &f.session.principal, &id).await?;
+    api::acknowledge(&app, &f.session.principal, alert_id(&id)?).await?;
     Ok(see_other("/admin/alerts?notice=acknowledged".into()))
 }
 

@@ -6,7 +6,8 @@ use maud::html;
 
 use super::layout::{opt_time, page, Nav};
 use super::session::{AdminSession, Refusal};
-use crate::routes::audit::{self as api, AuditParams};
+use crate::routes::audit::AuditParams;
+use crate::usecases::audit as api;
 
 #[derive(serde::Deserialize, Default)]
 pub struct Query {

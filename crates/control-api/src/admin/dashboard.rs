@@ -13,8 +13,10 @@ use super::chart;
 use super::layout::{html_response, millis, opt_time, page, percent, status_badge, Nav};
 use super::session::{AdminSession, Refusal};
 use super::webhooks::health;
-use crate::routes::alerts::{self as alerts_api, AlertParams};
-use crate::routes::{analytics, webhooks as webhooks_api};
+use crate::routes::alerts::AlertParams;
+use crate::usecases::alerts as alerts_api;
+use crate::usecases::analytics;
+use crate::usecases::webhooks as webhooks_api;
 
 pub async fn show(app: web::Data<ControlState>, s: AdminSession) -> Result<HttpResponse, Refusal> {
     let body = region(&app, &s).await?;

@@ -12,8 +12,10 @@ use super::keys::parse_utc;
 use super::layout::{csrf, html_response, notice, opt_time, page, status_badge, Nav};
 use super::see_other;
 use super::session::{AdminForm, AdminSession, Refusal};
-use crate::routes::dead_letters::{self as dead_api, DeadLetterParams, ReplayFilter};
-use crate::routes::deliveries::{self as api, DeliveryParams};
+use crate::routes::dead_letters::{dead_letter_id, DeadLetterParams, ReplayFilter};
+use crate::routes::deliveries::{delivery_id, DeliveryParams};
+use crate::usecases::dead_letters as dead_api;
+use crate::usecases::deliveries as api;
 use hookline_domain::status::DeliveryStatus;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -250,7 +252,7 @@ async fn replay_dead_letter(
     id: web::Path<String>,
     f: AdminForm,
 ) -> Result<HttpResponse, Refusal> {
-    dead_api::replay(&app, &f.session.principal, &id).await?;
+    dead_api::replay(&app, &f.session.principal, dead_letter_id(&id)?).await?;
     Ok(see_other("/admin/dead-letters?notice=retried".into()))
 }
 
@@ -259,7 +261,7 @@ async fn resolve_dead_letter(
     id: web::Path<String>,
     f: AdminForm,
 ) -> Result<HttpResponse, Refusal> {
-    dead_api::resolve(&app, &f.session.principal, &id).await?;
+    dead_api::resolve(&app, &f.session.principal, dead_letter_id(&id)?).await?;
     Ok(see_other("/admin/dead-letters?notice=resolved".into()))
 }
 
@@ -284,7 +286,7 @@ async fn show(
 }
 
 async fn detail(app: &ControlState, s: &AdminSession, id: &str, notice_code: Option<&str>) -> Result<Markup, ApiError> {
-    let d = api::get(app, &s.principal, id).await?;
+    let d = api::get(app, &s.principal, delivery_id(id)?).await?;
     let payload = serde_json::to_string_pretty(&d.payload).unwrap_or_default();
     let retryable = DeliveryStatus::parse(&d.delivery.status).is_some_and(DeliveryStatus::retryable);
     Ok(html! {
@@ -339,6 +341,6 @@ async fn detail(app: &ControlState, s: &AdminSession, id: &str, notice_code: Opt
 }
 
 async fn retry(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    let d = api::retry(&app, &f.session.principal, &id).await?;
+    let d = api::retry(&app, &f.session.principal, delivery_id(&id)?).await?;
     Ok(see_other(format!("/admin/deliveries/{}?notice=retried", d.id)))
 }

@@ -14,7 +14,8 @@ use super::layout::{
 };
 use super::see_other;
 use super::session::{AdminForm, AdminSession, Refusal};
-use crate::routes::keys::{self as api, CreateKey, KeyListParams, RotateKey, UpdateKey};
+use crate::routes::keys::{key_id, CreateKey, KeyListParams, RotateKey, UpdateKey};
+use crate::usecases::keys as api;
 use crate::views::KeyView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -245,7 +246,7 @@ async fn show(
     id: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, Refusal> {
-    let k = api::get(&app, &s.principal, &id).await?;
+    let k = api::get(&app, &s.principal, key_id(&id)?).await?;
     Ok(page(&s, Nav::Keys, &k.name.clone(), detail(&s, &k, None, &FormErrors::default(), q.notice.as_deref())))
 }
 
@@ -362,13 +363,13 @@ async fn update(app: web::Data<ControlState>, form: AdminForm, id: web::Path<Str
             allowed_ips: Some(lines(Some(&values.ips))),
             expires_at: Some(expires),
         };
-        api::update(&app, &s.principal, &id, body).await
+        api::update(&app, &s.principal, key_id(&id)?, body).await
     }
     .await;
     match result {
         Ok(k) => Ok(see_other(format!("/admin/keys/{}?notice=key_updated", k.id))),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            let k = api::get(&app, &s.principal, &id).await?;
+            let k = api::get(&app, &s.principal, key_id(&id)?).await?;
             let body = detail(s, &k, Some(&values), &FormErrors::from_api(&e), None);
             Ok(page_with(s, Nav::Keys, &k.name.clone(), e.status, body))
         }
@@ -383,12 +384,12 @@ async fn rotate(app: web::Data<ControlState>, form: AdminForm, id: web::Path<Str
             v.parse::<i64>().map_err(|_| ApiError::invalid_field("grace_period_seconds", "must be a whole number"))
         })
         .transpose()?;
-    let k = api::rotate(&app, &form.session.principal, &id, RotateKey { grace_period_seconds: grace }).await?;
+    let k = api::rotate(&app, &form.session.principal, key_id(&id)?, RotateKey { grace_period_seconds: grace }).await?;
     Ok(secret_page(&form.session, &k, "Key rotated", "This is the only time the new secret is shown. Copy it now."))
 }
 
 async fn revoke(app: web::Data<ControlState>, form: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    api::revoke(&app, &form.session.principal, &id).await?;
+    api::revoke(&app, &form.session.principal, key_id(&id)?).await?;
     Ok(see_other("/admin/keys?notice=key_revoked".into()))
 }
 

@@ -1,8 +1,8 @@
 //! The admin UI at `/admin`: everything the API does, in a browser.
 //!
-//! Pages are rendered on the server and call the same operations as the
-//! JSON API (`routes::*`) with the session's principal, so scopes, validation,
-//! quotas and the audit log apply unchanged. htmx (vendored, served from
+//! Pages are rendered on the server and call the same use cases as the
+//! JSON API (`usecases::*`) with the session's principal, so scopes,
+//! validation, quotas and the audit log apply unchanged. htmx (vendored, served from
 //! here) refreshes the live regions when the event stream at `/admin/stream`
 //! reports new deliveries or attempts. No page loads anything from another
 //! origin, and the Content-Security-Policy says so.

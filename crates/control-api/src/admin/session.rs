@@ -321,18 +321,13 @@ pub async fn sign_in(app: &ControlState, req: &HttpRequest, raw: &str) -> Result
     };
     let result: Result<(), ApiError> = async {
         let mut conn = app.conn().await?;
-        hookline_store::sessions::insert(&mut conn, &row).await?;
-        crate::audit::record(
-            &mut conn,
-            principal.org_id,
-            crate::audit::Actor::Key(&principal),
-            "admin.signed_in",
-            "key",
-            &principal.key_id.to_string(),
-            serde_json::json!({}),
-        )
-        .await?;
-        Ok(())
+        let actor = crate::audit::Actor::Key(&principal);
+        crate::usecases::change(&mut conn, &app.caches, actor, async |c, trail| {
+            hookline_store::sessions::insert(c, &row).await?;
+            trail.audit(principal.org_id, "admin.signed_in", "key", principal.key_id, serde_json::json!({}));
+            Ok(())
+        })
+        .await
     }
     .await;
     result.map_err(|_| "signing in is not possible right now; try again shortly".to_owned())?;

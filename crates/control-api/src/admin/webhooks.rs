@@ -18,9 +18,11 @@ use super::layout::{
 };
 use super::see_other;
 use super::session::{AdminForm, AdminSession, Refusal};
-use crate::routes::deliveries::{self as deliveries_api, RecoverInput, StatsParams};
-use crate::routes::event_types;
-use crate::routes::webhooks::{self as api, RetryPolicyInput, RotateSecret, WebhookInput, WebhookPatch, WebhookView};
+use crate::routes::deliveries::{RecoverInput, StatsParams};
+use crate::routes::webhooks::{endpoint_id, RetryPolicyInput, RotateSecret, WebhookInput, WebhookPatch, WebhookView};
+use crate::usecases::deliveries as deliveries_api;
+use crate::usecases::event_types;
+use crate::usecases::webhooks as api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/webhooks", web::get().to(list))
@@ -362,7 +364,7 @@ async fn show(
     id: web::Path<String>,
     q: web::Query<Query>,
 ) -> Result<HttpResponse, Refusal> {
-    let w = api::get(&app, &s.principal, &id).await?;
+    let w = api::get(&app, &s.principal, endpoint_id(&id)?).await?;
     let body = detail(&app, &s, &w, &Values::of(&w), &FormErrors::default(), q.notice.as_deref()).await?;
     Ok(page(&s, Nav::Webhooks, "Webhook", body))
 }
@@ -375,13 +377,8 @@ async fn detail(
     errors: &FormErrors,
     notice_code: Option<&str>,
 ) -> Result<Markup, ApiError> {
-    let stats = deliveries_api::endpoint_stats(
-        app,
-        &s.principal,
-        &w.id.to_string(),
-        &StatsParams { window: Some("24h".into()) },
-    )
-    .await?;
+    let stats =
+        deliveries_api::endpoint_stats(app, &s.principal, w.id, &StatsParams { window: Some("24h".into()) }).await?;
     let writable = s.can(Scope::WebhooksWrite);
     let edit = if writable {
         Some(form(app, s, &format!("/admin/webhooks/{}", w.id), v, errors, "Save").await?)
@@ -477,13 +474,13 @@ async fn save(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>)
     let v = Values::read(&f);
     let s = &f.session;
     let result = match v.input() {
-        Ok(input) => api::replace(&app, &s.principal, &id, input).await,
+        Ok(input) => api::replace(&app, &s.principal, endpoint_id(&id)?, input).await,
         Err(e) => Err(e),
     };
     match result {
         Ok(w) => Ok(see_other(format!("/admin/webhooks/{}?notice=webhook_saved", w.id))),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            let w = api::get(&app, &s.principal, &id).await?;
+            let w = api::get(&app, &s.principal, endpoint_id(&id)?).await?;
             let body = detail(&app, s, &w, &v, &FormErrors::from_api(&e), None).await?;
             Ok(page_with(s, Nav::Webhooks, "Webhook", e.status, body))
         }
@@ -498,18 +495,19 @@ async fn rotate(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String
             v.parse::<i64>().map_err(|_| ApiError::invalid_field("grace_period_seconds", "must be a whole number"))
         })
         .transpose()?;
-    let w = api::rotate(&app, &f.session.principal, &id, RotateSecret { grace_period_seconds: grace }).await?;
+    let w = api::rotate(&app, &f.session.principal, endpoint_id(&id)?, RotateSecret { grace_period_seconds: grace })
+        .await?;
     Ok(secret_page(&f.session, &w, "Secret rotated"))
 }
 
 async fn test(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    let sent = deliveries_api::test(&app, &f.session.principal, &id).await?;
+    let sent = deliveries_api::test(&app, &f.session.principal, endpoint_id(&id)?).await?;
     Ok(see_other(format!("/admin/deliveries/{}?notice=test_sent", sent.delivery_id)))
 }
 
 async fn set_active(app: &ControlState, f: &AdminForm, id: &str, active: bool) -> Result<HttpResponse, Refusal> {
     let patch = WebhookPatch { is_active: Some(active), ..Default::default() };
-    let w = api::update(app, &f.session.principal, id, patch).await?;
+    let w = api::update(app, &f.session.principal, endpoint_id(id)?, patch).await?;
     let code = if active { "webhook_enabled" } else { "webhook_disabled" };
     Ok(see_other(format!("/admin/webhooks/{}?notice={code}", w.id)))
 }
@@ -526,12 +524,17 @@ async fn recover(app: web::Data<ControlState>, f: AdminForm, id: web::Path<Strin
     let since = parse_utc("since", f.get("since"))
         .map_err(|e| ApiError::validation(vec![e]))?
         .ok_or_else(|| ApiError::invalid_field("since", "is required"))?;
-    let r =
-        deliveries_api::recover_failures(&app, &f.session.principal, &id, RecoverInput { since, until: None }).await?;
+    let r = deliveries_api::recover_failures(
+        &app,
+        &f.session.principal,
+        endpoint_id(&id)?,
+        RecoverInput { since, until: None },
+    )
+    .await?;
     Ok(see_other(format!("/admin/deliveries?webhook_id={id}&notice=recovered_{}", r.requeued.min(10_000))))
 }
 
 async fn delete(app: web::Data<ControlState>, f: AdminForm, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
-    api::delete(&app, &f.session.principal, &id).await?;
+    api::delete(&app, &f.session.principal, endpoint_id(&id)?).await?;
     Ok(see_other("/admin/webhooks?notice=webhook_deleted".into()))
 }

@@ -328,7 +328,7 @@ impl FromRequest for Portal {
                 return Err(closed(org.portal_origins));
             }
             let ip = hookline_service_kit::auth::client_ip(&req, &app.settings.trusted_proxies);
-            let principal = crate::routes::portal_sessions::principal_for(&session, ip);
+            let principal = crate::usecases::portal_sessions::principal_for(&session, ip);
             let mode = Mode::parse(&session.mode).unwrap_or(Mode::View);
             Ok(Portal { token, session, principal, mode, org })
         })

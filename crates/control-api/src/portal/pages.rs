@@ -10,10 +10,13 @@ use maud::{html, Markup};
 use super::{theme_css, Portal};
 use crate::admin::layout::{opt_time, status_badge, time, FormErrors};
 use crate::admin::session::read_form;
-use crate::routes::dead_letters::{self, ReplayFilter};
-use crate::routes::deliveries::{self, DeliveryParams, TestResult};
-use crate::routes::event_types;
-use crate::routes::webhooks::{self, RotateSecret, WebhookInput, WebhookPatch, WebhookView};
+use crate::routes::dead_letters::ReplayFilter;
+use crate::routes::deliveries::{delivery_id, DeliveryParams, TestResult, TestSent};
+use crate::routes::webhooks::{endpoint_id as parse_endpoint, RotateSecret, WebhookInput, WebhookPatch, WebhookView};
+use crate::usecases::dead_letters;
+use crate::usecases::deliveries;
+use crate::usecases::event_types;
+use crate::usecases::webhooks;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/{token}", web::get().to(home))
@@ -272,7 +275,7 @@ async fn create(app: web::Data<ControlState>, p: Portal, mut payload: web::Paylo
 #[derive(Default)]
 struct Extras<'a> {
     /// The answer to a test just sent (`Err`: queued, no answer yet).
-    tested: Option<Result<TestResult, deliveries::TestSent>>,
+    tested: Option<Result<TestResult, TestSent>>,
     /// The settings form as sent, with what was wrong.
     edit: Option<(Values, FormErrors)>,
     notice: Option<&'a str>,
@@ -384,7 +387,7 @@ async fn show(
     let id = path.into_inner().1;
     let result = async {
         p.covers(&id)?;
-        let w = webhooks::get(&app, &p.principal, &id).await?;
+        let w = webhooks::get(&app, &p.principal, parse_endpoint(&id)?).await?;
         endpoint_page(&app, &p, w, Extras { notice: q.notice.as_deref(), ..Default::default() }, StatusCode::OK).await
     }
     .await;
@@ -416,10 +419,10 @@ async fn save(
             signature_format: v.format(),
             ..Default::default()
         };
-        match webhooks::update(&app, &p.principal, &id, patch).await {
+        match webhooks::update(&app, &p.principal, parse_endpoint(&id)?, patch).await {
             Ok(_) => Ok(see_other(p.href(&format!("/endpoints/{id}?notice=saved")))),
             Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-                let w = webhooks::get(&app, &p.principal, &id).await?;
+                let w = webhooks::get(&app, &p.principal, parse_endpoint(&id)?).await?;
                 let errors = FormErrors::from_api(&e);
                 let status = errors.status();
                 endpoint_page(&app, &p, w, Extras { edit: Some((v, errors)), ..Default::default() }, status).await
@@ -434,7 +437,7 @@ async fn save(
 async fn rotate(app: web::Data<ControlState>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
     let result = async {
         let id = endpoint_id(&p, path)?;
-        let w = webhooks::rotate(&app, &p.principal, &id, RotateSecret::default()).await?;
+        let w = webhooks::rotate(&app, &p.principal, parse_endpoint(&id)?, RotateSecret::default()).await?;
         endpoint_page(&app, &p, w, Extras::default(), StatusCode::OK).await
     }
     .await;
@@ -449,7 +452,7 @@ async fn set_active(
 ) -> Result<HttpResponse, ApiError> {
     let id = endpoint_id(p, path)?;
     let patch = WebhookPatch { is_active: Some(active), ..Default::default() };
-    webhooks::update(app, &p.principal, &id, patch).await?;
+    webhooks::update(app, &p.principal, parse_endpoint(&id)?, patch).await?;
     let notice = if active { "enabled" } else { "disabled" };
     Ok(see_other(p.href(&format!("/endpoints/{id}?notice={notice}"))))
 }
@@ -467,8 +470,8 @@ async fn disable(app: web::Data<ControlState>, p: Portal, path: web::Path<(Strin
 async fn test(app: web::Data<ControlState>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
     let result = async {
         let id = endpoint_id(&p, path)?;
-        let (sent, answer) = deliveries::test_and_wait(&app, &p.principal, &id).await?;
-        let w = webhooks::get(&app, &p.principal, &id).await?;
+        let (sent, answer) = deliveries::test_and_wait(&app, &p.principal, parse_endpoint(&id)?).await?;
+        let w = webhooks::get(&app, &p.principal, parse_endpoint(&id)?).await?;
         let tested = match answer {
             Some(a) => Ok(a),
             None => Err(sent),
@@ -493,7 +496,7 @@ async fn replay(app: web::Data<ControlState>, p: Portal, path: web::Path<(String
 async fn delivery(app: web::Data<ControlState>, p: Portal, path: web::Path<(String, String)>) -> HttpResponse {
     let id = path.into_inner().1;
     let result = async {
-        let d = deliveries::get(&app, &p.principal, &id).await?;
+        let d = deliveries::get(&app, &p.principal, delivery_id(&id)?).await?;
         if p.covers(&d.delivery.webhook_id.to_string()).is_err() {
             return Err(ApiError::not_found("delivery"));
         }
@@ -536,9 +539,9 @@ async fn retry(app: web::Data<ControlState>, p: Portal, path: web::Path<(String,
     let id = path.into_inner().1;
     let result = async {
         p.require_manage()?;
-        let d = deliveries::get(&app, &p.principal, &id).await?;
+        let d = deliveries::get(&app, &p.principal, delivery_id(&id)?).await?;
         p.covers(&d.delivery.webhook_id.to_string()).map_err(|_| ApiError::not_found("delivery"))?;
-        deliveries::retry(&app, &p.principal, &id).await?;
+        deliveries::retry(&app, &p.principal, delivery_id(&id)?).await?;
         Ok(see_other(p.href(&format!("/endpoints/{}?notice=retried", d.delivery.webhook_id))))
     }
     .await;

@@ -2,23 +2,20 @@
 //! replayed one by one or by filter, and resolved (kept, but no longer
 //! counted in `webhook_dlq_size`).
 
-use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection;
 use hookline_domain::id::{DeliveryId, EndpointId, EventId};
 use hookline_domain::scope::Scope;
-use hookline_domain::status::OutboxReason;
-use hookline_service_kit::auth::{Auth, Principal};
+use hookline_service_kit::auth::Auth;
 use hookline_service_kit::error::{ApiError, Problem};
-use hookline_service_kit::pagination::{ListResponse, PageParams};
-use hookline_service_kit::storable::time_in_range;
-use hookline_store::dead_letters::{DeadLetterFilter, DeadLetterRow};
+use hookline_service_kit::pagination::ListResponse;
+use hookline_store::dead_letters::DeadLetterRow;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::audit::{self, Actor};
 use crate::routes::deliveries::DeliveryView;
+use crate::routes::scoped;
+use crate::state::ControlState;
+use crate::usecases::dead_letters;
 
 /// The literal `/replay` is mounted before `/{delivery_id}`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -107,33 +104,6 @@ pub struct Replayed {
     pub has_more: bool,
 }
 
-/// At most this many dead letters are replayed by one call...
-pub const REPLAY_MAX: usize = 10_000;
-/// ...in transactions of this many, so that no lock is held for long.
-const REPLAY_BATCH: usize = 500;
-
-fn parse_delivery_id(id: &str) -> Result<DeliveryId, ApiError> {
-    DeliveryId::parse(id).map_err(|_| ApiError::not_found("dead letter"))
-}
-
-fn filter(
-    webhook_id: Option<&str>,
-    event: Option<&String>,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    resolved: Option<bool>,
-) -> Result<DeadLetterFilter, ApiError> {
-    let endpoint_id = match webhook_id {
-        Some(w) => {
-            Some(EndpointId::parse(w).map_err(|e| ApiError::invalid_field("webhook_id", e.to_string()))?.as_uuid())
-        }
-        None => None,
-    };
-    time_in_range("since", since)?;
-    time_in_range("until", until)?;
-    Ok(DeadLetterFilter { endpoint_id, event_type: event.cloned(), since, until, resolved })
-}
-
 /// List dead letters, newest delivery first
 #[utoipa::path(
     get, path = "/api/v1/dead-letters", tag = "Dead letters",
@@ -149,21 +119,7 @@ pub async fn list_dead_letters(
     auth: Auth,
     q: web::Query<DeadLetterParams>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(list(&app, &auth, &q).await?))
-}
-
-pub async fn list(
-    app: &ControlState,
-    auth: &Principal,
-    q: &DeadLetterParams,
-) -> Result<ListResponse<DeadLetterView>, ApiError> {
-    auth.require(Scope::DeliveriesRead)?;
-    let (limit, before) = PageParams { limit: q.limit, cursor: q.cursor.clone() }.resolve()?;
-    let f = filter(q.webhook_id.as_deref(), q.event.as_ref(), q.since, q.until, q.resolved)?;
-    let mut conn = app.conn().await?;
-    let page = hookline_store::dead_letters::list(&mut conn, auth.org_id.as_uuid(), &f, before, limit).await?;
-    let last = page.items.last().map(|d| d.delivery_id);
-    Ok(ListResponse::new(page.items.into_iter().map(DeadLetterView::from).collect(), page.has_more, last))
+    Ok(HttpResponse::Ok().json(dead_letters::list(&app, &auth, &q).await?))
 }
 
 /// One dead letter
@@ -181,13 +137,8 @@ pub async fn get_dead_letter(
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::DeliveriesRead)?;
-    let id = parse_delivery_id(&id)?;
-    let mut conn = app.conn().await?;
-    let row = hookline_store::dead_letters::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
-        .await?
-        .ok_or_else(|| ApiError::not_found("dead letter"))?;
-    Ok(HttpResponse::Ok().json(DeadLetterView::from(row)))
+    Ok(HttpResponse::Ok()
+        .json(dead_letters::get(&app, &auth, scoped(&auth, Scope::DeliveriesRead, dead_letter_id(&id))?).await?))
 }
 
 /// Replay one dead letter: a new attempt now
@@ -206,47 +157,8 @@ pub async fn replay_dead_letter(
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(replay(&app, &auth, &id).await?))
-}
-
-pub async fn replay(app: &ControlState, auth: &Principal, id: &str) -> Result<DeliveryView, ApiError> {
-    auth.require(Scope::DeliveriesRetry)?;
-    let id = parse_delivery_id(id)?;
-    let principal = auth.clone();
-    let org = principal.org_id.as_uuid();
-    let mut conn = app.conn().await?;
-    let row = conn
-        .transaction::<_, ApiError, _>(async |c| {
-            let dead = hookline_store::dead_letters::get(c, org, id.as_uuid())
-                .await?
-                .ok_or_else(|| ApiError::not_found("dead letter"))?;
-            let ep = hookline_store::endpoints::get(c, org, dead.endpoint_id).await?;
-            if ep.is_none_or(|e| !e.is_active) {
-                return Err(ApiError::conflict(
-                    "endpoint_inactive",
-                    "the dead letter's endpoint is disabled or deleted; enable it first",
-                ));
-            }
-            let n = hookline_store::deliveries::requeue_many(c, &[dead.delivery_id], OutboxReason::Manual).await?;
-            if n == 0 {
-                return Err(ApiError::not_found("dead letter"));
-            }
-            audit::record(
-                c,
-                principal.org_id,
-                Actor::Key(&principal),
-                "dead_letter.replayed",
-                "delivery",
-                &id.to_string(),
-                json!({}),
-            )
-            .await?;
-            hookline_store::deliveries::get(c, dead.delivery_id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("dead letter"))
-        })
-        .await?;
-    Ok(DeliveryView::from(row))
+    Ok(HttpResponse::Accepted()
+        .json(dead_letters::replay(&app, &auth, scoped(&auth, Scope::DeliveriesRetry, dead_letter_id(&id))?).await?))
 }
 
 /// Mark a dead letter resolved
@@ -267,36 +179,8 @@ pub async fn resolve_dead_letter(
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(resolve(&app, &auth, &id).await?))
-}
-
-pub async fn resolve(app: &ControlState, auth: &Principal, id: &str) -> Result<DeadLetterView, ApiError> {
-    auth.require(Scope::DeliveriesRetry)?;
-    let id = parse_delivery_id(id)?;
-    let principal = auth.clone();
-    let org = principal.org_id.as_uuid();
-    let mut conn = app.conn().await?;
-    let row = conn
-        .transaction::<_, ApiError, _>(async |c| {
-            if !hookline_store::dead_letters::resolve(c, org, id.as_uuid()).await? {
-                return Err(ApiError::not_found("dead letter"));
-            }
-            audit::record(
-                c,
-                principal.org_id,
-                Actor::Key(&principal),
-                "dead_letter.resolved",
-                "delivery",
-                &id.to_string(),
-                json!({}),
-            )
-            .await?;
-            hookline_store::dead_letters::get(c, org, id.as_uuid())
-                .await?
-                .ok_or_else(|| ApiError::not_found("dead letter"))
-        })
-        .await?;
-    Ok(DeadLetterView::from(row))
+    Ok(HttpResponse::Ok()
+        .json(dead_letters::resolve(&app, &auth, scoped(&auth, Scope::DeliveriesRetry, dead_letter_id(&id))?).await?))
 }
 
 /// Replay every dead letter matching a filter
@@ -317,48 +201,10 @@ pub async fn replay_matching(
     auth: Auth,
     body: web::Json<ReplayFilter>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(replay_all(&app, &auth, body.into_inner()).await?))
+    Ok(HttpResponse::Accepted().json(dead_letters::replay_all(&app, &auth, body.into_inner()).await?))
 }
 
-pub async fn replay_all(app: &ControlState, auth: &Principal, body: ReplayFilter) -> Result<Replayed, ApiError> {
-    auth.require(Scope::DeliveriesRetry)?;
-    let f = filter(
-        body.webhook_id.as_deref(),
-        body.event.as_ref(),
-        body.since,
-        body.until,
-        Some(body.resolved.unwrap_or(false)),
-    )?;
-    let principal = auth.clone();
-    let org = principal.org_id.as_uuid();
-    let mut conn = app.conn().await?;
-    let (mut replayed, mut after, mut has_more) = (0, None, false);
-    while replayed < REPLAY_MAX {
-        let take = REPLAY_BATCH.min(REPLAY_MAX - replayed);
-        let (n, last, full) = conn
-            .transaction::<_, ApiError, _>(async |c| {
-                let ids = hookline_store::dead_letters::replayable(c, org, &f, after, take as i64).await?;
-                let n = hookline_store::deliveries::requeue_many(c, &ids, OutboxReason::Manual).await?;
-                Ok((n, ids.last().copied(), ids.len() == take))
-            })
-            .await?;
-        replayed += n;
-        after = last;
-        if !full {
-            break;
-        }
-        has_more = replayed >= REPLAY_MAX;
-    }
-    audit::record(
-        &mut conn,
-        principal.org_id,
-        Actor::Key(&principal),
-        "dead_letters.replayed",
-        "dead_letters",
-        &principal.org_id.to_string(),
-        json!({"webhook_id": body.webhook_id, "event": body.event, "since": body.since, "until": body.until,
-               "replayed": replayed, "has_more": has_more}),
-    )
-    .await?;
-    Ok(Replayed { replayed, has_more })
+/// A `dlv_…` id from a dead letter's path.
+pub fn dead_letter_id(text: &str) -> Result<DeliveryId, ApiError> {
+    crate::usecases::parse_id(text, "dead letter")
 }

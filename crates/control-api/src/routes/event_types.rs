@@ -1,20 +1,14 @@
 //! `/api/v1/event-types`: the built-in types and an organisation's own.
 
-use crate::state::ControlState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection;
-use hookline_domain::event::{EventType, PayloadSchema, BUILTIN_SCHEMAS};
 use hookline_domain::id::EventTypeId;
-use hookline_domain::scope::Scope;
-use hookline_service_kit::auth::{Auth, Principal};
-use hookline_service_kit::caches::Topic;
-use hookline_service_kit::error::{ApiError, FieldError, Problem};
-use hookline_store::event_types::EventTypeRow;
+use hookline_service_kit::auth::Auth;
+use hookline_service_kit::error::{ApiError, Problem};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::audit::{self, Actor};
+use crate::state::ControlState;
+use crate::usecases::event_types;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/event-types", web::post().to(create_event_type))
@@ -49,34 +43,6 @@ pub struct EventTypeView {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-fn builtin_views() -> Vec<EventTypeView> {
-    BUILTIN_SCHEMAS
-        .iter()
-        .map(|(name, text)| {
-            let schema: serde_json::Value = serde_json::from_str(text).expect("built-in schema is JSON");
-            EventTypeView {
-                id: None,
-                name: (*name).to_owned(),
-                description: schema["description"].as_str().map(str::to_owned),
-                builtin: true,
-                schema,
-                created_at: None,
-            }
-        })
-        .collect()
-}
-
-fn custom_view(r: EventTypeRow) -> EventTypeView {
-    EventTypeView {
-        id: Some(EventTypeId::from_uuid(r.id)),
-        name: r.name,
-        description: r.description,
-        builtin: false,
-        schema: r.schema,
-        created_at: Some(r.created_at),
-    }
-}
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventTypeList {
     pub data: Vec<EventTypeView>,
@@ -99,67 +65,7 @@ pub async fn create_event_type(
     auth: Auth,
     body: web::Json<CreateEventType>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::WebhooksWrite)?;
-    let body = body.into_inner();
-    let mut errors = Vec::new();
-    let name = match EventType::parse(&body.name) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            errors.push(FieldError { field: "name".into(), message: e.to_string() });
-            None
-        }
-    };
-    if let Err(m) = PayloadSchema::compile(&body.schema) {
-        errors.push(FieldError { field: "schema".into(), message: m });
-    }
-    if body.description.as_ref().is_some_and(|d| d.chars().count() > 1000) {
-        errors.push(FieldError { field: "description".into(), message: "must be at most 1000 characters".into() });
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    let name = name.expect("validated");
-    if name.is_builtin() {
-        return Err(ApiError::conflict("event_type_exists", format!("`{name}` is a built-in event type")));
-    }
-    let row = EventTypeRow {
-        id: EventTypeId::new().as_uuid(),
-        org_id: auth.org_id.as_uuid(),
-        name: name.to_string(),
-        description: body.description,
-        schema: body.schema,
-        created_at: Utc::now(),
-    };
-    let principal = auth.0.clone();
-    let mut conn = app.conn().await?;
-    let result = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| {
-            let row = hookline_store::event_types::insert(c, &row).await?;
-            audit::record(
-                c,
-                principal.org_id,
-                Actor::Key(&principal),
-                "event_type.created",
-                "event_type",
-                &row.name,
-                json!({}),
-            )
-            .await?;
-            Ok(row)
-        })
-        .await;
-    let row = match result {
-        Ok(r) => r,
-        Err(e) if hookline_store::db::is_unique_violation(&e, None) => {
-            return Err(ApiError::conflict(
-                "event_type_exists",
-                format!("an event type named `{name}` already exists"),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    app.caches.invalidate(Topic::EventTypes(principal.org_id.as_uuid())).await;
-    Ok(HttpResponse::Created().json(custom_view(row)))
+    Ok(HttpResponse::Created().json(event_types::create(&app, &auth, body.into_inner()).await?))
 }
 
 /// List the built-in and custom event types
@@ -169,18 +75,7 @@ pub async fn create_event_type(
     responses((status = 200, description = "Every event type, built-in first", body = EventTypeList))
 )]
 pub async fn list_event_types(app: web::Data<ControlState>, auth: Auth) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(EventTypeList { data: list(&app, &auth).await?, next_cursor: None }))
-}
-
-/// The built-in types, then the organisation's own.
-pub async fn list(app: &ControlState, auth: &Principal) -> Result<Vec<EventTypeView>, ApiError> {
-    auth.require(Scope::WebhooksRead)?;
-    let mut conn = app.conn().await?;
-    let mut data = builtin_views();
-    data.extend(
-        hookline_store::event_types::list(&mut conn, auth.org_id.as_uuid()).await?.into_iter().map(custom_view),
-    );
-    Ok(data)
+    Ok(HttpResponse::Ok().json(EventTypeList { data: event_types::list(&app, &auth).await?, next_cursor: None }))
 }
 
 /// Get an event type and its schema
@@ -198,15 +93,7 @@ pub async fn get_event_type(
     auth: Auth,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::WebhooksRead)?;
-    if let Some(b) = builtin_views().into_iter().find(|b| b.name == *name) {
-        return Ok(HttpResponse::Ok().json(b));
-    }
-    let mut conn = app.conn().await?;
-    let row = hookline_store::event_types::get_by_name(&mut conn, auth.org_id.as_uuid(), &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("event type"))?;
-    Ok(HttpResponse::Ok().json(custom_view(row)))
+    Ok(HttpResponse::Ok().json(event_types::get(&app, &auth, &name).await?))
 }
 
 /// Delete a custom event type
@@ -227,30 +114,6 @@ pub async fn delete_event_type(
     auth: Auth,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::WebhooksWrite)?;
-    if BUILTIN_SCHEMAS.iter().any(|(n, _)| *n == name.as_str()) {
-        return Err(ApiError::conflict("builtin_event_type", "built-in event types cannot be deleted"));
-    }
-    let principal = auth.0.clone();
-    let name = name.into_inner();
-    let mut conn = app.conn().await?;
-    conn.transaction::<_, ApiError, _>(async |c| {
-        if !hookline_store::event_types::delete(c, principal.org_id.as_uuid(), &name).await? {
-            return Err(ApiError::not_found("event type"));
-        }
-        audit::record(
-            c,
-            principal.org_id,
-            Actor::Key(&principal),
-            "event_type.deleted",
-            "event_type",
-            &name,
-            json!({}),
-        )
-        .await?;
-        Ok(())
-    })
-    .await?;
-    app.caches.invalidate(Topic::EventTypes(principal.org_id.as_uuid())).await;
+    event_types::delete(&app, &auth, &name).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,12 +2,10 @@
 //! through, run over the organisation's latest events before it is saved.
 
 use crate::state::ControlState;
+use crate::usecases::filter_preview;
 use actix_web::{web, HttpResponse};
-use hookline_domain::filter::{Body, Filter};
-use hookline_domain::id::EventId;
-use hookline_domain::scope::Scope;
-use hookline_service_kit::auth::{Auth, Principal};
-use hookline_service_kit::error::{ApiError, FieldError, Problem};
+use hookline_service_kit::auth::Auth;
+use hookline_service_kit::error::{ApiError, Problem};
 use serde::{Deserialize, Serialize};
 
 use crate::views::EventBody;
@@ -19,7 +17,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 pub const DEFAULT_LIMIT: i64 = 1000;
 pub const MAX_LIMIT: i64 = 10_000;
-const SAMPLES: usize = 10;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -61,43 +58,5 @@ pub async fn filter_preview(
     auth: Auth,
     body: web::Json<FilterPreviewInput>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(preview(&app, &auth, body.into_inner()).await?))
-}
-
-pub async fn preview(
-    app: &ControlState,
-    auth: &Principal,
-    input: FilterPreviewInput,
-) -> Result<FilterPreview, ApiError> {
-    auth.require(Scope::WebhooksRead)?;
-    auth.require(Scope::EventsRead)?;
-    let mut errors = Vec::new();
-    let filter = Filter::parse(&input.filter, "filter")
-        .map_err(|errs| errors.extend(errs.into_iter().map(|e| FieldError { field: e.field, message: e.message })))
-        .ok();
-    let limit = input.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        errors.push(FieldError { field: "limit".into(), message: format!("must be between 1 and {MAX_LIMIT}") });
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    let filter = filter.expect("validated");
-    let rows = {
-        let mut conn = app.conn().await?;
-        hookline_store::events::recent(&mut conn, auth.org_id.as_uuid(), input.event.as_deref(), limit).await?
-    };
-    let scanned = rows.len();
-    let mut matched = 0;
-    let mut samples = Vec::new();
-    for (id, event, at, data) in rows {
-        let timestamp = hookline_domain::event::rfc3339(at);
-        if filter.matches(&Body { event: &event, timestamp: &timestamp, data: &data }) {
-            matched += 1;
-            if samples.len() < SAMPLES {
-                samples.push(EventBody { event_id: EventId::from_uuid(id), event, timestamp, data });
-            }
-        }
-    }
-    Ok(FilterPreview { scanned, matched, samples })
+    Ok(HttpResponse::Ok().json(filter_preview::preview(&app, &auth, body.into_inner()).await?))
 }

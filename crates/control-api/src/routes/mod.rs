@@ -13,3 +13,14 @@ pub mod orgs;
 pub mod portal_sessions;
 pub mod pull;
 pub mod webhooks;
+
+use hookline_domain::scope::Scope;
+use hookline_service_kit::auth::Principal;
+use hookline_service_kit::error::ApiError;
+
+/// A path's id, answered after the caller's scope: a caller without the
+/// scope is refused (403) whatever id it sent.
+pub fn scoped<T>(auth: &Principal, scope: Scope, id: Result<T, ApiError>) -> Result<T, ApiError> {
+    auth.require(scope)?;
+    id
+}

@@ -1,17 +1,12 @@
 //! `POST /api/v1/orgs`: the operator creates an organisation and its first admin key.
 
-use crate::state::ControlState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel_async::AsyncConnection;
-use hookline_domain::api_key::KeyPepper;
 use hookline_domain::id::OrgId;
-use hookline_domain::scope::Role;
 use hookline_service_kit::error::ApiError;
-use hookline_store::db::PgPool;
 use serde::Deserialize;
 
-use crate::audit::Actor;
-use crate::routes::keys::{insert_key, NewKeySpec};
+use crate::state::ControlState;
+use crate::usecases::orgs;
 use crate::views::OrgCreated;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -103,112 +98,9 @@ pub struct UpdateOrg {
     pub portal_logo_url: Option<Option<String>>,
 }
 
-/// Applies quota changes (the API's PATCH and `hookline org set-quota`).
-pub async fn update(
-    pool: &PgPool,
-    id: OrgId,
-    body: UpdateOrg,
-    actor_ip: Option<std::net::IpAddr>,
-) -> Result<OrgView, ApiError> {
-    let mut errors = Vec::new();
-    let mut check = |field: &str, v: Option<i32>, lo: i32, hi: i32| {
-        if v.is_some_and(|v| !(lo..=hi).contains(&v)) {
-            errors.push(hookline_service_kit::error::FieldError {
-                field: field.into(),
-                message: format!("must be between {lo} and {hi}"),
-            });
-        }
-    };
-    check("events_per_minute", body.events_per_minute.flatten(), 1, 100_000_000);
-    check("max_endpoints", body.max_endpoints, 0, 100_000);
-    check("max_keys", body.max_keys, 0, 100_000);
-    check("retention_days", body.retention_days, 1, 3650);
-    check(
-        "max_key_rate_limit_per_hour",
-        body.max_key_rate_limit_per_hour.flatten(),
-        1,
-        crate::routes::keys::MAX_RATE_LIMIT_PER_HOUR,
-    );
-    check("default_key_lifetime_days", body.default_key_lifetime_days.flatten(), 1, 3650);
-    if body.name.as_ref().is_some_and(|n| n.trim().is_empty() || n.chars().count() > 200) {
-        errors.push(hookline_service_kit::error::FieldError {
-            field: "name".into(),
-            message: "must be 1 to 200 characters".into(),
-        });
-    }
-    let portal_origins = match &body.portal_origins {
-        Some(list) if list.len() > 20 => {
-            errors.push(field_error("portal_origins", "at most 20 origins".into()));
-            None
-        }
-        Some(list) => {
-            let mut origins = Vec::with_capacity(list.len());
-            for (i, o) in list.iter().enumerate() {
-                match crate::portal::parse_origin(o) {
-                    Ok(o) => origins.push(o),
-                    Err(m) => errors.push(field_error(&format!("portal_origins[{i}]"), m)),
-                }
-            }
-            Some(origins)
-        }
-        None => None,
-    };
-    if let Some(Some(c)) = &body.portal_accent_color {
-        if !crate::portal::is_colour(c) {
-            errors.push(field_error("portal_accent_color", "must be a colour like #2450c8".into()));
-        }
-    }
-    if let Some(Some(u)) = &body.portal_logo_url {
-        if crate::portal::parse_logo(u).is_none() {
-            errors.push(field_error("portal_logo_url", "must be an https URL of at most 2000 characters".into()));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    let changes = hookline_store::orgs::OrgChanges {
-        name: body.name.map(|n| n.trim().to_owned()),
-        events_per_minute: body.events_per_minute,
-        max_endpoints: body.max_endpoints,
-        max_keys: body.max_keys,
-        retention_days: body.retention_days,
-        max_key_rate_limit_per_hour: body.max_key_rate_limit_per_hour,
-        strict_event_types: body.strict_event_types,
-        default_key_lifetime_days: body.default_key_lifetime_days,
-        portal_origins,
-        portal_accent_color: body.portal_accent_color,
-        portal_logo_url: body.portal_logo_url,
-        updated_at: None,
-    };
-    let details = serde_json::json!({
-        "events_per_minute": changes.events_per_minute, "max_endpoints": changes.max_endpoints,
-        "max_keys": changes.max_keys, "retention_days": changes.retention_days,
-        "max_key_rate_limit_per_hour": changes.max_key_rate_limit_per_hour,
-        "strict_event_types": changes.strict_event_types,
-        "default_key_lifetime_days": changes.default_key_lifetime_days,
-        "portal_origins": changes.portal_origins, "portal_accent_color": changes.portal_accent_color,
-        "portal_logo_url": changes.portal_logo_url,
-    });
-    let mut conn = pool.get().await.map_err(ApiError::from_pool)?;
-    let org = conn
-        .transaction::<_, ApiError, _>(async |c| {
-            let org = hookline_store::orgs::update(c, id.as_uuid(), changes)
-                .await?
-                .ok_or_else(|| ApiError::not_found("organisation"))?;
-            crate::audit::record(c, id, Actor::Operator(actor_ip), "org.updated", "org", &id.to_string(), details)
-                .await?;
-            Ok(org)
-        })
-        .await?;
-    Ok(org.into())
-}
-
-fn field_error(field: &str, message: String) -> hookline_service_kit::error::FieldError {
-    hookline_service_kit::error::FieldError { field: field.into(), message }
-}
-
-fn parse_org_id(id: &str) -> Result<OrgId, ApiError> {
-    OrgId::parse(id).map_err(|_| ApiError::not_found("organisation"))
+/// An `org_…` id from a path.
+fn org_id(text: &str) -> Result<OrgId, ApiError> {
+    crate::usecases::parse_id(text, "organisation")
 }
 
 /// Get an organisation and its quotas (operator only)
@@ -228,11 +120,8 @@ pub async fn get_org(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     require_operator(&app, &req)?;
-    let id = parse_org_id(&id)?;
     let mut conn = app.conn().await?;
-    let org =
-        hookline_store::orgs::get(&mut conn, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("organisation"))?;
-    Ok(HttpResponse::Ok().json(OrgView::from(org)))
+    Ok(HttpResponse::Ok().json(orgs::get(&mut conn, org_id(&id)?).await?))
 }
 
 /// Set an organisation's quotas (operator only)
@@ -259,12 +148,9 @@ pub async fn update_org(
     body: web::Json<UpdateOrg>,
 ) -> Result<HttpResponse, ApiError> {
     require_operator(&app, &req)?;
-    let id = parse_org_id(&id)?;
     let ip = hookline_service_kit::auth::client_ip(&req, &app.settings.trusted_proxies);
-    let view = update(&app.pool, id, body.into_inner(), ip).await?;
-    // Keys carry their organisation's quota in the cache.
-    app.auth.authenticator.invalidate(id.as_uuid()).await;
-    Ok(HttpResponse::Ok().json(view))
+    let mut conn = app.conn().await?;
+    Ok(HttpResponse::Ok().json(orgs::update(&mut conn, &app.caches, org_id(&id)?, body.into_inner(), ip).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -293,61 +179,6 @@ pub fn require_operator(app: &ControlState, req: &HttpRequest) -> Result<(), Api
     }
 }
 
-/// Creates an organisation and its first admin key in one transaction.
-pub async fn create(
-    pool: &PgPool,
-    pepper: &KeyPepper,
-    default_limit: i32,
-    name: &str,
-    actor_ip: Option<std::net::IpAddr>,
-) -> Result<OrgCreated, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid_field("name", "must be 1 to 200 characters"));
-    }
-    let pepper = pepper.clone();
-    let mut conn = pool.get().await.map_err(ApiError::from_pool)?;
-    let name = name.to_owned();
-    let result = conn
-        .transaction::<_, ApiError, _>(async |c| {
-            let org = hookline_store::orgs::insert(c, OrgId::new().as_uuid(), &name).await?;
-            let org_id = OrgId::from_uuid(org.id);
-            let spec = NewKeySpec {
-                name: "Admin key".into(),
-                description: Some("Created with the organisation".into()),
-                role: Role::Admin,
-                scopes: Role::Admin.scopes(),
-                rate_limit_per_hour: default_limit,
-                allowed_ips: Vec::new(),
-                expires_at: None,
-            };
-            let key = insert_key(c, &pepper, org_id, None, spec).await?;
-            crate::audit::record(
-                c,
-                org_id,
-                Actor::Operator(actor_ip),
-                "org.created",
-                "org",
-                &org_id.to_string(),
-                serde_json::json!({"name": name}),
-            )
-            .await?;
-            crate::audit::record(
-                c,
-                org_id,
-                Actor::Operator(actor_ip),
-                "key.created",
-                "key",
-                &key.id.to_string(),
-                serde_json::json!({"role": "admin"}),
-            )
-            .await?;
-            Ok(OrgCreated { id: org_id, name: org.name, created_at: org.created_at, api_key: key })
-        })
-        .await?;
-    Ok(result)
-}
-
 /// Create an organisation (operator only)
 ///
 /// Answers with the organisation's first admin API key, including the full
@@ -370,8 +201,10 @@ pub async fn create_org(
 ) -> Result<HttpResponse, ApiError> {
     require_operator(&app, &req)?;
     let ip = hookline_service_kit::auth::client_ip(&req, &app.settings.trusted_proxies);
-    let created = create(
-        &app.pool,
+    let mut conn = app.conn().await?;
+    let created = orgs::create(
+        &mut conn,
+        &app.caches,
         app.auth.authenticator.pepper(),
         app.settings.default_rate_limit_per_hour as i32,
         &body.name,

@@ -1,21 +1,20 @@
 //! Portal sessions: short-lived links that open the embeddable portal for
 //! one organisation (or some of its endpoints), with no other credential.
 
-use crate::state::ControlState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Duration, Utc};
-use diesel_async::AsyncConnection;
+use chrono::{DateTime, Utc};
 use hookline_domain::id::{EndpointId, PortalSessionId};
 use hookline_domain::scope::Scope;
-use hookline_service_kit::auth::{Auth, Principal};
-use hookline_service_kit::error::{ApiError, FieldError, Problem};
+use hookline_service_kit::auth::Auth;
+use hookline_service_kit::error::{ApiError, Problem};
 use hookline_service_kit::pagination::{ListResponse, PageParams};
 use hookline_store::portal::PortalSessionRow;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::audit::{self, Actor};
-use crate::portal::{self, Mode};
+use crate::portal;
+use crate::routes::scoped;
+use crate::state::ControlState;
+use crate::usecases::portal_sessions;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/portal-sessions", web::post().to(create_portal_session))
@@ -26,8 +25,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The default and the longest life of a portal link, in seconds.
 pub const DEFAULT_TTL_SECS: i64 = 3600;
 pub const MAX_TTL_SECS: i64 = 86_400;
-const MIN_TTL_SECS: i64 = 60;
-const MAX_WEBHOOKS: usize = 100;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,7 +55,7 @@ pub struct PortalSessionView {
 }
 
 impl PortalSessionView {
-    fn of(row: PortalSessionRow, url: Option<String>) -> Self {
+    pub fn of(row: PortalSessionRow, url: Option<String>) -> Self {
         Self {
             id: PortalSessionId::from_uuid(row.id),
             url,
@@ -94,103 +91,8 @@ pub async fn create_portal_session(
     body: web::Json<CreatePortalSession>,
 ) -> Result<HttpResponse, ApiError> {
     let base = portal::public_base(&app, &req);
-    let view = create(&app, &auth, body.into_inner(), &base).await?;
+    let view = portal_sessions::create(&app, &auth, body.into_inner(), &base).await?;
     Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(view))
-}
-
-pub async fn create(
-    app: &ControlState,
-    auth: &Principal,
-    body: CreatePortalSession,
-    base: &str,
-) -> Result<PortalSessionView, ApiError> {
-    let mut errors = Vec::new();
-    let mode = match body.mode.as_deref() {
-        None => Some(Mode::Manage),
-        Some(m) => Mode::parse(m).or_else(|| {
-            errors.push(FieldError { field: "mode".into(), message: "must be manage or view".into() });
-            None
-        }),
-    };
-    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECS);
-    if !(MIN_TTL_SECS..=MAX_TTL_SECS).contains(&ttl) {
-        errors.push(FieldError {
-            field: "ttl_seconds".into(),
-            message: format!("must be between {MIN_TTL_SECS} and {MAX_TTL_SECS}"),
-        });
-    }
-    let mut ids = Vec::new();
-    if let Some(list) = &body.webhook_ids {
-        if list.is_empty() || list.len() > MAX_WEBHOOKS {
-            errors.push(FieldError {
-                field: "webhook_ids".into(),
-                message: format!("must name 1 to {MAX_WEBHOOKS} endpoints, or be left out for all"),
-            });
-        }
-        for (i, w) in list.iter().enumerate() {
-            match EndpointId::parse(w) {
-                Ok(id) => ids.push((i, id.as_uuid())),
-                Err(e) => errors.push(FieldError { field: format!("webhook_ids[{i}]"), message: e.to_string() }),
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    let mode = mode.expect("validated");
-    for scope in mode.scopes() {
-        auth.require(*scope)?;
-    }
-    let (token, hash) = portal::new_token();
-    let now = Utc::now();
-    let principal = auth.clone();
-    let mut conn = app.conn().await?;
-    let row = conn
-        .transaction::<_, ApiError, _>(async |c| {
-            let mut unknown = Vec::new();
-            for (i, id) in &ids {
-                if hookline_store::endpoints::get(c, principal.org_id.as_uuid(), *id).await?.is_none() {
-                    unknown.push(FieldError {
-                        field: format!("webhook_ids[{i}]"),
-                        message: "no such webhook endpoint".into(),
-                    });
-                }
-            }
-            if !unknown.is_empty() {
-                return Err(ApiError::validation(unknown));
-            }
-            let mut webhook_ids: Option<Vec<uuid::Uuid>> =
-                body.webhook_ids.as_ref().map(|_| ids.iter().map(|(_, id)| *id).collect());
-            if let Some(w) = webhook_ids.as_mut() {
-                w.sort();
-                w.dedup();
-            }
-            let row = PortalSessionRow {
-                id: PortalSessionId::new().as_uuid(),
-                org_id: principal.org_id.as_uuid(),
-                token_hash: hash,
-                mode: mode.as_str().to_owned(),
-                webhook_ids,
-                created_by_key_id: Some(principal.key_id.as_uuid()),
-                created_at: now,
-                expires_at: now + Duration::seconds(ttl),
-                revoked_at: None,
-            };
-            let row = hookline_store::portal::insert(c, &row).await?;
-            audit::record(
-                c,
-                principal.org_id,
-                Actor::Key(&principal),
-                "portal_session.created",
-                "portal_session",
-                &PortalSessionId::from_uuid(row.id).to_string(),
-                json!({"mode": row.mode, "webhook_ids": body.webhook_ids, "expires_at": row.expires_at}),
-            )
-            .await?;
-            Ok(row)
-        })
-        .await?;
-    Ok(PortalSessionView::of(row, Some(format!("{base}/portal/{token}"))))
 }
 
 /// List portal links, newest first
@@ -205,13 +107,7 @@ pub async fn list_portal_sessions(
     auth: Auth,
     q: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::WebhooksRead)?;
-    let (limit, before) = q.resolve()?;
-    let mut conn = app.conn().await?;
-    let page = hookline_store::portal::list(&mut conn, auth.org_id.as_uuid(), before, limit).await?;
-    let last = page.items.last().map(|r| r.id);
-    let data = page.items.into_iter().map(|r| PortalSessionView::of(r, None)).collect();
-    Ok(HttpResponse::Ok().json(ListResponse::new(data, page.has_more, last)))
+    Ok(HttpResponse::Ok().json(portal_sessions::list(&app, &auth, &q).await?))
 }
 
 /// Revoke a portal link
@@ -231,43 +127,7 @@ pub async fn revoke_portal_session(
     auth: Auth,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Scope::WebhooksWrite)?;
-    let id = PortalSessionId::parse(&id).map_err(|_| ApiError::not_found("portal link"))?;
-    let principal = auth.clone();
-    let mut conn = app.conn().await?;
-    conn.transaction::<_, ApiError, _>(async |c| {
-        hookline_store::portal::revoke(c, principal.org_id.as_uuid(), id.as_uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("portal link"))?;
-        audit::record(
-            c,
-            principal.org_id,
-            Actor::Key(&principal),
-            "portal_session.revoked",
-            "portal_session",
-            &id.to_string(),
-            json!({}),
-        )
-        .await?;
-        Ok(())
-    })
-    .await?;
+    let id = scoped(&auth, Scope::WebhooksWrite, crate::usecases::parse_id(&id, "portal link"))?;
+    portal_sessions::revoke(&app, &auth, id).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// The principal a portal session acts as: the organisation, the mode's scopes.
-pub fn principal_for(row: &PortalSessionRow, client_ip: Option<std::net::IpAddr>) -> Principal {
-    let mode = Mode::parse(&row.mode).unwrap_or(Mode::View);
-    Principal {
-        key_id: hookline_domain::id::KeyId::from_uuid(row.created_by_key_id.unwrap_or_default()),
-        org_id: hookline_domain::id::OrgId::from_uuid(row.org_id),
-        role: mode.role(),
-        scopes: mode.scopes().iter().copied().collect(),
-        rate_limit_per_hour: u32::MAX,
-        org_events_per_minute: None,
-        org_strict_event_types: true,
-        expires_at: Some(row.expires_at),
-        allowed_ips: Vec::new(),
-        client_ip,
-    }
 }
