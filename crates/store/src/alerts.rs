@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::id::{AlertId, KeyId, OrgId};
 use hookline_domain::status::AlertRule;
 use uuid::Uuid;
 
@@ -134,7 +135,8 @@ pub async fn list(
     Ok(Page::from_rows(rows, limit))
 }
 
-pub async fn get(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<AlertRow>> {
+pub async fn get(conn: &mut AsyncPgConnection, org_id: OrgId, id: AlertId) -> QueryResult<Option<AlertRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     alerts::table
         .filter(alerts::org_id.eq(org_id))
         .filter(alerts::id.eq(id))
@@ -146,10 +148,11 @@ pub async fn get(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryR
 
 pub async fn acknowledge(
     conn: &mut AsyncPgConnection,
-    org_id: Uuid,
-    id: Uuid,
-    by: Uuid,
+    org_id: OrgId,
+    id: AlertId,
+    by: KeyId,
 ) -> QueryResult<Option<AlertRow>> {
+    let (org_id, id, by) = (org_id.as_uuid(), id.as_uuid(), by.as_uuid());
     diesel::update(
         alerts::table.filter(alerts::org_id.eq(org_id)).filter(alerts::id.eq(id)).filter(alerts::state.eq("open")),
     )

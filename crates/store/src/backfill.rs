@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::id::{BackfillId, EndpointId, OrgId};
 use hookline_domain::status::OutboxReason;
 use uuid::Uuid;
 
@@ -37,10 +38,11 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &BackfillRow) -> QueryRes
 
 pub async fn get(
     conn: &mut AsyncPgConnection,
-    org_id: Uuid,
-    endpoint_id: Uuid,
-    id: Uuid,
+    org_id: OrgId,
+    endpoint_id: EndpointId,
+    id: BackfillId,
 ) -> QueryResult<Option<BackfillRow>> {
+    let (org_id, endpoint_id, id) = (org_id.as_uuid(), endpoint_id.as_uuid(), id.as_uuid());
     backfill_jobs::table
         .filter(backfill_jobs::org_id.eq(org_id))
         .filter(backfill_jobs::endpoint_id.eq(endpoint_id))
@@ -167,7 +169,7 @@ struct Waiting {
 /// transaction: the claim holds until the commit.
 pub async fn step(conn: &mut AsyncPgConnection, batch: i64) -> QueryResult<Option<Stepped>> {
     let Some(job) = claim(conn).await? else { return Ok(None) };
-    let ep = crate::endpoints::get(conn, job.org_id, job.endpoint_id).await?;
+    let ep = crate::endpoints::get(conn, OrgId::from_uuid(job.org_id), EndpointId::from_uuid(job.endpoint_id)).await?;
     let Some(ep) = ep.filter(|e| e.is_active && e.mode == "push") else {
         cancel(conn, job.id).await?;
         return Ok(Some(Stepped { id: job.id, enqueued: 0 }));

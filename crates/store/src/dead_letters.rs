@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::id::{DeliveryId, OrgId};
 use uuid::Uuid;
 
 use crate::schema::{dead_letters, deliveries, webhook_endpoints};
@@ -98,7 +99,12 @@ pub async fn list(
     Ok(Page::from_rows(rows, limit))
 }
 
-pub async fn get(conn: &mut AsyncPgConnection, org_id: Uuid, delivery_id: Uuid) -> QueryResult<Option<DeadLetterRow>> {
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    org_id: OrgId,
+    delivery_id: DeliveryId,
+) -> QueryResult<Option<DeadLetterRow>> {
+    let (org_id, delivery_id) = (org_id.as_uuid(), delivery_id.as_uuid());
     dead_letters::table
         .inner_join(deliveries::table)
         .filter(dead_letters::org_id.eq(org_id))
@@ -111,7 +117,8 @@ pub async fn get(conn: &mut AsyncPgConnection, org_id: Uuid, delivery_id: Uuid) 
 
 /// Marks a dead letter resolved (once: a second call keeps the first time).
 /// False when the organisation has no such dead letter.
-pub async fn resolve(conn: &mut AsyncPgConnection, org_id: Uuid, delivery_id: Uuid) -> QueryResult<bool> {
+pub async fn resolve(conn: &mut AsyncPgConnection, org_id: OrgId, delivery_id: DeliveryId) -> QueryResult<bool> {
+    let (org_id, delivery_id) = (org_id.as_uuid(), delivery_id.as_uuid());
     let n = diesel::update(
         dead_letters::table.filter(dead_letters::org_id.eq(org_id)).filter(dead_letters::delivery_id.eq(delivery_id)),
     )

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::id::{DeliveryId, EndpointId, EventId, OrgId};
 use uuid::Uuid;
 
 use hookline_domain::status::{DeliveryStatus, OutboxReason};
@@ -92,7 +93,12 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<D
 }
 
 /// An event's deliveries, one per endpoint it went to.
-pub async fn for_event(conn: &mut AsyncPgConnection, org_id: Uuid, event_id: Uuid) -> QueryResult<Vec<DeliveryRow>> {
+pub async fn for_event(
+    conn: &mut AsyncPgConnection,
+    org_id: OrgId,
+    event_id: EventId,
+) -> QueryResult<Vec<DeliveryRow>> {
+    let (org_id, event_id) = (org_id.as_uuid(), event_id.as_uuid());
     deliveries::table
         .filter(deliveries::org_id.eq(org_id))
         .filter(deliveries::event_id.eq(event_id))
@@ -102,7 +108,12 @@ pub async fn for_event(conn: &mut AsyncPgConnection, org_id: Uuid, event_id: Uui
         .await
 }
 
-pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<DeliveryRow>> {
+pub async fn get_for_org(
+    conn: &mut AsyncPgConnection,
+    org_id: OrgId,
+    id: DeliveryId,
+) -> QueryResult<Option<DeliveryRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     deliveries::table
         .filter(deliveries::org_id.eq(org_id))
         .filter(deliveries::id.eq(id))
@@ -242,12 +253,13 @@ pub async fn requeue_many(conn: &mut AsyncPgConnection, ids: &[Uuid], reason: Ou
 /// in a window, after the delivery `after` in id order, locked for the caller.
 pub async fn recoverable(
     conn: &mut AsyncPgConnection,
-    org_id: Uuid,
-    endpoint_id: Uuid,
+    org_id: OrgId,
+    endpoint_id: EndpointId,
     (since, until): (DateTime<Utc>, DateTime<Utc>),
     after: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<Uuid>> {
+    let (org_id, endpoint_id) = (org_id.as_uuid(), endpoint_id.as_uuid());
     // No id is below the nil UUID: the first call starts at the beginning.
     deliveries::table
         .filter(deliveries::id.gt(after.unwrap_or(Uuid::nil())))

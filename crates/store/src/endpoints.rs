@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::id::{EndpointId, OrgId};
 use hookline_domain::status::DeliveryStatus;
 use uuid::Uuid;
 
@@ -102,7 +103,8 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &EndpointRow) -> QueryRes
 }
 
 /// A live (not deleted) endpoint of the organisation.
-pub async fn get(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<EndpointRow>> {
+pub async fn get(conn: &mut AsyncPgConnection, org_id: OrgId, id: EndpointId) -> QueryResult<Option<EndpointRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     webhook_endpoints::table
         .filter(webhook_endpoints::org_id.eq(org_id))
         .filter(webhook_endpoints::id.eq(id))
@@ -148,10 +150,11 @@ pub async fn count_live(conn: &mut AsyncPgConnection, org_id: Uuid) -> QueryResu
 /// Replaces the configuration. Re-enabling clears the disabled reason.
 pub async fn update(
     conn: &mut AsyncPgConnection,
-    org_id: Uuid,
-    id: Uuid,
+    org_id: OrgId,
+    id: EndpointId,
     config: &EndpointConfig,
 ) -> QueryResult<Option<EndpointRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     let target = webhook_endpoints::table
         .filter(webhook_endpoints::org_id.eq(org_id))
         .filter(webhook_endpoints::id.eq(id))
@@ -179,7 +182,8 @@ pub async fn update(
 
 /// Marks the endpoint deleted and cancels its pending deliveries; the
 /// history stays.
-pub async fn soft_delete(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<i64>> {
+pub async fn soft_delete(conn: &mut AsyncPgConnection, org_id: OrgId, id: EndpointId) -> QueryResult<Option<i64>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     let n = diesel::update(
         webhook_endpoints::table
             .filter(webhook_endpoints::org_id.eq(org_id))
@@ -236,12 +240,13 @@ pub async fn disable(conn: &mut AsyncPgConnection, id: Uuid, reason: &str) -> Qu
 
 pub async fn rotate_secret(
     conn: &mut AsyncPgConnection,
-    org_id: Uuid,
-    id: Uuid,
+    org_id: OrgId,
+    id: EndpointId,
     new_ciphertext: &[u8],
     previous_ciphertext: Option<&[u8]>,
     previous_expires_at: Option<DateTime<Utc>>,
 ) -> QueryResult<Option<EndpointRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     diesel::update(
         webhook_endpoints::table
             .filter(webhook_endpoints::org_id.eq(org_id))

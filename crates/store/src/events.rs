@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::id::{EventId, OrgId};
 use hookline_domain::status::OutboxReason;
 use uuid::Uuid;
 
@@ -107,7 +108,8 @@ pub async fn subscribed_after(
     q.order(events::id.asc()).limit(limit).load(conn).await
 }
 
-pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<EventRow>> {
+pub async fn get_for_org(conn: &mut AsyncPgConnection, org_id: OrgId, id: EventId) -> QueryResult<Option<EventRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     events::table
         .filter(events::org_id.eq(org_id))
         .filter(events::id.eq(id))

@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::id::{KeyId, OrgId};
 use uuid::Uuid;
 
 use crate::schema::{api_key_usage, api_keys};
@@ -53,7 +54,8 @@ pub async fn find_by_hash(conn: &mut AsyncPgConnection, hash: &[u8]) -> QueryRes
     Ok(previous.map(|r| (r, true)))
 }
 
-pub async fn get(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<KeyRow>> {
+pub async fn get(conn: &mut AsyncPgConnection, org_id: OrgId, id: KeyId) -> QueryResult<Option<KeyRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     api_keys::table
         .filter(api_keys::org_id.eq(org_id))
         .filter(api_keys::id.eq(id))
@@ -114,10 +116,11 @@ pub struct KeyChanges {
 
 pub async fn update(
     conn: &mut AsyncPgConnection,
-    org_id: Uuid,
-    id: Uuid,
+    org_id: OrgId,
+    id: KeyId,
     mut changes: KeyChanges,
 ) -> QueryResult<Option<KeyRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     changes.updated_at = Some(Utc::now());
     diesel::update(api_keys::table.filter(api_keys::org_id.eq(org_id)).filter(api_keys::id.eq(id)))
         .set(&changes)
@@ -128,7 +131,8 @@ pub async fn update(
 }
 
 /// Revokes a key; revoking twice keeps the first time.
-pub async fn revoke(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<KeyRow>> {
+pub async fn revoke(conn: &mut AsyncPgConnection, org_id: OrgId, id: KeyId) -> QueryResult<Option<KeyRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     diesel::update(api_keys::table.filter(api_keys::org_id.eq(org_id)).filter(api_keys::id.eq(id)))
         .set((
             api_keys::revoked_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>>(
@@ -146,12 +150,13 @@ pub async fn revoke(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> Que
 /// (or stops at once when that is `None`).
 pub async fn rotate(
     conn: &mut AsyncPgConnection,
-    org_id: Uuid,
-    id: Uuid,
+    org_id: OrgId,
+    id: KeyId,
     new_hash: &[u8],
     display_prefix: &str,
     previous_expires_at: Option<DateTime<Utc>>,
 ) -> QueryResult<Option<KeyRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     let target = api_keys::table
         .filter(api_keys::org_id.eq(org_id))
         .filter(api_keys::id.eq(id))
@@ -237,11 +242,12 @@ pub struct UsageRow {
 
 pub async fn usage(
     conn: &mut AsyncPgConnection,
-    org_id: Uuid,
-    key_id: Uuid,
+    org_id: OrgId,
+    key_id: KeyId,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> QueryResult<Vec<UsageRow>> {
+    let (org_id, key_id) = (org_id.as_uuid(), key_id.as_uuid());
     api_key_usage::table
         .filter(api_key_usage::org_id.eq(org_id))
         .filter(api_key_usage::key_id.eq(key_id))

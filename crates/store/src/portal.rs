@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hookline_domain::id::{OrgId, PortalSessionId};
 use uuid::Uuid;
 
 use crate::schema::portal_sessions;
@@ -42,7 +43,12 @@ pub async fn by_token(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryR
         .optional()
 }
 
-pub async fn get(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<PortalSessionRow>> {
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    org_id: OrgId,
+    id: PortalSessionId,
+) -> QueryResult<Option<PortalSessionRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     portal_sessions::table
         .filter(portal_sessions::org_id.eq(org_id))
         .filter(portal_sessions::id.eq(id))
@@ -71,7 +77,12 @@ pub async fn list(
 }
 
 /// Revokes a session (once: a second call keeps the first time). `None` when the org has no such session.
-pub async fn revoke(conn: &mut AsyncPgConnection, org_id: Uuid, id: Uuid) -> QueryResult<Option<PortalSessionRow>> {
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    org_id: OrgId,
+    id: PortalSessionId,
+) -> QueryResult<Option<PortalSessionRow>> {
+    let (org_id, id) = (org_id.as_uuid(), id.as_uuid());
     diesel::update(portal_sessions::table.filter(portal_sessions::org_id.eq(org_id)).filter(portal_sessions::id.eq(id)))
         .set(portal_sessions::revoked_at.eq(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,

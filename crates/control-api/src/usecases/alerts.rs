@@ -20,9 +20,8 @@ pub const STATES: [&str; 3] = ["open", "acknowledged", "resolved"];
 pub async fn get(app: &ControlState, auth: &Principal, id: AlertId) -> Result<AlertView, ApiError> {
     auth.require(Scope::AlertsRead)?;
     let mut conn = app.conn().await?;
-    let a = hookline_store::alerts::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
-        .await?
-        .ok_or_else(|| ApiError::not_found("alert"))?;
+    let a =
+        hookline_store::alerts::get(&mut conn, auth.org_id, id).await?.ok_or_else(|| ApiError::not_found("alert"))?;
     Ok(AlertView::from(a))
 }
 
@@ -58,10 +57,9 @@ pub async fn acknowledge(app: &ControlState, auth: &Principal, id: AlertId) -> R
     auth.require(Scope::AlertsWrite)?;
     let mut conn = app.conn().await?;
     let a = change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        let existing = hookline_store::alerts::get(c, auth.org_id.as_uuid(), id.as_uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("alert"))?;
-        let a = hookline_store::alerts::acknowledge(c, auth.org_id.as_uuid(), id.as_uuid(), auth.key_id.as_uuid())
+        let existing =
+            hookline_store::alerts::get(c, auth.org_id, id).await?.ok_or_else(|| ApiError::not_found("alert"))?;
+        let a = hookline_store::alerts::acknowledge(c, auth.org_id, id, auth.key_id)
             .await?
             .ok_or_else(|| ApiError::conflict("alert_not_open", format!("the alert is {}", existing.state)))?;
         trail.audit(auth.org_id, "alert.acknowledged", "alert", id, json!({"rule": a.rule.as_str()}));

@@ -47,7 +47,7 @@ pub async fn create(
     }
     let mut conn = app.conn().await?;
     let row = change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-            let ep = hookline_store::endpoints::get(c, auth.org_id.as_uuid(), id.as_uuid())
+            let ep = hookline_store::endpoints::get(c, auth.org_id, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
             if ep.mode == "pull" {
@@ -92,7 +92,7 @@ pub async fn get(
 ) -> Result<BackfillView, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
     let mut conn = app.conn().await?;
-    let row = hookline_store::backfill::get(&mut conn, auth.org_id.as_uuid(), ep.as_uuid(), job.as_uuid())
+    let row = hookline_store::backfill::get(&mut conn, auth.org_id, ep, job)
         .await?
         .ok_or_else(|| ApiError::not_found("backfill"))?;
     Ok(BackfillView::from(row))

@@ -27,7 +27,7 @@ const REPLAY_BATCH: usize = 500;
 pub async fn get(app: &ControlState, auth: &Principal, id: DeliveryId) -> Result<DeadLetterView, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
     let mut conn = app.conn().await?;
-    let row = hookline_store::dead_letters::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
+    let row = hookline_store::dead_letters::get(&mut conn, auth.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("dead letter"))?;
     Ok(DeadLetterView::from(row))
@@ -68,13 +68,12 @@ pub async fn list(
 /// Queues a new attempt now, unless the endpoint is disabled or deleted.
 pub async fn replay(app: &ControlState, auth: &Principal, id: DeliveryId) -> Result<DeliveryView, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
-    let org = auth.org_id.as_uuid();
     let mut conn = app.conn().await?;
     let row = change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        let dead = hookline_store::dead_letters::get(c, org, id.as_uuid())
+        let dead = hookline_store::dead_letters::get(c, auth.org_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("dead letter"))?;
-        let ep = hookline_store::endpoints::get(c, org, dead.endpoint_id).await?;
+        let ep = hookline_store::endpoints::get(c, auth.org_id, EndpointId::from_uuid(dead.endpoint_id)).await?;
         if ep.is_none_or(|e| !e.is_active) {
             return Err(ApiError::conflict(
                 "endpoint_inactive",
@@ -95,14 +94,13 @@ pub async fn replay(app: &ControlState, auth: &Principal, id: DeliveryId) -> Res
 /// Keeps the dead letter listed but no longer open; resolving twice keeps the first time.
 pub async fn resolve(app: &ControlState, auth: &Principal, id: DeliveryId) -> Result<DeadLetterView, ApiError> {
     auth.require(Scope::DeliveriesRetry)?;
-    let org = auth.org_id.as_uuid();
     let mut conn = app.conn().await?;
     let row = change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        if !hookline_store::dead_letters::resolve(c, org, id.as_uuid()).await? {
+        if !hookline_store::dead_letters::resolve(c, auth.org_id, id).await? {
             return Err(ApiError::not_found("dead letter"));
         }
         trail.audit(auth.org_id, "dead_letter.resolved", "delivery", id, json!({}));
-        hookline_store::dead_letters::get(c, org, id.as_uuid()).await?.ok_or_else(|| ApiError::not_found("dead letter"))
+        hookline_store::dead_letters::get(c, auth.org_id, id).await?.ok_or_else(|| ApiError::not_found("dead letter"))
     })
     .await?;
     Ok(DeadLetterView::from(row))

@@ -35,9 +35,8 @@ async fn active_endpoint(
     org: hookline_domain::id::OrgId,
     id: EndpointId,
 ) -> Result<hookline_store::endpoints::EndpointRow, ApiError> {
-    let ep = hookline_store::endpoints::get(c, org.as_uuid(), id.as_uuid())
-        .await?
-        .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    let ep =
+        hookline_store::endpoints::get(c, org, id).await?.ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     if !ep.is_active {
         return Err(ApiError::conflict("endpoint_inactive", "the endpoint is disabled; enable it first"));
     }
@@ -77,7 +76,7 @@ pub async fn list(
 pub async fn get(app: &ControlState, auth: &Principal, id: DeliveryId) -> Result<DeliveryDetail, ApiError> {
     auth.require(Scope::DeliveriesRead)?;
     let mut conn = app.conn().await?;
-    let d = hookline_store::deliveries::get_for_org(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
+    let d = hookline_store::deliveries::get_for_org(&mut conn, auth.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
     let event =
@@ -101,10 +100,10 @@ pub async fn retry(app: &ControlState, auth: &Principal, id: DeliveryId) -> Resu
     auth.require(Scope::DeliveriesRetry)?;
     let mut conn = app.conn().await?;
     let row = change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        let d = hookline_store::deliveries::get_for_org(c, auth.org_id.as_uuid(), id.as_uuid())
+        let d = hookline_store::deliveries::get_for_org(c, auth.org_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("delivery"))?;
-        let ep = hookline_store::endpoints::get(c, auth.org_id.as_uuid(), d.endpoint_id).await?;
+        let ep = hookline_store::endpoints::get(c, auth.org_id, EndpointId::from_uuid(d.endpoint_id)).await?;
         if ep.is_none_or(|e| !e.is_active) {
             return Err(ApiError::conflict(
                 "endpoint_inactive",
@@ -140,15 +139,15 @@ pub async fn recover_failures(
     }
     let since = body.since;
     let mut conn = app.conn().await?;
-    let ep = active_endpoint(&mut conn, auth.org_id, id).await?;
+    active_endpoint(&mut conn, auth.org_id, id).await?;
     let (mut requeued, mut after, mut has_more) = (0, None, false);
     while requeued < RECOVER_MAX {
         let take = RECOVER_BATCH.min(RECOVER_MAX - requeued);
         let (n, last, full) = conn
             .transaction::<_, ApiError, _>(async |c| {
-                let org = auth.org_id.as_uuid();
                 let ids =
-                    hookline_store::deliveries::recoverable(c, org, ep.id, (since, until), after, take as i64).await?;
+                    hookline_store::deliveries::recoverable(c, auth.org_id, id, (since, until), after, take as i64)
+                        .await?;
                 let n = hookline_store::deliveries::requeue_many(c, &ids, OutboxReason::Manual).await?;
                 Ok((n, ids.last().copied(), ids.len() == take))
             })
@@ -203,10 +202,10 @@ pub async fn first_attempt(
 ) -> Result<Option<TestResult>, ApiError> {
     let (timeout, format) = {
         let mut conn = app.conn().await?;
-        let d = hookline_store::deliveries::get_for_org(&mut conn, org.as_uuid(), sent.delivery_id.as_uuid())
+        let d = hookline_store::deliveries::get_for_org(&mut conn, org, sent.delivery_id)
             .await?
             .ok_or_else(|| ApiError::not_found("delivery"))?;
-        let ep = hookline_store::endpoints::get(&mut conn, org.as_uuid(), d.endpoint_id)
+        let ep = hookline_store::endpoints::get(&mut conn, org, EndpointId::from_uuid(d.endpoint_id))
             .await?
             .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
         (ep.timeout_seconds, ep.signature_format)
@@ -288,7 +287,7 @@ pub async fn endpoint_stats(
         _ => return Err(ApiError::invalid_field("window", "must be 1h, 24h, 7d or 30d")),
     };
     let mut conn = app.conn().await?;
-    let ep = hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
+    let ep = hookline_store::endpoints::get(&mut conn, auth.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     let s = hookline_store::deliveries::endpoint_stats(&mut conn, ep.id, Utc::now() - span).await?;

@@ -311,9 +311,8 @@ pub async fn list(app: &ControlState, auth: &Principal, q: &KeyListParams) -> Re
 pub async fn get(app: &ControlState, auth: &Principal, id: KeyId) -> Result<KeyView, ApiError> {
     auth.require(Scope::KeysRead)?;
     let mut conn = app.conn().await?;
-    let row = hookline_store::keys::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
-        .await?
-        .ok_or_else(|| ApiError::not_found("API key"))?;
+    let row =
+        hookline_store::keys::get(&mut conn, auth.org_id, id).await?.ok_or_else(|| ApiError::not_found("API key"))?;
     Ok(KeyView::from_row(row, None))
 }
 
@@ -345,9 +344,8 @@ pub async fn update(app: &ControlState, auth: &Principal, id: KeyId, body: Updat
     }
     let mut conn = app.conn().await?;
     let row = change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        let existing = hookline_store::keys::get(c, auth.org_id.as_uuid(), id.as_uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("API key"))?;
+        let existing =
+            hookline_store::keys::get(c, auth.org_id, id).await?.ok_or_else(|| ApiError::not_found("API key"))?;
         if existing.revoked_at.is_some() {
             return Err(ApiError::conflict("key_revoked", "a revoked key cannot be changed"));
         }
@@ -369,7 +367,7 @@ pub async fn update(app: &ControlState, auth: &Principal, id: KeyId, body: Updat
             "allowed_ips": changes.allowed_ips, "expires_at": changes.expires_at,
             "description_changed": changes.description.is_some(),
         });
-        let row = hookline_store::keys::update(c, auth.org_id.as_uuid(), id.as_uuid(), changes)
+        let row = hookline_store::keys::update(c, auth.org_id, id, changes)
             .await?
             .ok_or_else(|| ApiError::not_found("API key"))?;
         trail.audit(auth.org_id, "key.updated", "key", id, details).invalidate(Topic::Keys(auth.org_id.as_uuid()));
@@ -384,13 +382,11 @@ pub async fn revoke(app: &ControlState, auth: &Principal, id: KeyId) -> Result<(
     auth.require(Scope::KeysWrite)?;
     let mut conn = app.conn().await?;
     change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        let target = hookline_store::keys::get(c, auth.org_id.as_uuid(), id.as_uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("API key"))?;
+        let target =
+            hookline_store::keys::get(c, auth.org_id, id).await?.ok_or_else(|| ApiError::not_found("API key"))?;
         within_scopes(auth, target.scopes.iter().map(String::as_str))?;
-        let row = hookline_store::keys::revoke(c, auth.org_id.as_uuid(), id.as_uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("API key"))?;
+        let row =
+            hookline_store::keys::revoke(c, auth.org_id, id).await?.ok_or_else(|| ApiError::not_found("API key"))?;
         hookline_store::sessions::delete_for_key(c, id.as_uuid()).await?;
         trail
             .audit(auth.org_id, "key.revoked", "key", id, json!({"name": row.name}))
@@ -415,24 +411,17 @@ pub async fn rotate(app: &ControlState, auth: &Principal, id: KeyId, body: Rotat
     let previous_until = (grace > 0).then(|| Utc::now() + Duration::seconds(grace));
     let mut conn = app.conn().await?;
     let row = change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        let existing = hookline_store::keys::get(c, auth.org_id.as_uuid(), id.as_uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("API key"))?;
+        let existing =
+            hookline_store::keys::get(c, auth.org_id, id).await?.ok_or_else(|| ApiError::not_found("API key"))?;
         if existing.revoked_at.is_some() {
             return Err(ApiError::conflict("key_revoked", "a revoked key cannot be rotated"));
         }
         within_scopes(auth, existing.scopes.iter().map(String::as_str))?;
         hookline_store::sessions::delete_for_key(c, id.as_uuid()).await?;
-        let row = hookline_store::keys::rotate(
-            c,
-            auth.org_id.as_uuid(),
-            id.as_uuid(),
-            hash.as_bytes(),
-            &secret.display_prefix(),
-            previous_until,
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("API key"))?;
+        let row =
+            hookline_store::keys::rotate(c, auth.org_id, id, hash.as_bytes(), &secret.display_prefix(), previous_until)
+                .await?
+                .ok_or_else(|| ApiError::not_found("API key"))?;
         trail
             .audit(auth.org_id, "key.rotated", "key", id, json!({"grace_period_seconds": grace}))
             .invalidate(Topic::Keys(auth.org_id.as_uuid()));
@@ -464,11 +453,9 @@ pub async fn usage(
     // Make this instance's own counts visible before reading.
     app.auth.flush_usage().await;
     let mut conn = app.conn().await?;
-    hookline_store::keys::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
-        .await?
-        .ok_or_else(|| ApiError::not_found("API key"))?;
+    hookline_store::keys::get(&mut conn, auth.org_id, id).await?.ok_or_else(|| ApiError::not_found("API key"))?;
     let from = since.duration_trunc(TimeDelta::hours(1)).unwrap_or(since);
-    let rows = hookline_store::keys::usage(&mut conn, auth.org_id.as_uuid(), id.as_uuid(), from, until).await?;
+    let rows = hookline_store::keys::usage(&mut conn, auth.org_id, id, from, until).await?;
     let data: Vec<UsageHour> = rows
         .into_iter()
         .map(|r| UsageHour { hour: r.hour, requests: r.requests, rate_limited: r.rate_limited })

@@ -70,7 +70,7 @@ pub async fn create(
     let row = change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
         let mut unknown = Vec::new();
         for (i, id) in &ids {
-            if hookline_store::endpoints::get(c, auth.org_id.as_uuid(), *id).await?.is_none() {
+            if hookline_store::endpoints::get(c, auth.org_id, EndpointId::from_uuid(*id)).await?.is_none() {
                 unknown.push(FieldError {
                     field: format!("webhook_ids[{i}]"),
                     message: "no such webhook endpoint".into(),
@@ -147,9 +147,7 @@ pub async fn revoke(app: &ControlState, auth: &Principal, id: PortalSessionId) -
     auth.require(Scope::WebhooksWrite)?;
     let mut conn = app.conn().await?;
     change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        hookline_store::portal::revoke(c, auth.org_id.as_uuid(), id.as_uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("portal link"))?;
+        hookline_store::portal::revoke(c, auth.org_id, id).await?.ok_or_else(|| ApiError::not_found("portal link"))?;
         trail.audit(auth.org_id, "portal_session.revoked", "portal_session", id, json!({}));
         Ok(())
     })

@@ -33,7 +33,7 @@ pub async fn pull(app: &ControlState, auth: &Principal, id: EndpointId, q: &Pull
         None => None,
     };
     let mut conn = app.conn().await?;
-    let ep = hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
+    let ep = hookline_store::endpoints::get(&mut conn, auth.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     let filter = ep.filter.as_ref().map(Filter::saved);

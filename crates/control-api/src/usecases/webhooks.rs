@@ -325,7 +325,7 @@ pub async fn list(app: &ControlState, auth: &Principal, q: &PageParams) -> Resul
 pub async fn get(app: &ControlState, auth: &Principal, id: EndpointId) -> Result<WebhookView, ApiError> {
     auth.require(Scope::WebhooksRead)?;
     let mut conn = app.conn().await?;
-    let row = hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
+    let row = hookline_store::endpoints::get(&mut conn, auth.org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     view(app, row, None)
@@ -344,13 +344,13 @@ async fn save(
     let master = &app.master_key;
     let mut conn = app.conn().await?;
     let (ordered_before, row) = change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        let before = hookline_store::endpoints::get(c, auth.org_id.as_uuid(), id.as_uuid())
+        let before = hookline_store::endpoints::get(c, auth.org_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
         let stored = secrets::open_headers(master, id.as_uuid(), &before.headers).map_err(ApiError::internal)?;
         keep_masked(&mut headers, &stored);
         config.headers = secrets::seal_headers(master, id.as_uuid(), &headers);
-        let mut row = hookline_store::endpoints::update(c, auth.org_id.as_uuid(), id.as_uuid(), &config)
+        let mut row = hookline_store::endpoints::update(c, auth.org_id, id, &config)
             .await?
             .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
         if row.signature_format == SignatureFormat::Ed25519.as_str() && row.signing_key_ciphertext.is_none() {
@@ -437,7 +437,7 @@ pub async fn update(
     auth.require(Scope::WebhooksWrite)?;
     let existing = {
         let mut conn = app.conn().await?;
-        hookline_store::endpoints::get(&mut conn, auth.org_id.as_uuid(), id.as_uuid())
+        hookline_store::endpoints::get(&mut conn, auth.org_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("webhook endpoint"))?
     };
@@ -483,7 +483,7 @@ pub async fn delete(app: &ControlState, auth: &Principal, id: EndpointId) -> Res
     auth.require(Scope::WebhooksWrite)?;
     let mut conn = app.conn().await?;
     change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        let cancelled = hookline_store::endpoints::soft_delete(c, auth.org_id.as_uuid(), id.as_uuid())
+        let cancelled = hookline_store::endpoints::soft_delete(c, auth.org_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
         trail
@@ -510,7 +510,7 @@ pub async fn rotate(
     let sealed = secrets::seal_secret(&app.master_key, id.as_uuid(), &secret);
     let mut conn = app.conn().await?;
     let row = change(&mut conn, &app.caches, Actor::Key(auth), async |c, trail| {
-        let current = hookline_store::endpoints::get(c, auth.org_id.as_uuid(), id.as_uuid())
+        let current = hookline_store::endpoints::get(c, auth.org_id, id)
             .await?
             .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
         let (prev, until) = if grace > 0 {
@@ -518,10 +518,9 @@ pub async fn rotate(
         } else {
             (None, None)
         };
-        let row =
-            hookline_store::endpoints::rotate_secret(c, auth.org_id.as_uuid(), id.as_uuid(), &sealed, prev, until)
-                .await?
-                .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+        let row = hookline_store::endpoints::rotate_secret(c, auth.org_id, id, &sealed, prev, until)
+            .await?
+            .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
         trail
             .audit(auth.org_id, "webhook.secret_rotated", "webhook", id, json!({"grace_period_seconds": grace}))
             .invalidate(topic(auth, id));

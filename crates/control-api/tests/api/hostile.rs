@@ -326,7 +326,10 @@ async fn stored_headers(app: &TestApp, id: &str) -> Vec<(String, String)> {
             .await
             .unwrap()
     };
-    let row = hookline_store::endpoints::get(&mut conn, org[0], ep.as_uuid()).await.unwrap().unwrap();
+    let row = hookline_store::endpoints::get(&mut conn, hookline_domain::id::OrgId::from_uuid(org[0]), ep)
+        .await
+        .unwrap()
+        .unwrap();
     hookline_service_kit::secrets::open_headers(&kit.master_key, ep.as_uuid(), &row.headers).unwrap()
 }
 

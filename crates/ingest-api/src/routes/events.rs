@@ -155,12 +155,11 @@ pub async fn get_event(
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Scope::EventsRead)?;
     let id = EventId::parse(&id).map_err(|_| ApiError::not_found("event"))?;
-    let org = auth.org_id.as_uuid();
+    let org = auth.org_id;
     let mut conn = app.conn().await?;
-    let event = hookline_store::events::get_for_org(&mut conn, org, id.as_uuid())
-        .await?
-        .ok_or_else(|| ApiError::not_found("event"))?;
-    let deliveries = hookline_store::deliveries::for_event(&mut conn, org, id.as_uuid())
+    let event =
+        hookline_store::events::get_for_org(&mut conn, org, id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    let deliveries = hookline_store::deliveries::for_event(&mut conn, org, id)
         .await?
         .into_iter()
         .map(|d| EventDelivery {
