@@ -244,8 +244,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 &name,
                 None,
             )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
             } else {
@@ -292,9 +291,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 },
                 ..Default::default()
             };
-            let view = hookline_control_api::usecases::orgs::update(&mut conn, &caches, org_id, body, None)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let view = hookline_control_api::usecases::orgs::update(&mut conn, &caches, org_id, body, None).await?;
             println!("{}", serde_json::to_string_pretty(&view)?);
             Ok(())
         }
@@ -312,8 +309,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 role,
                 rate_limit_per_hour.unwrap_or(settings.default_rate_limit_per_hour as i32),
             )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {

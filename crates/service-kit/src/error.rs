@@ -195,6 +195,9 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// A command-line caller (`hookline org create`) reports it as any other error.
+impl std::error::Error for ApiError {}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status

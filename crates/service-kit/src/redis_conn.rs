@@ -33,8 +33,7 @@ impl RedisConn {
             .set_max_delay(Duration::from_secs(2));
         let manager = tokio::time::timeout(Duration::from_secs(3), client.get_connection_manager_with_config(config))
             .await
-            .map_err(|_| anyhow!("timed out"))?
-            .map_err(|e| anyhow!("{e}"))?;
+            .map_err(|_| anyhow!("timed out"))??;
         Ok(Self { client, manager, prefix: prefix.to_owned() })
     }
 
