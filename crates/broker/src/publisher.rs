@@ -52,13 +52,59 @@ pub struct Broker {
     retry_declared: Mutex<HashMap<u64, Instant>>,
 }
 
-/// Opens a connection with Hookline's connection name (visible in the console).
-pub async fn connect(url: &str, name: &str) -> anyhow::Result<Connection> {
-    let props = ConnectionProperties::default().with_connection_name(name.to_owned().into());
-    tokio::time::timeout(Duration::from_secs(10), Connection::connect(url, props))
-        .await
-        .map_err(|_| anyhow!("timed out connecting to RabbitMQ"))?
-        .map_err(|e| anyhow!("connecting to RabbitMQ: {e}"))
+/// The nodes of a broker address list: `HOOKLINE_AMQP_URL` may name several
+/// nodes of one cluster, comma-separated.
+pub fn nodes(urls: &str) -> Vec<&str> {
+    urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+}
+
+/// Which node the next connection tries first: each attempt starts one
+/// further along, so a process whose node died moves to the next one, and
+/// processes started together spread over the cluster.
+static NEXT_NODE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Opens a connection with Hookline's connection name (visible in the
+/// console) to the first node of `urls` that answers.
+pub async fn connect(urls: &str, name: &str) -> anyhow::Result<Connection> {
+    let nodes = nodes(urls);
+    anyhow::ensure!(!nodes.is_empty(), "no RabbitMQ address given");
+    let start = NEXT_NODE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for i in 0..nodes.len() {
+        let url = nodes[(start + i) % nodes.len()];
+        let props = ConnectionProperties::default().with_connection_name(name.to_owned().into());
+        let attempt = tokio::time::timeout(Duration::from_secs(10), open(url, props)).await;
+        match attempt {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => failures.push(format!("{}: {e:#}", host_of(url))),
+            Err(_) => failures.push(format!("{}: timed out", host_of(url))),
+        }
+    }
+    Err(anyhow!("connecting to RabbitMQ: {}", failures.join("; ")))
+}
+
+/// One node: `amqps://` over rustls, trusting the built-in roots and the CA
+/// bundle named by `HOOKLINE_TLS_CA_FILE` (as every dependency does).
+async fn open(url: &str, props: ConnectionProperties) -> anyhow::Result<Connection> {
+    if !url.starts_with("amqps://") {
+        return Ok(Connection::connect(url, props).await?);
+    }
+    let mut config = lapin::tcp::OwnedTLSConfig::default();
+    if let Some(path) = std::env::var_os("HOOKLINE_TLS_CA_FILE").filter(|p| !p.is_empty()) {
+        let pem = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading HOOKLINE_TLS_CA_FILE {}", path.to_string_lossy()))?;
+        config.cert_chain = Some(pem);
+    }
+    let runtime = lapin::runtime::default_runtime()?;
+    Ok(Connection::connect_with_config(url, props, config, runtime).await?)
+}
+
+/// A node's host and port, for errors (never its credentials).
+fn host_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!("{}:{}", u.host_str().unwrap_or("?"), u.port().unwrap_or(5672)),
+        Err(_) => "<invalid url>".into(),
+    }
 }
 
 impl Broker {

@@ -177,7 +177,7 @@ impl Settings {
         };
         let master_key = get("HOOKLINE_MASTER_KEY");
         if let Some(k) = &master_key {
-            MasterKey::from_base64(k).map_err(|e| anyhow!("{e}"))?;
+            MasterKey::from_base64(k)?;
         }
         let database_url =
             get("HOOKLINE_DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/hookline".into());
@@ -186,9 +186,10 @@ impl Settings {
             "HOOKLINE_DATABASE_URL must be a postgres:// URL"
         );
         let amqp_url = get("HOOKLINE_AMQP_URL").unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        let nodes = hookline_broker::publisher::nodes(&amqp_url);
         anyhow::ensure!(
-            amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://"),
-            "HOOKLINE_AMQP_URL must be an amqp:// URL"
+            !nodes.is_empty() && nodes.iter().all(|u| u.starts_with("amqp://") || u.starts_with("amqps://")),
+            "HOOKLINE_AMQP_URL must be an amqp:// URL, or several nodes' URLs separated by commas"
         );
         let redis_url = get("HOOKLINE_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
         anyhow::ensure!(
@@ -268,7 +269,7 @@ impl Settings {
         let text = self.master_key.as_ref().ok_or_else(|| {
             anyhow!("HOOKLINE_MASTER_KEY is not set: it must be base64 of 32 random bytes (`openssl rand -base64 32`)")
         })?;
-        MasterKey::from_base64(text.expose()).map_err(|e| anyhow!("{e}"))
+        Ok(MasterKey::from_base64(text.expose())?)
     }
 }
 

@@ -64,9 +64,11 @@ impl Connections {
         })?;
         let broker = Arc::new(Broker::new(settings.amqp_url.expose(), &format!("hookline-{service}")));
         broker.ping().await.map_err(|e| {
+            let nodes: Vec<String> =
+                hookline_broker::publisher::nodes(settings.amqp_url.expose()).into_iter().map(db::redact).collect();
             anyhow!(unreachable_message(
                 "RabbitMQ",
-                settings.amqp_url.expose(),
+                &nodes.join(","),
                 "e.g. `rabbitmq-server -detached` or `docker compose up -d rabbitmq`",
                 "HOOKLINE_AMQP_URL",
                 &e

@@ -12,6 +12,7 @@
 
 pub mod browser;
 pub mod proxy;
+pub mod rabbit_cluster;
 pub mod receiver;
 pub mod smtp;
 

@@ -233,3 +233,138 @@ async fn ordered_deliveries_arrive_in_order_per_lead_through_failures_and_a_kill
     eprintln!("{} requests for {total} events (failures answered 500, and redeliveries)", r.count());
     drop(doomed);
 }
+
+/// A three-node RabbitMQ cluster under steady load loses the node leading
+/// `deliveries.work`, then the node the worker consumes from, each SIGKILLed
+/// and restarted: the quorum queues keep every message, the services move
+/// to the surviving nodes, and every accepted event is delivered.
+#[tokio::test]
+async fn a_rabbitmq_cluster_loses_its_queue_leader_and_the_workers_node_and_nothing_is_lost() {
+    use hookline_test_support::rabbit_cluster::RabbitCluster;
+    use std::sync::Arc;
+    const EVENTS: usize = 1200;
+    let cluster = Arc::new(tokio::task::spawn_blocking(|| RabbitCluster::start(3)).await.unwrap());
+    let env = TestEnv::new().await;
+    let urls = cluster.urls();
+    let (_all, listen) = crate::run_all(
+        &env,
+        &[
+            ("HOOKLINE_AMQP_URL", &urls),
+            ("HOOKLINE_ALLOW_PRIVATE_TARGETS", "true"),
+            ("HOOKLINE_OPERATOR_TOKEN", hookline_test_support::OPERATOR_TOKEN),
+            ("HOOKLINE_DEFAULT_RATE_LIMIT_PER_HOUR", "1000000"),
+        ],
+    );
+    let base = format!("http://{listen}");
+    eventually(Duration::from_secs(60), "run all to be ready on the cluster", || async {
+        http().get(format!("{base}/ready")).send().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    let (_, key) = create_org(&base, "Acme").await;
+    let r = TestReceiver::start().await;
+    let v: Value = http()
+        .post(format!("{base}/api/v1/webhooks"))
+        .bearer_auth(&key)
+        .json(&json!({"url": r.url("/hook"), "events": ["*"], "max_retries": 20,
+                      "retry_policy": {"initial_delay_ms": 200, "multiplier": 1.5, "max_delay_ms": 2000}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r.set_secrets(&[v["secret"].as_str().unwrap_or_else(|| panic!("{v}"))]);
+
+    // A steady stream of leads, about 60 a second, all accepted.
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sender = {
+        let (base, key, sent) = (base.clone(), key.clone(), sent.clone());
+        tokio::spawn(async move {
+            let c = http();
+            let mut tick = tokio::time::interval(Duration::from_millis(16));
+            for i in 0..EVENTS {
+                tick.tick().await;
+                let res = c
+                    .post(format!("{base}/api/v1/events/leads"))
+                    .bearer_auth(&key)
+                    .json(&json!({"id": format!("lead_{i}"), "name": "Ada", "email": "ada@example.com"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 202, "event {i} refused");
+                sent.store(i + 1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let delivered = |r: &TestReceiver| -> BTreeSet<String> {
+        r.received()
+            .iter()
+            .filter(|x| x.answered == 200)
+            .filter_map(|x| x.header("x-webhook-delivery-id").map(str::to_owned))
+            .collect()
+    };
+
+    // Kills a node, waits for deliveries to go on without it, restarts it.
+    let mut tally = Vec::new();
+    for (what, threshold) in [("the leader of deliveries.work", EVENTS / 4), ("the worker's node", EVENTS / 2)] {
+        eventually(Duration::from_secs(60), "deliveries to get going", || async {
+            (delivered(&r).len() >= threshold).then_some(())
+        })
+        .await;
+        let victim = {
+            let cluster = cluster.clone();
+            let leader = what.starts_with("the leader");
+            tokio::task::spawn_blocking(move || {
+                let asked = (0..3).find(|&i| cluster.leader_of("deliveries.work", i).is_some()).unwrap_or(0);
+                if leader {
+                    cluster.leader_of("deliveries.work", asked).expect("a leader")
+                } else {
+                    cluster.node_of_connection("hookline-worker", asked).expect("the worker's connection")
+                }
+            })
+            .await
+            .unwrap()
+        };
+        let killed_at = std::time::Instant::now();
+        let mark = sent.load(std::sync::atomic::Ordering::SeqCst);
+        let name = cluster.name(victim).to_owned();
+        {
+            let cluster = cluster.clone();
+            tokio::task::spawn_blocking(move || cluster.kill(victim)).await.unwrap();
+        }
+        // Resumed: events accepted after the kill went through the broker and arrived.
+        let after_kill = |r: &TestReceiver| {
+            r.received()
+                .iter()
+                .filter(|x| x.answered == 200)
+                .filter(|x| {
+                    let id = x.json()["data"]["id"].as_str().unwrap_or_default().to_owned();
+                    id.trim_start_matches("lead_").parse::<usize>().is_ok_and(|i| i >= mark)
+                })
+                .count()
+        };
+        eventually(Duration::from_secs(60), "deliveries to resume without the killed node", || async {
+            (after_kill(&r) >= 20).then_some(())
+        })
+        .await;
+        tally.push(format!(
+            "killed {what} ({name}): 20 events sent after the kill delivered {:.1} s later",
+            killed_at.elapsed().as_secs_f64()
+        ));
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.restart(victim)).await.unwrap();
+    }
+    sender.await.unwrap();
+    eventually(Duration::from_secs(180), "every accepted event to be delivered", || async {
+        (delivered(&r).len() == EVENTS).then_some(())
+    })
+    .await;
+    let requests = r.count();
+    eprintln!(
+        "cluster fault tally: {EVENTS} events accepted, {EVENTS} delivered, 0 lost, {} repeated requests",
+        requests - EVENTS
+    );
+    for line in tally {
+        eprintln!("  {line}");
+    }
+}

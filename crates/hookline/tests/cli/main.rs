@@ -457,3 +457,66 @@ async fn run_all_finds_the_writable_postgres_of_a_multi_host_url_with_the_first_
         .unwrap();
     assert_eq!(n.n, 1, "{created:?}");
 }
+
+#[tokio::test]
+async fn run_all_speaks_tls_to_a_tls_only_rabbitmq() {
+    use hookline_test_support::rabbit_cluster::RabbitCluster;
+    let env = TestEnv::new().await;
+    let dir = std::env::temp_dir().join(format!("hookline-amqps-{}", env.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    test_ca(&dir);
+    // One node with no plain listener at all: whatever reaches it speaks TLS.
+    let node = {
+        let dir = dir.clone();
+        std::sync::Arc::new(tokio::task::spawn_blocking(move || RabbitCluster::start_tls(&dir)).await.unwrap())
+    };
+    // A plain AMQP client's greeting gets no Connection.Start (a method frame, type 1).
+    let answer = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", node.port(0))).await.unwrap();
+        s.write_all(b"AMQP\x00\x00\x09\x01").await.unwrap();
+        let mut first = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut first))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|n| (n, first[0]))
+    };
+    assert!(!matches!(answer, Some((1, 1))), "the port answered plain AMQP: {answer:?}");
+
+    let ca = dir.join("ca.pem");
+    let (_stack, listen) =
+        run_all(&env, &[("HOOKLINE_AMQP_URL", &node.urls()), ("HOOKLINE_TLS_CA_FILE", ca.to_str().unwrap())]);
+    let c = http();
+    let ready: serde_json::Value =
+        eventually(Duration::from_secs(60), "run all to be ready on RabbitMQ over TLS", || async {
+            let v: serde_json::Value = c.get(format!("http://{listen}/ready")).send().await.ok()?.json().await.ok()?;
+            (v["status"] == "ready" && v["checks"]["rabbitmq"]["status"] == "up").then_some(v)
+        })
+        .await;
+    assert!(ready["degraded"].is_null(), "{ready}");
+    // The broker's own view: the publisher and every consumer, all over TLS.
+    let conns = {
+        let node = node.clone();
+        eventually(Duration::from_secs(30), "the worker and alerting to connect", || {
+            let node = node.clone();
+            async move {
+                let out = tokio::task::spawn_blocking(move || {
+                    node.ctl(0, &["list_connections", "ssl", "client_properties", "--quiet", "--no-table-headers"])
+                })
+                .await
+                .unwrap();
+                let ours: Vec<String> = out.lines().filter(|l| l.contains("hookline-")).map(str::to_owned).collect();
+                (["hookline-all", "hookline-worker", "hookline-alerting"]
+                    .iter()
+                    .all(|name| ours.iter().any(|l| l.contains(&format!("\"{name}\"")))))
+                .then_some(ours)
+            }
+        })
+        .await
+    };
+    for line in &conns {
+        assert!(line.trim_start().starts_with("true"), "a plain connection: {line}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
