@@ -111,6 +111,10 @@ wait_for "RabbitMQ management API" 127.0.0.1 15672 120
 command -v openssl >/dev/null || apt_install openssl
 command -v redis-cli >/dev/null || apt_install redis-tools
 
+# The Kubernetes manifests are rendered (`kubectl kustomize`) and checked
+# against the API schemas (kubernetes-validate, in the venv).
+command -v kubectl >/dev/null || apt_install kubectl
+
 # The Express example is verified by the suite too.
 command -v npm >/dev/null || apt_install nodejs npm
 node_dir=docs/examples/node

@@ -228,36 +228,124 @@ async fn each_service_is_ready_when_it_can_do_its_job() {
     kit.cancel.cancel();
 }
 
-#[test]
-fn kubernetes_pods_migrate_first_run_locked_down_and_leave_scaling_to_the_autoscalers() {
-    let dir = root().join("deploy/k8s/base");
-    let mut docs = Vec::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-        docs.extend(yaml_rust2::YamlLoader::load_from_str(&text).unwrap());
-    }
-    let kind = |d: &yaml_rust2::Yaml| d["kind"].as_str().unwrap_or("").to_owned();
+/// `kubectl kustomize` of a directory under deploy/k8s, checked against the
+/// Kubernetes API schemas (`kubernetes-validate --strict`; no cluster runs
+/// here). Custom resources (KEDA, Prometheus Operator) have no schema there
+/// and are checked by the assertions instead.
+fn render(dir: &str) -> Vec<yaml_rust2::Yaml> {
+    let out = std::process::Command::new(std::env::var("HOOKLINE_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+        .args(["kustomize", &root().join("deploy/k8s").join(dir).to_string_lossy()])
+        .output()
+        .expect("kubectl runs (scripts/setup.sh test installs it)");
+    assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
+    let file = std::env::temp_dir().join(format!("hookline-k8s-{}-{}.yaml", dir.replace('/', "-"), std::process::id()));
+    std::fs::write(&file, &out.stdout).unwrap();
+    let check = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", &file.to_string_lossy()])
+        .output()
+        .expect("kubernetes-validate runs (in the venv: scripts/setup.sh test)");
+    let report = String::from_utf8_lossy(&check.stdout).to_string() + &String::from_utf8_lossy(&check.stderr);
+    let _ = std::fs::remove_file(&file);
+    let problems: Vec<&str> =
+        report.lines().filter(|l| !l.trim().is_empty() && !l.contains("Couldn't find schema for kind")).collect();
+    assert!(check.status.success() && problems.is_empty(), "{dir} does not validate:\n{report}");
+    yaml_rust2::YamlLoader::load_from_str(&String::from_utf8(out.stdout).unwrap()).unwrap()
+}
+
+fn kind(d: &yaml_rust2::Yaml) -> &str {
+    d["kind"].as_str().unwrap_or("")
+}
+
+/// What every rendering must keep: migrations before the service, locked-down
+/// pods, no replica count fighting an autoscaler, the network policies.
+fn pods_migrate_first_run_locked_down_and_leave_scaling_to_the_autoscalers(dir: &str, docs: &[yaml_rust2::Yaml]) {
     let scaled: Vec<String> = docs
         .iter()
-        .filter(|d| ["HorizontalPodAutoscaler", "ScaledObject"].contains(&kind(d).as_str()))
+        .filter(|d| ["HorizontalPodAutoscaler", "ScaledObject"].contains(&kind(d)))
         .map(|d| d["spec"]["scaleTargetRef"]["name"].as_str().unwrap().to_owned())
         .collect();
+    assert_eq!(scaled.len(), 3, "{dir}: both APIs and the workers scale");
     let deployments: Vec<&yaml_rust2::Yaml> = docs.iter().filter(|d| kind(d) == "Deployment").collect();
-    assert_eq!(deployments.len(), 4);
+    assert_eq!(deployments.len(), 4, "{dir}");
     for d in deployments {
         let name = d["metadata"]["name"].as_str().unwrap();
         if scaled.iter().any(|s| s == name) {
-            assert!(d["spec"]["replicas"].is_badvalue(), "{name}: replicas fights its autoscaler");
+            assert!(d["spec"]["replicas"].is_badvalue(), "{dir} {name}: replicas fights its autoscaler");
         }
         let pod = &d["spec"]["template"]["spec"];
-        assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true), "{name}");
-        let init = pod["initContainers"].as_vec().unwrap_or_else(|| panic!("{name}: no init container"));
-        assert_eq!(init[0]["args"][0].as_str(), Some("migrate"), "{name}: migrations run before the service");
+        assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true), "{dir} {name}");
+        let init = pod["initContainers"].as_vec().unwrap_or_else(|| panic!("{dir} {name}: no init container"));
+        assert_eq!(init[0]["args"][0].as_str(), Some("migrate"), "{dir} {name}: migrations run before the service");
         for c in init.iter().chain(pod["containers"].as_vec().unwrap()) {
             let sc = &c["securityContext"];
-            assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true), "{name}");
-            assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false), "{name}");
+            assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true), "{dir} {name}");
+            assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false), "{dir} {name}");
+            assert_eq!(c["image"].as_str(), init[0]["image"].as_str(), "{dir} {name}: one image for migrate and run");
         }
     }
-    assert!(docs.iter().any(|d| kind(d) == "NetworkPolicy"));
+    assert_eq!(docs.iter().filter(|d| kind(d) == "NetworkPolicy").count(), 2, "{dir}");
+    let keda = docs.iter().find(|d| kind(d) == "ScaledObject").expect("the workers' ScaledObject");
+    let trigger = &keda["spec"]["triggers"][0];
+    assert_eq!(trigger["metadata"]["mode"].as_str(), Some("QueueLength"), "{dir}");
+    assert_eq!(
+        trigger["metadata"]["queueName"].as_str(),
+        Some("^deliveries\\.(work|retry\\..+)$"),
+        "{dir}: the whole backlog"
+    );
+    let trigger_auth = trigger["authenticationRef"]["name"].as_str().unwrap();
+    assert!(docs
+        .iter()
+        .any(|d| kind(d) == "TriggerAuthentication" && d["metadata"]["name"].as_str() == Some(trigger_auth)));
+}
+
+fn image_of(docs: &[yaml_rust2::Yaml], deployment: &str) -> String {
+    let d =
+        docs.iter().find(|d| kind(d) == "Deployment" && d["metadata"]["name"].as_str() == Some(deployment)).unwrap();
+    d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn kubernetes_base_and_overlays_render_validate_and_upgrade_safely() {
+    let base = render("base");
+    pods_migrate_first_run_locked_down_and_leave_scaling_to_the_autoscalers("base", &base);
+
+    let dev = render("overlays/development");
+    pods_migrate_first_run_locked_down_and_leave_scaling_to_the_autoscalers("development", &dev);
+    assert_eq!(image_of(&dev, "worker"), "ghcr.io/hookline/hookline:latest");
+    for hpa in dev.iter().filter(|d| kind(d) == "HorizontalPodAutoscaler") {
+        assert_eq!(hpa["spec"]["minReplicas"].as_i64(), Some(1));
+    }
+    for pdb in dev.iter().filter(|d| kind(d) == "PodDisruptionBudget") {
+        assert!(pdb["spec"]["minAvailable"].is_badvalue(), "one pod each must not block node drains");
+    }
+
+    let prod = render("overlays/production");
+    pods_migrate_first_run_locked_down_and_leave_scaling_to_the_autoscalers("production", &prod);
+    for name in ["control-api", "ingest-api", "worker", "alerting"] {
+        assert_eq!(image_of(&prod, name), "ghcr.io/hookline/hookline:0.1.0", "production pins its image");
+    }
+    let ingress = prod.iter().find(|d| kind(d) == "Ingress").expect("an Ingress");
+    assert!(ingress["spec"]["tls"][0]["secretName"].as_str().is_some(), "the ingress serves TLS");
+    let backends: Vec<(&str, &str)> = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|p| (p["path"].as_str().unwrap(), p["backend"]["service"]["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(backends, [("/api/v1/events", "ingest-api"), ("/", "control-api")]);
+    // Every service is scraped on a port its Service names.
+    let monitors: Vec<&yaml_rust2::Yaml> = prod.iter().filter(|d| kind(d) == "ServiceMonitor").collect();
+    for svc in prod.iter().filter(|d| kind(d) == "Service") {
+        let name = svc["metadata"]["labels"]["app.kubernetes.io/name"].as_str().unwrap();
+        let ports: Vec<&str> =
+            svc["spec"]["ports"].as_vec().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        let scraped = monitors.iter().any(|m| {
+            let names = m["spec"]["selector"]["matchExpressions"][0]["values"].as_vec().unwrap();
+            names.iter().any(|n| n.as_str() == Some(name))
+                && ports.contains(&m["spec"]["endpoints"][0]["port"].as_str().unwrap())
+        });
+        assert!(scraped, "production: {name} is not scraped");
+    }
+    let keda = prod.iter().find(|d| kind(d) == "ScaledObject").unwrap();
+    assert!(keda["spec"]["maxReplicaCount"].as_i64().unwrap() > 20, "production lets the workers scale further");
 }
