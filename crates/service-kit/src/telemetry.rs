@@ -54,10 +54,18 @@ pub fn init(service: &'static str, settings: &Settings) -> anyhow::Result<Teleme
             .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
     let (otel_layer, provider) = match exporting {
         true => {
-            use opentelemetry_otlp::WithExportConfig;
+            use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
             let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
             if let Some(endpoint) = &settings.otlp_endpoint {
                 exporter = exporter.with_endpoint(endpoint);
+            }
+            let endpoint = settings.otlp_endpoint.clone().or_else(|| {
+                ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+                    .iter()
+                    .find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty()))
+            });
+            if endpoint.is_some_and(|e| e.starts_with("https://")) {
+                exporter = exporter.with_tls_config(collector_tls()?);
             }
             let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
                 .with_batch_exporter(exporter.build()?)
@@ -73,6 +81,19 @@ pub fn init(service: &'static str, settings: &Settings) -> anyhow::Result<Teleme
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     tracing_subscriber::registry().with(fmt_layer).with(otel_layer).try_init()?;
     Ok(TelemetryGuard { provider })
+}
+
+/// TLS to an `https://` collector: the built-in roots and the CA bundle of
+/// `HOOKLINE_TLS_CA_FILE`, as for every other dependency.
+fn collector_tls() -> anyhow::Result<opentelemetry_otlp::tonic_types::transport::ClientTlsConfig> {
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+    let mut tls = ClientTlsConfig::new().with_webpki_roots();
+    if let Some(path) = std::env::var_os("HOOKLINE_TLS_CA_FILE").filter(|p| !p.is_empty()) {
+        let pem = std::fs::read(&path)
+            .map_err(|e| anyhow::anyhow!("reading HOOKLINE_TLS_CA_FILE {}: {e}", path.to_string_lossy()))?;
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
+    Ok(tls)
 }
 
 /// What every exported span says of its process: `service.name` (the

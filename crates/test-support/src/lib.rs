@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod rabbit_cluster;
 pub mod receiver;
 pub mod smtp;
+pub mod tls_sink;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -520,3 +520,39 @@ async fn run_all_speaks_tls_to_a_tls_only_rabbitmq() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn traces_go_to_an_https_collector_over_tls() {
+    use hookline_test_support::tls_sink::TlsPrefaceSink;
+    let env = TestEnv::new().await;
+    let dir = std::env::temp_dir().join(format!("hookline-otlp-tls-{}", env.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    test_ca(&dir);
+    let collector = TlsPrefaceSink::start(&dir).await;
+    let endpoint = format!("https://127.0.0.1:{}", collector.port);
+    let ca = dir.join("ca.pem");
+    let (_stack, listen) = run_all(
+        &env,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("HOOKLINE_TLS_CA_FILE", ca.to_str().unwrap()),
+            ("HOOKLINE_OPERATOR_TOKEN", hookline_test_support::OPERATOR_TOKEN),
+        ],
+    );
+    let c = http();
+    let base = format!("http://{listen}");
+    eventually(Duration::from_secs(30), "run all to be ready", || async {
+        c.get(format!("{base}/ready")).send().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    let (_, key) = hookline_test_support::create_org(&base, "Acme").await;
+    // Each accepted event makes a span; the exporter sends within its 100 ms schedule.
+    eventually(Duration::from_secs(60), "the exporter to reach the collector over TLS", || async {
+        let lead = serde_json::json!({"id": "l1", "name": "Ada", "email": "ada@example.com"});
+        let _ = c.post(format!("{base}/api/v1/events/leads")).bearer_auth(&key).json(&lead).send().await;
+        (collector.grpc_connections() > 0).then_some(())
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
