@@ -32,6 +32,17 @@ fn compose_kustomize_prometheus_and_grafana_files_parse() {
         let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert!(!docs.is_empty(), "{} is empty", f.display());
     }
+    // Every pull request builds the image and runs the compose smoke job.
+    let ci = &yaml_rust2::YamlLoader::load_from_str(
+        &std::fs::read_to_string(root().join(".github/workflows/ci.yml")).unwrap(),
+    )
+    .unwrap()[0];
+    assert!(!ci["on"]["pull_request"].is_badvalue());
+    for job in ["test", "image", "compose-smoke"] {
+        assert!(!ci["jobs"][job].is_badvalue(), "the workflow lacks the {job} job");
+    }
+    let smoke = format!("{:?}", ci["jobs"]["compose-smoke"]["steps"]);
+    assert!(smoke.contains("scripts/compose_smoke.py") && root().join("scripts/compose_smoke.py").exists());
     let compose =
         &yaml_rust2::YamlLoader::load_from_str(&std::fs::read_to_string(root().join("docker-compose.yml")).unwrap())
             .unwrap()[0];
@@ -348,4 +359,32 @@ fn kubernetes_base_and_overlays_render_validate_and_upgrade_safely() {
     }
     let keda = prod.iter().find(|d| kind(d) == "ScaledObject").unwrap();
     assert!(keda["spec"]["maxReplicaCount"].as_i64().unwrap() > 20, "production lets the workers scale further");
+}
+
+/// The compose smoke job's script (one lead in, one signed delivery out),
+/// run here against `run all` so that it cannot rot between workflow runs.
+#[tokio::test]
+async fn the_compose_smoke_script_sees_one_signed_delivery() {
+    let env = TestEnv::new().await;
+    let token = hookline_test_support::OPERATOR_TOKEN;
+    let (_all, listen) =
+        crate::run_all(&env, &[("HOOKLINE_ALLOW_PRIVATE_TARGETS", "true"), ("HOOKLINE_OPERATOR_TOKEN", token)]);
+    let base = format!("http://{listen}");
+    hookline_test_support::eventually(std::time::Duration::from_secs(30), "run all to be ready", || async {
+        http().get(format!("{base}/ready")).send().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    let script = root().join("scripts/compose_smoke.py");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .args([base.as_str(), "127.0.0.1"])
+            .env("HOOKLINE_OPERATOR_TOKEN", token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("delivered and signed"), "{said}");
 }
