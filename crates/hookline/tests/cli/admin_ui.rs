@@ -537,7 +537,7 @@ async fn dead_letters_are_resolved_and_replayed_from_the_admin_ui() {
     r.set(Behaviour::Ok);
     let (st, _) = a.post("/admin/dead-letters/replay", &[("webhook_id", id.as_str())], true).await;
     assert_eq!(st, 303);
-    eventually(Duration::from_secs(20), "the replayed one delivered", || async {
+    eventually(Duration::from_secs(60), "the replayed one delivered", || async {
         let (_, v) =
             s.api(reqwest::Method::GET, &admin, &format!("/api/v1/webhooks/deliveries/{}", dead[1]), None).await;
         (v["status"] == "delivered").then_some(())
