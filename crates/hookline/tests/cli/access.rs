@@ -106,9 +106,9 @@ async fn post(base: &str, key: &str, path: &str, body: Value) -> Value {
 
 async fn world() -> World {
     let env = TestEnv::new().await;
-    let kit = env.connect(&[]).await;
-    let (spec, ingest) = hookline::all_in_one(&kit);
-    let server = serve(&kit.cancel, spec);
+    let conns = env.connect(&[]).await;
+    let (spec, ingest) = hookline::all_in_one(&conns);
+    let server = serve(&conns.cancel, spec);
     hookline_ingest_api::relay::spawn(ingest);
     let base = server.addr.clone();
     let (_, admin) = create_org(&base, "Acme").await;

@@ -15,25 +15,25 @@ use serde_json::{json, Value};
 
 pub(crate) struct Stack {
     env: TestEnv,
-    kit: Connections,
+    conns: Connections,
     pub(crate) url: String,
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        self.kit.cancel.cancel();
+        self.conns.cancel.cancel();
     }
 }
 
 pub(crate) async fn stack() -> Stack {
     let env = TestEnv::new().await;
-    let kit = env.connect(&[("HOOKLINE_ALERT_RENOTIFY_SECS", "1")]).await;
-    let (spec, ingest) = hookline::all_in_one(&kit);
-    let server = serve(&kit.cancel, spec);
+    let conns = env.connect(&[("HOOKLINE_ALERT_RENOTIFY_SECS", "1")]).await;
+    let (spec, ingest) = hookline::all_in_one(&conns);
+    let server = serve(&conns.cancel, spec);
     hookline_ingest_api::relay::spawn(ingest);
-    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&kit)).unwrap();
-    hookline_alerting::start(&kit).unwrap();
-    Stack { url: server.addr.clone(), kit, env }
+    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&conns)).unwrap();
+    hookline_alerting::start(&conns).unwrap();
+    Stack { url: server.addr.clone(), conns, env }
 }
 
 impl Stack {

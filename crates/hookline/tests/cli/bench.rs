@@ -6,11 +6,11 @@ use hookline_test_support::{serve, TestEnv, OPERATOR_TOKEN};
 #[tokio::test]
 async fn a_tiny_bench_run_reports_every_delivery_and_writes_its_report() {
     let env = TestEnv::new().await;
-    let kit = env.connect(&[]).await;
-    let (spec, ingest) = hookline::all_in_one(&kit);
-    let server = serve(&kit.cancel, spec);
+    let conns = env.connect(&[]).await;
+    let (spec, ingest) = hookline::all_in_one(&conns);
+    let server = serve(&conns.cancel, spec);
     hookline_ingest_api::relay::spawn(ingest);
-    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&kit)).unwrap();
+    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&conns)).unwrap();
     let out = std::env::temp_dir().join(format!("hookline-bench-{}", env.id));
     let args = BenchArgs {
         url: server.addr.clone(),
@@ -82,5 +82,5 @@ async fn a_tiny_bench_run_reports_every_delivery_and_writes_its_report() {
     let err = run(BenchArgs { compare_with: Some(missing.clone()), ..args }).await.unwrap_err();
     assert!(format!("{err:#}").contains(&missing), "{err:#}");
     let _ = std::fs::remove_dir_all(&out);
-    kit.cancel.cancel();
+    conns.cancel.cancel();
 }

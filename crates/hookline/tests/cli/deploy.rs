@@ -113,12 +113,12 @@ async fn every_metric_in_the_dashboards_and_alerts_is_exported() {
     let names = referenced_metrics();
     assert!(names.len() >= 15, "{names:?}");
     let env = TestEnv::new().await;
-    let kit = env.connect(&[]).await;
-    let (spec, ingest) = hookline::all_in_one(&kit);
-    let server = serve(&kit.cancel, spec);
+    let conns = env.connect(&[]).await;
+    let (spec, ingest) = hookline::all_in_one(&conns);
+    let server = serve(&conns.cancel, spec);
     hookline_ingest_api::relay::spawn(ingest);
-    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&kit)).unwrap();
-    hookline_alerting::start(&kit).unwrap();
+    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&conns)).unwrap();
+    hookline_alerting::start(&conns).unwrap();
     // One request so the HTTP metrics have a sample.
     http().get(server.url("/health")).send().await.unwrap();
     let text = http().get(server.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -126,7 +126,7 @@ async fn every_metric_in_the_dashboards_and_alerts_is_exported() {
         text.lines().filter(|l| l.starts_with("# TYPE ")).filter_map(|l| l.split(' ').nth(2)).collect();
     let missing: Vec<_> = names.iter().filter(|n| !exported.contains(n.as_str())).collect();
     assert!(missing.is_empty(), "referenced but not exported: {missing:?}");
-    kit.cancel.cancel();
+    conns.cancel.cancel();
 }
 
 /// `1.89` or `1.89.0` as comparable numbers.
@@ -179,18 +179,18 @@ async fn each_service_is_ready_when_it_can_do_its_job() {
     let redis = TcpProxy::start(redis_server().trim_start_matches("redis://")).await;
     let amqp = TcpProxy::start(amqp_server().rsplit('@').next().unwrap()).await;
     let amqp_url = format!("amqp://guest:guest@{}/{}", amqp.addr(), env.vhost);
-    let kit = env
+    let conns = env
         .connect(&[("HOOKLINE_REDIS_URL", &format!("redis://{}", redis.addr())), ("HOOKLINE_AMQP_URL", &amqp_url)])
         .await;
-    let auth = hookline_service_kit::auth::AuthState::build(&kit);
-    let state = hookline_ingest_api::IngestState::new(&kit, auth);
-    let ingest = serve(&kit.cancel, hookline_ingest_api::server_spec(&kit, state));
+    let auth = hookline_service_kit::auth::AuthState::build(&conns);
+    let state = hookline_ingest_api::IngestState::new(&conns, auth);
+    let ingest = serve(&conns.cancel, hookline_ingest_api::server_spec(&conns, state));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let worker_ops = format!("http://{}", listener.local_addr().unwrap());
     hookline_service_kit::ops::serve_ops(
-        hookline_service_kit::ops::Probes::needing_broker(&kit),
+        hookline_service_kit::ops::Probes::needing_broker(&conns),
         listener,
-        kit.cancel.clone(),
+        conns.cancel.clone(),
     )
     .unwrap();
     let c = http();
@@ -236,7 +236,7 @@ async fn each_service_is_ready_when_it_can_do_its_job() {
         (ready(worker_ops.clone()).await.0 == 200).then_some(())
     })
     .await;
-    kit.cancel.cancel();
+    conns.cancel.cancel();
 }
 
 /// `kubectl kustomize` of a directory under deploy/k8s, checked against the

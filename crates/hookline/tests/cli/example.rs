@@ -20,11 +20,11 @@ fn example_binary() -> std::path::PathBuf {
 #[tokio::test]
 async fn the_rust_example_verifies_real_deliveries() {
     let env = TestEnv::new().await;
-    let kit = env.connect(&[]).await;
-    let (spec, ingest) = hookline::all_in_one(&kit);
-    let server = serve(&kit.cancel, spec);
+    let conns = env.connect(&[]).await;
+    let (spec, ingest) = hookline::all_in_one(&conns);
+    let server = serve(&conns.cancel, spec);
     hookline_ingest_api::relay::spawn(ingest);
-    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&kit)).unwrap();
+    hookline_delivery_worker::start(hookline_delivery_worker::state::WorkerState::new(&conns)).unwrap();
     let c = http();
     let (_, key) = create_org(&server.addr, "Acme").await;
     let key = key.as_str();
@@ -77,5 +77,5 @@ async fn the_rust_example_verifies_real_deliveries() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
-    kit.cancel.cancel();
+    conns.cancel.cancel();
 }

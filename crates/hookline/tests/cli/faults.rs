@@ -18,9 +18,9 @@ struct Stack {
 
 async fn stack() -> Stack {
     let env = TestEnv::new().await;
-    let kit = env.connect(&[]).await;
-    let (spec, ingest) = hookline::all_in_one(&kit);
-    let server = serve(&kit.cancel, spec);
+    let conns = env.connect(&[]).await;
+    let (spec, ingest) = hookline::all_in_one(&conns);
+    let server = serve(&conns.cancel, spec);
     hookline_ingest_api::relay::spawn(ingest);
     let (_, key) = create_org(&server.addr, "Acme").await;
     Stack { url: server.addr.clone(), key, env }

@@ -115,9 +115,9 @@ async fn org_create_prints_a_working_key_once() {
     let text = String::from_utf8(plain.stdout).unwrap();
     assert!(text.contains("sk_live_") && text.contains("org_"), "{text}");
     // The printed key authenticates against a running API of the same install.
-    let kit = env.connect(&[]).await;
-    let (spec, _) = hookline::all_in_one(&kit);
-    let server = hookline_test_support::serve(&kit.cancel, spec);
+    let conns = env.connect(&[]).await;
+    let (spec, _) = hookline::all_in_one(&conns);
+    let server = hookline_test_support::serve(&conns.cancel, spec);
     let res = http().get(server.url("/api/v1/keys")).bearer_auth(key).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let out = hookline(&env, &[])
@@ -127,7 +127,7 @@ async fn org_create_prints_a_working_key_once() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let k: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(k["role"], "read_only");
-    kit.cancel.cancel();
+    conns.cancel.cancel();
 }
 
 #[tokio::test]

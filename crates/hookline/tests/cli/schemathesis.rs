@@ -13,9 +13,9 @@ pub fn schemathesis() -> String {
 #[tokio::test]
 async fn the_documented_api_holds_under_schemathesis() {
     let env = TestEnv::new().await;
-    let kit = env.connect(&[]).await;
-    let (spec, _) = hookline::all_in_one(&kit);
-    let server = serve(&kit.cancel, spec);
+    let conns = env.connect(&[]).await;
+    let (spec, _) = hookline::all_in_one(&conns);
+    let server = serve(&conns.cancel, spec);
     let (_, key) = create_org(&server.addr, "Fuzz").await;
     let spec = server.url("/openapi.json");
     let auth = format!("Authorization: Bearer {key}");
@@ -102,5 +102,5 @@ async fn the_documented_api_holds_under_schemathesis() {
     assert!(!with_nul.is_empty(), "the seeded run no longer sends a NUL key name: choose another --seed");
     assert!(with_nul.iter().all(|s| *s == 422), "NUL key names answered {with_nul:?}");
     let _ = std::fs::remove_dir_all(&scratch);
-    kit.cancel.cancel();
+    conns.cancel.cancel();
 }
