@@ -196,15 +196,9 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let url = settings.database_url.expose();
-    let created = hookline_store::db::create_database_if_missing(url).await.map_err(|e| {
-        anyhow::anyhow!(hookline_service_kit::deps::unreachable_message(
-            "Postgres",
-            url,
-            "e.g. `pg_ctlcluster 15 main start` or `docker compose up -d postgres`",
-            "HOOKLINE_DATABASE_URL",
-            &format!("{e:#}")
-        ))
-    })?;
+    let created = hookline_store::db::create_database_if_missing(url)
+        .await
+        .map_err(|e| hookline_service_kit::deps::postgres_unreachable(url, &format!("{e:#}")))?;
     if created {
         tracing::info!("created the database");
     }
@@ -335,15 +329,10 @@ async fn operator_connection(
     settings: &Settings,
 ) -> anyhow::Result<(hookline_store::db::PooledConn, hookline_service_kit::caches::Caches)> {
     let pool = hookline_store::db::pool(settings.database_url.expose(), 1)?;
-    let conn = pool.get().await.map_err(|e| {
-        anyhow::anyhow!(hookline_service_kit::deps::unreachable_message(
-            "Postgres",
-            settings.database_url.expose(),
-            "e.g. `pg_ctlcluster 15 main start` or `docker compose up -d postgres`",
-            "HOOKLINE_DATABASE_URL",
-            &e
-        ))
-    })?;
+    let conn = pool
+        .get()
+        .await
+        .map_err(|e| hookline_service_kit::deps::postgres_unreachable(settings.database_url.expose(), &e))?;
     let redis =
         match hookline_service_kit::redis_conn::RedisConn::connect(settings.redis_url.expose(), &settings.redis_prefix)
             .await

@@ -32,13 +32,8 @@ pub struct IngestState {
 impl IngestState {
     /// Starts the event writer and the rollup flusher on the current runtime.
     pub fn new(c: &Connections, auth: Arc<AuthState>) -> Arc<Self> {
-        let rollups = Arc::new(Rollups::default());
-        hookline_service_kit::flushing::spawn_flusher(
-            rollups.clone(),
-            c.pool.clone(),
-            Duration::from_secs(c.settings.usage_flush_secs),
-            c.cancel.clone(),
-        );
+        let every = Duration::from_secs(c.settings.usage_flush_secs);
+        let rollups = Rollups::spawn(c.pool.clone(), every, c.cancel.clone());
         Arc::new(Self {
             settings: c.settings.clone(),
             pool: c.pool.clone(),

@@ -38,21 +38,24 @@ pub fn unreachable_message(what: &str, url: &str, start: &str, var: &str, err: &
     )
 }
 
+/// The line saying Postgres at `url` cannot be reached, and how to start it.
+pub fn postgres_unreachable(url: &str, err: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow!(unreachable_message(
+        "Postgres",
+        url,
+        "e.g. `pg_ctlcluster 15 main start` or `docker compose up -d postgres`",
+        "HOOKLINE_DATABASE_URL",
+        err
+    ))
+}
+
 impl Connections {
     /// Connects to everything, failing with one clear line when something is missing.
     pub async fn open(settings: Settings, service: &'static str, cancel: CancellationToken) -> anyhow::Result<Self> {
         crate::metrics::init();
         let master_key = Arc::new(settings.require_master_key()?);
         let pool = db::pool(settings.database_url.expose(), settings.database_pool_size)?;
-        db::ping(&pool).await.map_err(|e| {
-            anyhow!(unreachable_message(
-                "Postgres",
-                settings.database_url.expose(),
-                "e.g. `pg_ctlcluster 15 main start` or `docker compose up -d postgres`",
-                "HOOKLINE_DATABASE_URL",
-                &e
-            ))
-        })?;
+        db::ping(&pool).await.map_err(|e| postgres_unreachable(settings.database_url.expose(), &e))?;
         let redis = RedisConn::connect(settings.redis_url.expose(), &settings.redis_prefix).await.map_err(|e| {
             anyhow!(unreachable_message(
                 "Redis",

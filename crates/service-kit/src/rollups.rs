@@ -46,6 +46,17 @@ pub enum Settled {
 }
 
 impl Rollups {
+    /// New counters, flushed to Postgres every `every` until `cancel` fires.
+    pub fn spawn(
+        pool: PgPool,
+        every: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> std::sync::Arc<Self> {
+        let rollups = std::sync::Arc::new(Self::default());
+        crate::flushing::spawn_flusher(rollups.clone(), pool, every, cancel);
+        rollups
+    }
+
     pub fn attempt(
         &self,
         org: Uuid,
