@@ -5,6 +5,8 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/hookline.broker.v1.rs"));
 }
 
+use hookline_domain::id::{DeliveryId, EndpointId, EventId, OrgId};
+
 pub use generated::{DeliveryBatch, DeliveryOutcome, DeliveryOutcomeBatch, DeliveryTask, OutcomeKind, TaskReason};
 
 /// The message format version this build reads and writes.
@@ -45,6 +47,33 @@ fn known(version: u32) -> Result<(), Unreadable> {
         Ok(())
     } else {
         Err(Unreadable::Version(version))
+    }
+}
+
+impl DeliveryTask {
+    /// The first attempt at a delivery, as a worker or the relay publishes it.
+    pub fn fresh(
+        delivery_id: DeliveryId,
+        org_id: OrgId,
+        endpoint_id: EndpointId,
+        event_id: EventId,
+        event_type: String,
+        enqueued_at_ms: i64,
+    ) -> Self {
+        DeliveryTask {
+            version: MESSAGE_VERSION,
+            delivery_id: delivery_id.to_string(),
+            org_id: org_id.to_string(),
+            endpoint_id: endpoint_id.to_string(),
+            event_id: event_id.to_string(),
+            event_type,
+            attempt: 1,
+            first_enqueued_at_ms: enqueued_at_ms,
+            reason: TaskReason::Fresh as i32,
+            parked: 0,
+            // A message's header carries its trace.
+            traceparent: String::new(),
+        }
     }
 }
 

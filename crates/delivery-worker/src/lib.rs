@@ -8,6 +8,8 @@
 //! cancellation token, waiting for in-flight deliveries. A message carries
 //! one task, or several as a batch: the new deliveries of one event, or
 //! retries that waited in the same delay queue (see `Worker::take_batch`).
+//! An ordered lane's next delivery may also start here without a message,
+//! when the worker that settled the one before has a slot to spare.
 
 pub mod flow;
 pub mod metrics;
@@ -35,6 +37,7 @@ use hookline_store::db::PgPool;
 use hookline_store::deliveries::{AttemptOutcome, AttemptRow, DeliveryRow};
 use hookline_store::events::EventRow;
 use hookline_store::hot::plan::Plan;
+use hookline_store::lanes::Released;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -54,6 +57,8 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 pub struct Worker {
     pub state: Arc<WorkerState>,
     pub client: reqwest::Client,
+    /// Deliveries in flight in this process (`HOOKLINE_WORKER_CONCURRENCY`).
+    concurrency: Arc<Semaphore>,
     /// In-flight requests per endpoint.
     endpoint_slots: Slots,
     /// In-flight requests per organisation: its share of the worker.
@@ -67,8 +72,8 @@ pub struct Worker {
     endpoint_latency: Mutex<HashMap<Uuid, (f64, std::time::Instant)>>,
     /// Records attempts of concurrent deliveries in shared transactions.
     pub recorder: Recorder,
-    /// The same without waiting for company, for ordered deliveries: the
-    /// rest of their lane waits for the record.
+    /// The same with a shorter wait for company, for ordered deliveries:
+    /// the rest of their lane waits for the record.
     pub recorder_prompt: Recorder,
     /// Reads the deliveries (with their events) of concurrent messages in shared queries.
     pub loader: Loader,
@@ -98,7 +103,6 @@ impl Slots {
 /// What the work queue brings, handed to the worker one message at a time.
 struct Intake {
     worker: Arc<Worker>,
-    /// Deliveries in flight in this process (`HOOKLINE_WORKER_CONCURRENCY`).
     concurrency: Arc<Semaphore>,
 }
 
@@ -167,13 +171,17 @@ fn loader(pool: PgPool) -> Loader {
 /// An attempt and what it did to its delivery.
 pub type AttemptWrite = (AttemptRow, AttemptOutcome);
 /// What recording an attempt settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Recorded {
     /// Alerting must hear of the attempt.
     pub heard: bool,
     /// The attempt failed with a retry to come, and this caller claimed the
     /// right to publish it (see `hot::attempts::claim_next_attempts`).
     pub claimed: bool,
+    /// For a settled ordered delivery whose lane was released with the
+    /// record: the lane's next delivery, if any. None when the lane is left
+    /// to the caller to release.
+    pub released: Option<Option<Released>>,
 }
 /// Group commit for attempt records (see [`hookline_service_kit::batch`]).
 pub type Recorder = Batcher<AttemptWrite, Result<Recorded, BatchFailed>>;
@@ -184,43 +192,96 @@ const BATCH_TASKS: usize = 2;
 /// How long an attempt record waits for others to share its statement. The
 /// receiver already has the delivery; only the ack waits.
 const RECORD_LINGER: Duration = Duration::from_millis(10);
+/// The same for an ordered delivery, whose lane waits: enough for the lanes
+/// stepping side by side to share a commit (and its fsync, which ingest's
+/// commits wait behind).
+const LANE_RECORD_LINGER: Duration = Duration::from_millis(2);
 
-fn recorder(pool: PgPool, linger: Duration) -> Recorder {
+/// Records attempts in shared transactions; with `lanes` (ordered
+/// deliveries only), then releases the lanes of those that settled, in one
+/// more statement for the batch.
+fn recorder(pool: PgPool, linger: Duration, lanes: bool) -> Recorder {
     Recorder::spawn_lingering(BATCH_TASKS, BATCH_SIZE, linger, move |batch: Vec<AttemptWrite>| {
         let pool = pool.clone();
         async move {
             let (attempts, outcomes): (Vec<AttemptRow>, Vec<AttemptOutcome>) = batch.into_iter().unzip();
-            match write_attempts(&pool, &attempts, &outcomes).await {
-                Ok(recorded) => recorded.into_iter().map(Ok).collect(),
-                Err(e) => {
-                    // Write each alone, so one bad record cannot hold the others back.
-                    tracing::warn!(
-                        error = e.report(),
-                        attempts = attempts.len(),
-                        "a batch of attempts failed; writing each alone"
-                    );
-                    let mut results = Vec::with_capacity(attempts.len());
-                    for (a, o) in attempts.iter().zip(&outcomes) {
-                        // A batch of one was just written alone.
-                        let mut alone = if attempts.len() == 1 {
-                            Err(e.clone())
-                        } else {
-                            write_attempts(&pool, std::slice::from_ref(a), std::slice::from_ref(o)).await
-                        };
-                        if let Err(e) = &alone {
-                            // Still refused: keep the attempt and its outcome without what
-                            // the receiver sent, so the delivery moves on instead of looping.
-                            tracing::warn!(error = e.report(), delivery_id = %a.delivery_id, "an attempt record was refused; storing it without the response");
-                            let bare = degraded(a);
-                            alone = write_attempts(&pool, std::slice::from_ref(&bare), std::slice::from_ref(o)).await;
-                        }
-                        results.push(alone.map(|recorded| recorded[0]));
+            let mut results = record(&pool, &attempts, &outcomes).await;
+            if lanes {
+                release_settled(&pool, &attempts, &outcomes, &mut results).await;
+            }
+            results
+        }
+    })
+}
+
+/// Releases, in one statement, the lanes of the recorded attempts that
+/// settled their delivery. On failure each caller releases its own.
+async fn release_settled(
+    pool: &PgPool,
+    attempts: &[AttemptRow],
+    outcomes: &[AttemptOutcome],
+    results: &mut [Result<Recorded, BatchFailed>],
+) {
+    let settled: Vec<Uuid> = attempts
+        .iter()
+        .zip(outcomes)
+        .zip(results.iter())
+        .filter(|((_, o), r)| r.is_ok() && matches!(o.status, DeliveryStatus::Delivered | DeliveryStatus::DeadLetter))
+        .map(|((a, _), _)| a.delivery_id)
+        .collect();
+    if settled.is_empty() {
+        return;
+    }
+    let released = async {
+        let mut conn = pool.get().await.map_err(|e| BatchFailed::new("database pool", e))?;
+        hookline_store::lanes::release_many(&mut conn, &settled)
+            .await
+            .map_err(|e| BatchFailed::new("releasing lanes", e))
+    };
+    match released.await {
+        Ok(mut next) => {
+            for (a, r) in attempts.iter().zip(results.iter_mut()) {
+                if let Ok(r) = r {
+                    if settled.contains(&a.delivery_id) {
+                        r.released = Some(next.remove(&a.delivery_id));
                     }
-                    results
                 }
             }
         }
-    })
+        Err(e) => tracing::warn!(error = e.report(), "releasing a batch of lanes failed; each is released alone"),
+    }
+}
+
+/// Writes a batch of attempts; when the batch fails, each alone.
+async fn record(
+    pool: &PgPool,
+    attempts: &[AttemptRow],
+    outcomes: &[AttemptOutcome],
+) -> Vec<Result<Recorded, BatchFailed>> {
+    let e = match write_attempts(pool, attempts, outcomes).await {
+        Ok(recorded) => return recorded.into_iter().map(Ok).collect(),
+        Err(e) => e,
+    };
+    // Write each alone, so one bad record cannot hold the others back.
+    tracing::warn!(error = e.report(), attempts = attempts.len(), "a batch of attempts failed; writing each alone");
+    let mut results = Vec::with_capacity(attempts.len());
+    for (a, o) in attempts.iter().zip(outcomes) {
+        // A batch of one was just written alone.
+        let mut alone = if attempts.len() == 1 {
+            Err(e.clone())
+        } else {
+            write_attempts(pool, std::slice::from_ref(a), std::slice::from_ref(o)).await
+        };
+        if let Err(e) = &alone {
+            // Still refused: keep the attempt and its outcome without what
+            // the receiver sent, so the delivery moves on instead of looping.
+            tracing::warn!(error = e.report(), delivery_id = %a.delivery_id, "an attempt record was refused; storing it without the response");
+            let bare = degraded(a);
+            alone = write_attempts(pool, std::slice::from_ref(&bare), std::slice::from_ref(o)).await;
+        }
+        results.push(alone.map(|mut recorded| recorded.swap_remove(0)));
+    }
+    results
 }
 
 /// An attempt record stripped of everything that came from outside.
@@ -268,7 +329,7 @@ async fn write_attempts(
         .await
     };
     let (heard, won) = written.map_err(|e| BatchFailed::new("recording attempts", e))?;
-    let mut recorded: Vec<Recorded> = heard.into_iter().map(|heard| Recorded { heard, claimed: false }).collect();
+    let mut recorded: Vec<Recorded> = heard.into_iter().map(|heard| Recorded { heard, ..Default::default() }).collect();
     for (i, won) in at.into_iter().zip(won) {
         recorded[i].claimed = won;
     }
@@ -287,13 +348,14 @@ impl Worker {
         let keyed = hookline_store::hot::plan::keyed_pool(state.settings.database_url.expose(), 3 * BATCH_TASKS)?;
         Ok(Arc::new(Self {
             client,
+            concurrency: Arc::new(Semaphore::new(state.settings.worker_concurrency)),
             endpoint_slots: Slots::default(),
             org_slots: Slots::default(),
             flow: flow::Flow::new(state.redis.clone()),
             endpoint_rate: Mutex::new(HashMap::new()),
             endpoint_latency: Mutex::new(HashMap::new()),
-            recorder: recorder(keyed.clone(), RECORD_LINGER),
-            recorder_prompt: recorder(keyed.clone(), Duration::ZERO),
+            recorder: recorder(keyed.clone(), RECORD_LINGER, false),
+            recorder_prompt: recorder(keyed.clone(), LANE_RECORD_LINGER, true),
             loader: loader(keyed),
             successes: successes::SuccessReports::default(),
             delayed: outgoing::delayed(state.broker.clone()),
@@ -327,6 +389,16 @@ impl Worker {
     /// parked: one tenant's hanging endpoints leave the rest to the others.
     pub fn org_slot(&self, org: Uuid) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.org_slots.of(org, self.state.settings.org_concurrency).try_acquire_owned().ok()
+    }
+
+    /// A slot of the worker's concurrency for work it found itself (a lane's
+    /// next delivery), if one is free, nothing waits for one, and the worker
+    /// is not stopping: messages from the work queue come first.
+    pub fn spare_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if self.state.cancel.is_cancelled() {
+            return None;
+        }
+        self.concurrency.clone().try_acquire_owned().ok()
     }
 
     /// Whether the endpoint answers fast on average and answered within the last [`SLOT_WAIT`].
@@ -371,10 +443,7 @@ impl Worker {
     /// Consumes until `state.cancel` fires, reconnecting with backoff when the
     /// broker connection drops; then drains in-flight deliveries.
     pub async fn run(self: &Arc<Self>) -> anyhow::Result<()> {
-        let intake = Intake {
-            worker: Arc::clone(self),
-            concurrency: Arc::new(Semaphore::new(self.state.settings.worker_concurrency)),
-        };
+        let intake = Intake { worker: Arc::clone(self), concurrency: self.concurrency.clone() };
         let options = consumer::Options {
             url: self.state.settings.amqp_url.expose().to_owned(),
             name: "hookline-worker".into(),

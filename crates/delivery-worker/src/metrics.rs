@@ -48,6 +48,14 @@ pub static PARKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers")
 });
+pub static LANE_STEPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "hookline_lane_steps_total",
+        "Ordered lanes moved on by this process: their next delivery taken on in process, or queued on the broker.",
+        &["via"]
+    )
+    .expect("metric registers")
+});
 pub static DLQ_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("hookline_dead_letter_queue_messages", "Messages held in the broker's dead-letter queue.")
         .expect("metric registers")
@@ -72,6 +80,9 @@ pub fn init() {
     }
     for c in ["concurrency", "org", "rate"] {
         PARKED.with_label_values(&[c]);
+    }
+    for v in ["in_process", "queued"] {
+        LANE_STEPS.with_label_values(&[v]);
     }
     LazyLock::force(&ATTEMPTS_TO_SUCCESS);
     LazyLock::force(&DEAD_LETTERED);

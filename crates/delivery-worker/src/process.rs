@@ -9,7 +9,7 @@
 
 use anyhow::Context as _;
 use hookline_domain::signing::SignatureFormat;
-use hookline_domain::status::{DeliveryStatus, OutboxReason};
+use hookline_domain::status::DeliveryStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -307,7 +307,7 @@ async fn finish(
             Ok(())
         })
         .await?;
-        Recorded { heard: true, claimed: false }
+        Recorded { heard: true, ..Default::default() }
     } else {
         // Shared with the attempts of concurrent deliveries (group commit).
         let recorder = if delivery.lane.is_some() { &w.recorder_prompt } else { &w.recorder };
@@ -318,8 +318,13 @@ async fn finish(
         }
     };
     if matches!(outcome.status, DeliveryStatus::Delivered | DeliveryStatus::DeadLetter) {
-        // Before the ack: a crash now redelivers the message, whose copy releases the lane.
-        release_lane(w, delivery).await?;
+        // Before the ack: should this worker stop first, the message comes
+        // back and its copy releases the lane (a lane's next delivery taken on
+        // in process has no message: the lane sweep releases it).
+        match recorded.released.clone() {
+            Some(next) => follow_lane(w, next).await,
+            None => release_lane(w, delivery).await?,
+        }
     }
     let settled = match outcome.status {
         DeliveryStatus::Delivered => hookline_service_kit::rollups::Settled::Delivered,
@@ -380,48 +385,65 @@ async fn finish(
 /// Lets an ordered delivery's lane move on once it settled: the next
 /// delivery of its key is queued (see `hookline_store::lanes`). Does nothing
 /// for a delivery outside a lane, one still waiting, or one already released.
-///
-/// The next delivery is published here rather than through the relay, which
-/// would add a round of its own (and two writes) to every step of the lane;
-/// should this worker stop in between, the sweeper queues it.
-async fn release_lane(w: &Worker, delivery: &DeliveryRow) -> anyhow::Result<()> {
+async fn release_lane(w: &Arc<Worker>, delivery: &DeliveryRow) -> anyhow::Result<()> {
     if delivery.lane.is_none() {
         return Ok(());
     }
     let mut conn = w.state.pool.get().await.context("database pool")?;
-    let Some(next) = hookline_store::lanes::release(&mut conn, delivery.id, Publish::Caller)
+    let next = hookline_store::lanes::release(&mut conn, delivery.id, Publish::Caller)
         .await
-        .context("releasing the delivery's lane")?
-    else {
-        return Ok(());
-    };
-    let task = DeliveryTask {
-        version: MESSAGE_VERSION,
-        delivery_id: DeliveryId::from_uuid(next.next_id).to_string(),
-        org_id: hookline_domain::id::OrgId::from_uuid(delivery.org_id).to_string(),
-        endpoint_id: EndpointId::from_uuid(delivery.endpoint_id).to_string(),
-        event_id: hookline_domain::id::EventId::from_uuid(next.event_id).to_string(),
-        event_type: next.event_type,
-        attempt: 1,
-        first_enqueued_at_ms: Utc::now().timestamp_millis(),
-        reason: TaskReason::Fresh as i32,
-        parked: 0,
-        traceparent: String::new(),
-    };
-    if let Err(e) = w.state.broker.publish_task(&task, None).await {
-        tracing::warn!(error = format!("{e:#}"), "the lane's next delivery goes through the outbox");
-        let row = hookline_store::outbox::NewOutbox {
-            org_id: delivery.org_id,
-            delivery_id: Some(next.next_id),
-            event_id: None,
-            reason: OutboxReason::Fresh,
-            attempt: 1,
-            traceparent: None,
-            publish_after: None,
-        };
-        hookline_store::outbox::insert(&mut conn, vec![row]).await?;
-    }
+        .context("releasing the delivery's lane")?;
+    drop(conn);
+    follow_lane(w, next).await;
     Ok(())
+}
+
+/// Sends a lane's next delivery on its way, if its release made one head.
+///
+/// This worker takes it on at once, in a slot of its own, when one is free:
+/// a lane then steps without a round through the broker. Otherwise, or when
+/// the worker is stopping, it is published to the work queue. Should this
+/// worker stop before either, the sweeper queues it.
+async fn follow_lane(w: &Arc<Worker>, next: Option<hookline_store::lanes::Released>) {
+    let Some(next) = next else {
+        return;
+    };
+    let task = hookline_service_kit::lanes::task_of(&next);
+    if let Some(permit) = w.spare_slot() {
+        metrics::LANE_STEPS.with_label_values(&["in_process"]).inc();
+        tokio::spawn(continue_lane(Arc::clone(w), task, permit));
+        return;
+    }
+    metrics::LANE_STEPS.with_label_values(&["queued"]).inc();
+    hookline_service_kit::lanes::hand_on(&w.state.broker, &w.state.pool, std::slice::from_ref(&next)).await;
+}
+
+/// Runs a lane's next delivery in this process, as if its message had come
+/// from the work queue; what a message would have been rejected or requeued
+/// for goes to the broker instead.
+fn continue_lane(
+    w: Arc<Worker>,
+    task: DeliveryTask,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    // Boxed: the step it runs may start another.
+    Box::pin(continued(w, task, permit))
+}
+
+async fn continued(w: Arc<Worker>, task: DeliveryTask, permit: tokio::sync::OwnedSemaphorePermit) {
+    metrics::IN_FLIGHT.inc();
+    let disposition = process_task(&w, &task, false, None).await;
+    metrics::IN_FLIGHT.dec();
+    drop(permit);
+    let handed = match disposition {
+        Disposition::Ack => Ok(()),
+        Disposition::DeadLetter => w.state.broker.publish_dead_letter(&task, None).await,
+        Disposition::Requeue => w.state.broker.publish_delayed(&task, crate::REQUEUE_DELAY, None).await,
+    };
+    if let Err(e) = handed {
+        // A requeue not handed on leaves the delivery unattempted, for the lane sweep.
+        tracing::warn!(delivery_id = %task.delivery_id, error = format!("{e:#}"), "could not hand on a lane's next delivery");
+    }
 }
 
 /// Publishes attempt `next` to the delay queue for `delay`, once per

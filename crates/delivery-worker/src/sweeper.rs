@@ -1,6 +1,8 @@
 //! Heals retries whose message was lost (a crash between claiming a retry
 //! and publishing it): failed deliveries long past their next attempt are
-//! queued again through the outbox.
+//! queued again through the outbox. Ordered lanes are looked at more often:
+//! a worker takes a lane's next delivery on itself, with no broker message
+//! to come back should it stop, and the lane waits on it.
 
 use anyhow::Context as _;
 use std::sync::Arc;
@@ -9,12 +11,18 @@ use std::time::Duration;
 use crate::state::WorkerState;
 use chrono::Utc;
 use diesel_async::AsyncConnection;
+use hookline_domain::status::OutboxReason;
 use hookline_store::lanes::Publish;
 
 /// How overdue a retry must be before it is presumed lost.
 pub const OVERDUE: Duration = Duration::from_secs(300);
+/// How often the lanes are looked at.
+pub const LANE_SWEEP: Duration = Duration::from_secs(5);
 /// How long a lane whose head settled may wait for its worker to release it.
-pub const LANE_IDLE: Duration = Duration::from_secs(30);
+pub const LANE_IDLE: Duration = Duration::from_secs(5);
+/// How much longer than its endpoint's timeout a lane's head may go
+/// unattempted, or its retry overdue, before its worker is presumed gone.
+pub const LANE_SLACK: Duration = Duration::from_secs(10);
 
 pub async fn sweep_once(state: &WorkerState) -> anyhow::Result<usize> {
     let mut conn = state.pool.get().await.context("database pool")?;
@@ -35,7 +43,14 @@ pub async fn sweep_once(state: &WorkerState) -> anyhow::Result<usize> {
     if n > 0 {
         tracing::warn!(count = n, "re-queued retries that never came back");
     }
-    // One lane per statement: a statement holding several lanes' locks could deadlock with ingest.
+    Ok(n)
+}
+
+/// Moves on lanes whose head was left behind by a worker that stopped:
+/// settled and not released, released and never attempted, or failed with
+/// its retry never published. Returns how many lanes it moved.
+pub async fn sweep_lanes(state: &WorkerState) -> anyhow::Result<usize> {
+    let mut conn = state.pool.get().await.context("database pool")?;
     let heads = hookline_store::lanes::settled_heads(&mut conn, None, LANE_IDLE, 500).await?;
     let mut released = 0;
     for head in heads {
@@ -46,24 +61,36 @@ pub async fn sweep_once(state: &WorkerState) -> anyhow::Result<usize> {
     if released > 0 {
         tracing::warn!(count = released, "moved on ordered lanes whose settled head was not released");
     }
-    let requeued = hookline_store::lanes::requeue_unpublished_heads(&mut conn, LANE_IDLE, 500).await?;
+    let requeued = hookline_store::lanes::requeue_unpublished_heads(&mut conn, LANE_SLACK, 500).await?;
     if requeued > 0 {
         hookline_store::outbox::announce(&mut conn).await?;
-        tracing::warn!(count = requeued, "queued ordered deliveries released but never published");
+        tracing::warn!(count = requeued, "queued ordered deliveries released but never sent");
     }
-    Ok(n)
+    let lost = hookline_store::lanes::heads_with_lost_retries(&mut conn, LANE_SLACK, 500).await?;
+    let retried = hookline_store::deliveries::requeue_many(&mut conn, &lost, OutboxReason::Retry).await?;
+    if retried > 0 {
+        tracing::warn!(count = retried, "queued again the retries of ordered deliveries that never came back");
+    }
+    Ok(released + requeued + retried)
 }
 
 pub fn spawn(state: Arc<WorkerState>) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = state.cancel.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+    let every = |period: Duration, what: &'static str, sweep: fn(Arc<WorkerState>) -> SweepFuture| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = state.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(period) => {}
+                }
+                if let Err(e) = sweep(state.clone()).await {
+                    tracing::warn!(error = format!("{e:#}"), "sweeping {what} failed");
+                }
             }
-            if let Err(e) = sweep_once(&state).await {
-                tracing::warn!(error = format!("{e:#}"), "sweeping overdue retries failed");
-            }
-        }
-    });
+        });
+    };
+    every(Duration::from_secs(60), "overdue retries", |s| Box::pin(async move { sweep_once(&s).await }));
+    every(LANE_SWEEP, "ordered lanes", |s| Box::pin(async move { sweep_lanes(&s).await }));
 }
+
+type SweepFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<usize>> + Send>>;

@@ -73,9 +73,13 @@ pub fn spawn(pool: PgPool, broker: Arc<Broker>) -> EventWriter {
         async move {
             let n = batch.len();
             match write(&pool, &batch).await {
-                Ok((written, to_publish)) => {
+                Ok((written, to_publish, to_kick)) => {
                     if !to_publish.is_empty() {
-                        tokio::spawn(publish(marker, broker, to_publish));
+                        tokio::spawn(publish(marker, broker.clone(), to_publish));
+                    }
+                    if !to_kick.is_empty() {
+                        // Off the writer's path: its callers are answered at commit.
+                        tokio::spawn(async move { hookline_service_kit::lanes::kick(&broker, &pool, &to_kick).await });
                     }
                     batch
                         .into_iter()
@@ -99,7 +103,9 @@ pub fn spawn(pool: PgPool, broker: Arc<Broker>) -> EventWriter {
     })
 }
 
-async fn write(pool: &PgPool, batch: &[NewEvent]) -> Result<(Vec<Written>, Vec<Pending>), BatchFailed> {
+type WriteResult = (Vec<Written>, Vec<Pending>, Vec<(uuid::Uuid, String)>);
+
+async fn write(pool: &PgPool, batch: &[NewEvent]) -> Result<WriteResult, BatchFailed> {
     let mut conn = pool.get().await.map_err(|e| BatchFailed::new("database pool", e))?;
     let relay_from = Utc::now() + chrono::Duration::from_std(RELAY_GRACE).expect("small");
     hookline_store::hot::fan_out::fan_out_many(&mut conn, batch, relay_from)

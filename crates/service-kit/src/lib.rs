@@ -11,6 +11,7 @@ pub mod docs;
 pub mod error;
 pub mod flow;
 pub mod flushing;
+pub mod lanes;
 pub mod metrics;
 pub mod ops;
 pub mod outbound;

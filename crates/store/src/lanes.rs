@@ -1,9 +1,12 @@
-//! Ordered delivery's lanes (migration `ordered_lanes`): a trigger places
-//! each new ordered delivery in its lane; `lane_release` queues the next once
-//! the head settles. Each release takes one lane's lock in its own statement
-//! (see the migration), so none is made inside a batch of attempts.
+//! Ordered delivery's lanes (migrations `ordered_lanes`, `lane_kicks_publish`):
+//! a trigger places each new ordered delivery in its lane; `lane_release`
+//! makes the next one head once the head settles. A release takes its lane's
+//! lock without waiting (SKIP LOCKED), so one statement may release several
+//! lanes; none runs inside the statement that records attempts, whose locks
+//! would be held through its WAL flush.
 
 use diesel::sql_types::Uuid as SqlUuid;
+use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -33,7 +36,7 @@ pub async fn dissolve(conn: &mut AsyncPgConnection, endpoint_id: Uuid) -> diesel
 }
 
 /// The delivery a release made its lane's head: what its broker message needs.
-#[derive(Debug, Clone, diesel::QueryableByName)]
+#[derive(Debug, Clone, QueryableByName)]
 pub struct Released {
     #[diesel(sql_type = SqlUuid)]
     pub next_id: Uuid,
@@ -41,6 +44,10 @@ pub struct Released {
     pub event_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub event_type: String,
+    #[diesel(sql_type = SqlUuid)]
+    pub org_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub endpoint_id: Uuid,
 }
 
 /// How the delivery a release makes head is sent.
@@ -71,44 +78,103 @@ pub async fn release(
     Ok(rows.into_iter().next())
 }
 
-/// Queues through the outbox the heads that were released for their worker to
-/// publish and are still unattempted `idle` after (the worker stopped in
-/// between). Lanes another transaction holds are left for the next pass.
+/// A release of several settled deliveries' lanes (see [`release`]) in one
+/// statement, each lane under its own lock: what each moved on to, by the
+/// settled delivery. For the caller to publish.
+pub async fn release_many(
+    conn: &mut AsyncPgConnection,
+    settled: &[Uuid],
+) -> diesel::QueryResult<std::collections::HashMap<Uuid, Released>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = SqlUuid)]
+        settled: Uuid,
+        #[diesel(embed)]
+        next: Released,
+    }
+    if settled.is_empty() {
+        return Ok(Default::default());
+    }
+    // Committed without waiting for the WAL flush (see `release`).
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT s.id AS settled, r.* FROM set_config('synchronous_commit', 'off', true) c, \
+         unnest($1::uuid[]) s(id), LATERAL lane_release(s.id, false) r",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(settled)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.settled, r.next)).collect())
+}
+
+/// Queues through the outbox the heads that were released for a worker to
+/// deliver and are still unattempted well after (the worker stopped in
+/// between): longer than their endpoint's timeout plus `slack` since they
+/// became head, so that an attempt still running is not doubled. Lanes
+/// another transaction holds are left for the next pass.
 pub async fn requeue_unpublished_heads(
     conn: &mut AsyncPgConnection,
-    idle: std::time::Duration,
+    slack: std::time::Duration,
     limit: i64,
 ) -> diesel::QueryResult<usize> {
     diesel::sql_query(
         "WITH stale AS ( \
-             SELECT l.endpoint_id, l.lane, d.id, d.org_id FROM delivery_lanes l JOIN deliveries d ON d.id = l.head \
+             SELECT l.endpoint_id, l.lane, d.id, d.org_id FROM delivery_lanes l \
+             JOIN deliveries d ON d.id = l.head JOIN webhook_endpoints e ON e.id = l.endpoint_id \
              WHERE d.status = 'pending' AND d.attempt_count = 0 \
-               AND l.updated_at < now() - make_interval(secs => $1) \
+               AND l.updated_at < now() - make_interval(secs => e.timeout_seconds + $1) \
              ORDER BY l.updated_at LIMIT $2 FOR UPDATE OF l SKIP LOCKED), \
          touched AS (UPDATE delivery_lanes l SET updated_at = now() FROM stale \
              WHERE l.endpoint_id = stale.endpoint_id AND l.lane = stale.lane) \
          INSERT INTO outbox (org_id, delivery_id, reason, attempt) SELECT org_id, id, 'fresh', 1 FROM stale",
     )
-    .bind::<diesel::sql_types::Double, _>(idle.as_secs_f64())
+    .bind::<diesel::sql_types::Double, _>(slack.as_secs_f64())
     .bind::<diesel::sql_types::BigInt, _>(limit)
     .execute(conn)
     .await
 }
 
+/// Heads that failed and whose retry is overdue by more than their
+/// endpoint's timeout plus `slack`: the worker that claimed the retry
+/// stopped before publishing it. For `deliveries::requeue_many`; the lane
+/// behind each waits on it.
+pub async fn heads_with_lost_retries(
+    conn: &mut AsyncPgConnection,
+    slack: std::time::Duration,
+    limit: i64,
+) -> diesel::QueryResult<Vec<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Head {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    let rows: Vec<Head> = diesel::sql_query(
+        "SELECT d.id FROM delivery_lanes l \
+         JOIN deliveries d ON d.id = l.head JOIN webhook_endpoints e ON e.id = l.endpoint_id \
+         WHERE d.status = 'failed' AND d.next_attempt_at < now() - make_interval(secs => e.timeout_seconds + $1) \
+         ORDER BY d.next_attempt_at LIMIT $2",
+    )
+    .bind::<diesel::sql_types::Double, _>(slack.as_secs_f64())
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|h| h.id).collect())
+}
+
 /// Moves on those of these lanes (endpoint, lane) whose head settled while
 /// the caller was writing deliveries into them; run once they are committed.
-pub async fn kick(conn: &mut AsyncPgConnection, lanes: &[(Uuid, &str)]) -> diesel::QueryResult<()> {
+/// Returns the deliveries made heads, for the caller to publish (the sweeper
+/// queues any it does not).
+pub async fn kick(conn: &mut AsyncPgConnection, lanes: &[(Uuid, String)]) -> diesel::QueryResult<Vec<Released>> {
     if lanes.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let (endpoints, names): (Vec<Uuid>, Vec<&str>) = lanes.iter().copied().unzip();
+    let (endpoints, names): (Vec<Uuid>, Vec<&str>) = lanes.iter().map(|(e, l)| (*e, l.as_str())).unzip();
     // Committed without waiting for the WAL flush, as a release is (see `release`).
-    diesel::sql_query("SELECT lane_kick($1, $2), set_config('synchronous_commit', 'off', true)")
+    diesel::sql_query("SELECT r.* FROM lane_kick($1, $2) r, set_config('synchronous_commit', 'off', true)")
         .bind::<diesel::sql_types::Array<SqlUuid>, _>(endpoints)
         .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(names)
-        .execute(conn)
-        .await?;
-    Ok(())
+        .load(conn)
+        .await
 }
 
 /// Heads of lanes that settled and were not released, untouched for `idle`
@@ -120,7 +186,7 @@ pub async fn settled_heads(
     idle: std::time::Duration,
     limit: i64,
 ) -> diesel::QueryResult<Vec<Uuid>> {
-    #[derive(diesel::QueryableByName)]
+    #[derive(QueryableByName)]
     struct Head {
         #[diesel(sql_type = SqlUuid)]
         head: Uuid,
@@ -139,7 +205,7 @@ pub async fn settled_heads(
     Ok(rows.into_iter().map(|h| h.head).collect())
 }
 
-#[derive(diesel::QueryableByName)]
+#[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,

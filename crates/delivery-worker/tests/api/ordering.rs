@@ -238,3 +238,109 @@ async fn turning_hold_into_skip_lets_held_keys_move_on() {
     assert_eq!((status, &v["ordering"]["on_dead_letter"]), (200, &json!("skip")));
     wait_statuses(&s, &ep, &[(&a1, X), (&a2, D)].map(st)).await;
 }
+
+/// A lane's next delivery is taken on at once by the worker that settled the
+/// one before, without a round through the broker, when it has a slot to
+/// spare; a worker with none sends it through the work queue. Either way in
+/// order, one at a time.
+#[tokio::test]
+async fn a_lane_moves_on_inside_the_worker_with_a_slot_to_spare_and_through_the_queue_without() {
+    use hookline_delivery_worker::metrics::LANE_STEPS;
+    let steps =
+        || (LANE_STEPS.with_label_values(&["in_process"]).get(), LANE_STEPS.with_label_values(&["queued"]).get());
+    for (concurrency, expect_in_process) in [("1", false), ("64", true)] {
+        let s = Stack::start_with(&[("HOOKLINE_WORKER_CONCURRENCY", concurrency)]).await;
+        let r = TestReceiver::start().await;
+        // Slow enough that the lead's later events wait behind its first.
+        r.set(Behaviour::Slow(Duration::from_millis(100)));
+        let ep = s.endpoint(&r, "/ordered", json!({"ordering": {"key": "/id"}})).await;
+        let before = steps();
+        for seq in 0..6 {
+            send(&s, "lead_1", seq, "").await;
+        }
+        s.wait_status(&ep, 6, "delivered", Duration::from_secs(60)).await;
+        let seqs: Vec<u64> = arrivals(&r.received(), "/ordered")["lead_1"].iter().map(|(seq, _, _)| *seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4, 5], "with concurrency {concurrency}");
+        let (in_process, queued) = steps();
+        let (in_process, queued) = (in_process - before.0, queued - before.1);
+        if expect_in_process {
+            assert!(in_process >= 1 && queued == 0, "in process {in_process}, queued {queued}");
+        } else {
+            assert!(queued >= 1 && in_process == 0, "in process {in_process}, queued {queued}");
+        }
+    }
+}
+
+/// A worker that stops mid-lane leaves its head behind, with no broker
+/// message to come back for it: settled and not released, released and never
+/// sent, or failed with its retry lost. The lane sweep moves each lane on,
+/// in order, and touches nothing else.
+#[tokio::test]
+async fn the_lane_sweep_moves_on_the_lanes_a_stopped_worker_left() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use hookline_delivery_worker::sweeper::sweep_lanes;
+    let s = Stack::start().await;
+    let r = TestReceiver::start().await;
+    // Each lead's first event fails, and its retry waits ten minutes.
+    r.set(Behaviour::FailFirst { n: 3, status: 500 });
+    let retry = json!({"initial_delay_ms": 600_000, "multiplier": 1.0, "max_delay_ms": 600_000});
+    let ep = s.endpoint(&r, "/ordered", json!({"ordering": {"key": "/id"}, "retry_policy": retry})).await;
+    let mut events = HashMap::new();
+    for lead in ["lost_retry", "unreleased", "unsent"] {
+        for seq in 0..2 {
+            events.insert((lead, seq), send(&s, lead, seq, "").await);
+        }
+    }
+    s.wait_status(&ep, 3, "failed", Duration::from_secs(30)).await;
+    let deliveries = s.deliveries(&format!("webhook_id={ep}")).await;
+    let id = |lead: &str, seq: usize| {
+        let d = deliveries.iter().find(|d| d["event_id"] == events[&(lead, seq)].as_str()).unwrap();
+        hookline_domain::id::DeliveryId::parse(d["id"].as_str().unwrap()).unwrap().as_uuid()
+    };
+    assert_eq!(sweep_lanes(&s.worker).await.unwrap(), 0, "lanes waiting on a scheduled retry are left alone");
+
+    let mut conn = AsyncPgConnection::establish(&s.env.database_url()).await.unwrap();
+    let sql = |q: &'static str, id: uuid::Uuid| diesel::sql_query(q).bind::<diesel::sql_types::Uuid, _>(id);
+    // Its retry's message was lost: long overdue.
+    sql("UPDATE deliveries SET next_attempt_at = now() - interval '1 hour' WHERE id = $1", id("lost_retry", 0))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Recorded delivered, but its worker stopped before releasing the lane.
+    sql("UPDATE deliveries SET status = 'delivered' WHERE id = $1", id("unreleased", 0))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Released, but its worker stopped before sending the next.
+    sql("UPDATE deliveries SET status = 'delivered' WHERE id = $1", id("unsent", 0)).execute(&mut conn).await.unwrap();
+    let next = hookline_store::lanes::release(&mut conn, id("unsent", 0), hookline_store::lanes::Publish::Caller)
+        .await
+        .unwrap()
+        .expect("the lane moved on");
+    assert_eq!(next.next_id, id("unsent", 1));
+    diesel::sql_query("UPDATE delivery_lanes SET updated_at = now() - interval '1 hour'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    // The worker's own sweep may come first.
+    let swept = sweep_lanes(&s.worker).await.unwrap();
+    assert!(swept <= 3, "{swept} lanes swept");
+    wait_statuses(
+        &s,
+        &ep,
+        &[
+            (&events[&("lost_retry", 0)], "delivered"),
+            (&events[&("lost_retry", 1)], "delivered"),
+            (&events[&("unreleased", 1)], "delivered"),
+            (&events[&("unsent", 1)], "delivered"),
+        ],
+    )
+    .await;
+    let by_lead = arrivals(&r.received(), "/ordered");
+    let seqs = |lead: &str| by_lead[lead].iter().map(|(seq, _, status)| (*seq, *status)).collect::<Vec<_>>();
+    assert_eq!(seqs("lost_retry"), [(0, 500), (0, 200), (1, 200)]);
+    assert_eq!(seqs("unreleased"), [(0, 500), (1, 200)]);
+    assert_eq!(seqs("unsent"), [(0, 500), (1, 200)]);
+    assert_eq!(sweep_lanes(&s.worker).await.unwrap(), 0, "nothing is swept twice");
+}

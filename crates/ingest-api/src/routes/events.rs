@@ -400,8 +400,8 @@ async fn store_event(
             .await;
         match result {
             Ok(deliveries) => {
-                let entered: Vec<(uuid::Uuid, &str)> = lanes.iter().map(|(ep, lane)| (*ep, lane.as_str())).collect();
-                hookline_store::lanes::kick(&mut conn, &entered).await?;
+                drop(conn);
+                hookline_service_kit::lanes::kick(&app.broker, &app.pool, &lanes).await;
                 app.rollups.event(org.as_uuid(), event_type, deliveries.len() as i64);
                 return Ok(Stored::New(Accepted {
                     event_id,

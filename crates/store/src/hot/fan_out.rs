@@ -15,12 +15,14 @@ use crate::hot::Pieces;
 /// for the whole batch). An event whose idempotency key is taken is skipped,
 /// not an error. The outbox rows are left to the relay from `publish_after`
 /// on; they are returned, with what their broker messages need, for the
-/// caller to publish before that.
+/// caller to publish before that, together with the lanes (endpoint, lane)
+/// the caller must kick now that the write is committed (see
+/// [`crate::lanes::kick`]).
 pub async fn fan_out_many(
     conn: &mut AsyncPgConnection,
     batch: &[NewEvent],
     publish_after: DateTime<Utc>,
-) -> QueryResult<(Vec<Written>, Vec<crate::outbox::Pending>)> {
+) -> QueryResult<(Vec<Written>, Vec<crate::outbox::Pending>, Vec<(Uuid, String)>)> {
     let mut deliveries: Vec<_> = batch.iter().flat_map(|n| new_deliveries(&n.event, &n.endpoints, &n.lanes)).collect();
     // Writers lock the lanes they enter in one order (by endpoint, then
     // lane), so two batches cannot wait on each other; within a lane the
@@ -68,16 +70,13 @@ pub async fn fan_out_many(
             outbox_ids.insert(row.event_id, outbox);
         }
     }
-    if !blocked.is_empty() {
-        // Their lanes' heads may have settled while this statement held them.
-        let mut lanes: Vec<(Uuid, &str)> = deliveries
-            .iter()
-            .filter(|d| blocked.contains(&d.id))
-            .filter_map(|d| Some((d.endpoint_id, d.lane.as_deref()?)))
-            .collect();
-        lanes.dedup();
-        crate::lanes::kick(conn, &lanes).await?;
-    }
+    // Their lanes' heads may have settled while this statement held them.
+    let mut to_kick: Vec<(Uuid, String)> = deliveries
+        .iter()
+        .filter(|d| blocked.contains(&d.id))
+        .filter_map(|d| Some((d.endpoint_id, d.lane.clone()?)))
+        .collect();
+    to_kick.dedup();
     let written = batch
         .iter()
         .map(|n| if stored.contains(&n.event.id) { Written::Stored(n.endpoints.len()) } else { Written::KeyTaken })
@@ -102,7 +101,7 @@ pub async fn fan_out_many(
             })
         })
         .collect();
-    Ok((written, to_publish))
+    Ok((written, to_publish, to_kick))
 }
 
 /// The statement behind [`fan_out_many`]: the events whose idempotency key
