@@ -74,6 +74,7 @@ pub async fn sweep_lanes(state: &WorkerState) -> anyhow::Result<usize> {
     Ok(released + requeued + retried)
 }
 
+/// Starts both sweeps, each on its own period, until the state is cancelled.
 pub fn spawn(state: Arc<WorkerState>) {
     let every = |period: Duration, what: &'static str, sweep: fn(Arc<WorkerState>) -> SweepFuture| {
         let state = state.clone();
@@ -93,4 +94,5 @@ pub fn spawn(state: Arc<WorkerState>) {
     every(LANE_SWEEP, "ordered lanes", |s| Box::pin(async move { sweep_lanes(&s).await }));
 }
 
+/// One pass of a sweep, boxed so that both fit one loop.
 type SweepFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<usize>> + Send>>;

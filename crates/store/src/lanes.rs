@@ -179,7 +179,8 @@ pub async fn kick(conn: &mut AsyncPgConnection, lanes: &[(Uuid, String)]) -> die
 
 /// Heads of lanes that settled and were not released, untouched for `idle`
 /// (their worker stopped between recording and releasing; a bulk
-/// cancellation), optionally of one endpoint. Each is for [`release`].
+/// cancellation), optionally of one endpoint. Each is for [`release`]. A
+/// lane held on its dead letter is not among them: it waits by choice.
 pub async fn settled_heads(
     conn: &mut AsyncPgConnection,
     endpoint_id: Option<Uuid>,
@@ -193,8 +194,11 @@ pub async fn settled_heads(
     }
     let rows: Vec<Head> = diesel::sql_query(
         "SELECT l.head FROM delivery_lanes l JOIN deliveries d ON d.id = l.head \
+         JOIN webhook_endpoints e ON e.id = l.endpoint_id \
          WHERE d.status IN ('delivered', 'cancelled', 'dead_letter') \
            AND l.updated_at < now() - make_interval(secs => $1) AND ($2::uuid IS NULL OR l.endpoint_id = $2) \
+           AND NOT (d.status = 'dead_letter' AND e.ordering ->> 'on_dead_letter' = 'hold' \
+               AND NOT EXISTS (SELECT 1 FROM dead_letters x WHERE x.delivery_id = d.id AND x.resolved_at IS NOT NULL)) \
          ORDER BY l.updated_at LIMIT $3",
     )
     .bind::<diesel::sql_types::Double, _>(idle.as_secs_f64())
