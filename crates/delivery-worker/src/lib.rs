@@ -407,12 +407,12 @@ impl Worker {
         map.get(&endpoint).is_some_and(|(avg, last)| *avg <= FAST_ENDPOINT_MS && last.elapsed() <= SLOT_WAIT)
     }
 
-    /// Folds one attempt's response time (or time to fail) into the endpoint's average.
     /// The endpoint's recent response time in milliseconds, when known.
     pub fn latency_baseline(&self, endpoint: Uuid) -> Option<f64> {
         self.endpoint_latency.lock().expect("latency lock").get(&endpoint).map(|(ms, _)| *ms)
     }
 
+    /// Folds one attempt's response time (or time to fail) into the endpoint's average.
     pub fn observe_latency(&self, endpoint: Uuid, latency: Duration) {
         let ms = latency.as_secs_f64() * 1000.0;
         let mut map = self.endpoint_latency.lock().expect("latency lock");

@@ -44,8 +44,14 @@ pub enum Disposition {
 }
 
 /// How long a message waits when its endpoint is at its concurrency cap,
-/// the first time; it doubles with each parking of the same attempt.
+/// or its organisation at its share, the first time; it doubles with each
+/// parking of the same attempt.
 pub const PARK_DELAY: Duration = Duration::from_millis(1000);
+/// The first wait instead for an endpoint at its cap that answers fast or
+/// has not answered yet: what holds it there is most likely a burst (the
+/// first of a new endpoint, or after a pause), whose requests free their
+/// slots within milliseconds.
+pub const QUICK_PARK_DELAY: Duration = Duration::from_millis(250);
 /// The longest a parked message waits before it looks for a slot again.
 pub const MAX_PARK_DELAY: Duration = Duration::from_secs(32);
 
@@ -54,8 +60,8 @@ pub const MAX_PARK_DELAY: Duration = Duration::from_secs(32);
 /// more slowly than deliveries to it arrive; parking its backlog for a fixed
 /// second would send all of it round the broker (and read it from the
 /// database) every second, a churn that grows with the backlog.
-pub fn park_delay(times: u32) -> Duration {
-    PARK_DELAY.saturating_mul(1u32 << times.min(16)).min(MAX_PARK_DELAY)
+pub fn park_delay(times: u32, first: Duration) -> Duration {
+    first.saturating_mul(1u32 << times.min(16)).min(MAX_PARK_DELAY)
 }
 pub const USER_AGENT: &str = concat!("Hookline/", env!("CARGO_PKG_VERSION"));
 
@@ -171,12 +177,14 @@ async fn step(
     let Some(_slot) = w.endpoint_slot(endpoint.id).await else {
         metrics::PARKED.with_label_values(&["concurrency"]).inc();
         let again = DeliveryTask { parked: task.parked.saturating_add(1), ..task.clone() };
-        return park(w, &again, park_delay(task.parked), trace).await;
+        let fast_or_new = w.latency_baseline(endpoint.id).is_none_or(|ms| ms <= crate::FAST_ENDPOINT_MS);
+        let first = if fast_or_new { QUICK_PARK_DELAY } else { PARK_DELAY };
+        return park(w, &again, park_delay(task.parked, first), trace).await;
     };
     let Some(_org_slot) = w.org_slot(endpoint.org_id) else {
         metrics::PARKED.with_label_values(&["org"]).inc();
         let again = DeliveryTask { parked: task.parked.saturating_add(1), ..task.clone() };
-        return park(w, &again, park_delay(task.parked), trace).await;
+        return park(w, &again, park_delay(task.parked, PARK_DELAY), trace).await;
     };
     let rps = endpoint.rate_limit_per_second;
     let gate = match w.flow.gate(endpoint.id, rps).await {
@@ -746,8 +754,10 @@ mod tests {
 
     #[test]
     fn parking_again_waits_twice_as_long_up_to_a_cap() {
-        let waits: Vec<u64> = (0..8).map(|n| park_delay(n).as_secs()).collect();
+        let waits: Vec<u64> = (0..8).map(|n| park_delay(n, PARK_DELAY).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 32, 32]);
-        assert_eq!(park_delay(u32::MAX), MAX_PARK_DELAY);
+        assert_eq!(park_delay(u32::MAX, PARK_DELAY), MAX_PARK_DELAY);
+        let quick: Vec<u128> = (0..9).map(|n| park_delay(n, QUICK_PARK_DELAY).as_millis()).collect();
+        assert_eq!(quick, [250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 32000]);
     }
 }
