@@ -24,8 +24,8 @@ pub fn task_of(next: &Released) -> DeliveryTask {
 }
 
 /// Kicks the lanes (endpoint, lane) a committed write put deliveries in
-/// (see `hookline_store::lanes::kick`) and publishes the heads that moves
-/// on. A kick that fails leaves settled heads, which the sweeper releases.
+/// (see `hookline_store::lanes::kick`) and publishes the heads it moved on
+/// to. A kick that fails leaves settled heads, which the sweeper releases.
 pub async fn kick(broker: &Broker, pool: &PgPool, lanes: &[(Uuid, String)]) {
     let kicked = async {
         let mut conn = pool.get().await.context("database pool")?;
