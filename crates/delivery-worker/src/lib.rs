@@ -222,11 +222,14 @@ async fn release_settled(
     outcomes: &[AttemptOutcome],
     results: &mut [Result<Recorded, BatchFailed>],
 ) {
+    let settles = |o: &AttemptOutcome, r: &Result<Recorded, BatchFailed>| {
+        r.is_ok() && matches!(o.status, DeliveryStatus::Delivered | DeliveryStatus::DeadLetter)
+    };
     let settled: Vec<Uuid> = attempts
         .iter()
         .zip(outcomes)
         .zip(results.iter())
-        .filter(|((_, o), r)| r.is_ok() && matches!(o.status, DeliveryStatus::Delivered | DeliveryStatus::DeadLetter))
+        .filter(|((_, o), r)| settles(o, r))
         .map(|((a, _), _)| a.delivery_id)
         .collect();
     if settled.is_empty() {
@@ -240,9 +243,9 @@ async fn release_settled(
     };
     match released.await {
         Ok(mut next) => {
-            for (a, r) in attempts.iter().zip(results.iter_mut()) {
-                if let Ok(r) = r {
-                    if settled.contains(&a.delivery_id) {
+            for ((a, o), r) in attempts.iter().zip(outcomes).zip(results.iter_mut()) {
+                if settles(o, r) {
+                    if let Ok(r) = r {
                         r.released = Some(next.remove(&a.delivery_id));
                     }
                 }

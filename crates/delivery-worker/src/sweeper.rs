@@ -76,23 +76,27 @@ pub async fn sweep_lanes(state: &WorkerState) -> anyhow::Result<usize> {
 
 /// Starts both sweeps, each on its own period, until the state is cancelled.
 pub fn spawn(state: Arc<WorkerState>) {
-    let every = |period: Duration, what: &'static str, sweep: fn(Arc<WorkerState>) -> SweepFuture| {
-        let state = state.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = state.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(period) => {}
-                }
-                if let Err(e) = sweep(state.clone()).await {
-                    tracing::warn!(error = format!("{e:#}"), "sweeping {what} failed");
-                }
-            }
-        });
-    };
-    every(Duration::from_secs(60), "overdue retries", |s| Box::pin(async move { sweep_once(&s).await }));
-    every(LANE_SWEEP, "ordered lanes", |s| Box::pin(async move { sweep_lanes(&s).await }));
+    tokio::spawn(every(
+        state.clone(),
+        Duration::from_secs(60),
+        "overdue retries",
+        |s| async move { sweep_once(&s).await },
+    ));
+    tokio::spawn(every(state, LANE_SWEEP, "ordered lanes", |s| async move { sweep_lanes(&s).await }));
 }
 
-/// One pass of a sweep, boxed so that both fit one loop.
-type SweepFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<usize>> + Send>>;
+async fn every<F, Fut>(state: Arc<WorkerState>, period: Duration, what: &'static str, sweep: F)
+where
+    F: Fn(Arc<WorkerState>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<usize>>,
+{
+    loop {
+        tokio::select! {
+            _ = state.cancel.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        if let Err(e) = sweep(state.clone()).await {
+            tracing::warn!(error = format!("{e:#}"), "sweeping {what} failed");
+        }
+    }
+}

@@ -16,6 +16,22 @@ struct Stack {
     key: String,
 }
 
+/// Creates an endpoint from `body` and teaches the receiver its secret; returns its id.
+async fn create_endpoint(base: &str, key: &str, r: &TestReceiver, body: Value) -> String {
+    let v: Value = http()
+        .post(format!("{base}/api/v1/webhooks"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r.set_secrets(&[v["secret"].as_str().unwrap_or_else(|| panic!("{v}"))]);
+    v["id"].as_str().unwrap().to_owned()
+}
+
 async fn stack() -> Stack {
     let env = TestEnv::new().await;
     let conns = env.connect(&[]).await;
@@ -44,20 +60,8 @@ impl Stack {
         self.endpoint_with(r, json!({"url": r.url("/hook"), "events": ["*"]})).await
     }
 
-    /// Creates this endpoint and teaches the receiver its secret.
     async fn endpoint_with(&self, r: &TestReceiver, body: Value) -> String {
-        let v: Value = http()
-            .post(format!("{}/api/v1/webhooks", self.url))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r.set_secrets(&[v["secret"].as_str().unwrap()]);
-        v["id"].as_str().unwrap().to_owned()
+        create_endpoint(&self.url, &self.key, r, body).await
     }
 
     async fn send(&self, n: usize) {
@@ -261,18 +265,9 @@ async fn a_rabbitmq_cluster_loses_its_queue_leader_and_the_workers_node_and_noth
     .await;
     let (_, key) = create_org(&base, "Acme").await;
     let r = TestReceiver::start().await;
-    let v: Value = http()
-        .post(format!("{base}/api/v1/webhooks"))
-        .bearer_auth(&key)
-        .json(&json!({"url": r.url("/hook"), "events": ["*"], "max_retries": 20,
-                      "retry_policy": {"initial_delay_ms": 200, "multiplier": 1.5, "max_delay_ms": 2000}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r.set_secrets(&[v["secret"].as_str().unwrap_or_else(|| panic!("{v}"))]);
+    let body = json!({"url": r.url("/hook"), "events": ["*"], "max_retries": 20,
+                      "retry_policy": {"initial_delay_ms": 200, "multiplier": 1.5, "max_delay_ms": 2000}});
+    create_endpoint(&base, &key, &r, body).await;
 
     // A steady stream of leads, about 40 a second, all accepted, until the faults are over.
     let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
